@@ -1,0 +1,52 @@
+// The /status document (DESIGN §9). Later modules fill their parts; the
+// shape is fixed here so `edgemesh status` and tests can rely on it.
+export interface ServerStatus {
+  address: string;
+  connected: boolean;
+  reservation: boolean;
+}
+
+export interface PeerStatus {
+  nodeName: string;
+  peerId: string;
+  path: "direct" | "relayed" | "none";
+  rttMs: number | null;
+}
+
+export interface ListenerStatus {
+  service: string;
+  protocol: string;
+  address: string;
+}
+
+export interface StatusDoc {
+  role: "agent" | "server";
+  nodeName: string;
+  version: string;
+  peerId: string;
+  uptimeSeconds: number;
+  ready: boolean;
+  modules: Array<{ name: string; state: string; ready: boolean }>;
+  servers: ServerStatus[];
+  peers: PeerStatus[];
+  /** number of services in the current snapshot */
+  services: number;
+  listeners: ListenerStatus[];
+  [extra: string]: unknown;
+}
+
+export function emptyStatus(role: "agent" | "server", nodeName: string, version: string): StatusDoc {
+  return {
+    role,
+    nodeName,
+    version,
+    peerId: "",
+    uptimeSeconds: 0,
+    ready: false,
+    modules: [],
+    servers: [],
+    peers: [],
+    services: 0,
+    listeners: [],
+  };
+}

@@ -1,0 +1,5 @@
+// The agent's modules, in start order (stopped in reverse). Declared once,
+// here, as CoreDNS declares its plugin order in one file.
+import type { ModuleFactory } from "./module.ts";
+
+export const agentModules: ModuleFactory[] = [];

@@ -1,0 +1,110 @@
+// `edgemesh status`: fetches /status from an admin endpoint and renders it.
+import type { StatusDoc } from "../admin/status.ts";
+import { DEFAULT_ADMIN } from "../config/load.ts";
+
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+function duration(s: number): string {
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
+}
+
+export function renderStatus(doc: StatusDoc): string {
+  const out: string[] = [];
+  out.push(
+    table(
+      ["", ""],
+      [
+        ["role", doc.role],
+        ["node", doc.nodeName],
+        ["version", doc.version],
+        ["peer id", doc.peerId || "-"],
+        ["uptime", duration(doc.uptimeSeconds)],
+        ["ready", doc.ready ? "yes" : "no"],
+        ["services", String(doc.services)],
+      ],
+    )
+      .split("\n")
+      .slice(1)
+      .join("\n"),
+  );
+  out.push("", "MODULES", table(["NAME", "STATE", "READY"], doc.modules.map((m) => [m.name, m.state, m.ready ? "yes" : "no"])));
+  if (doc.role === "agent" || doc.servers.length) {
+    out.push(
+      "",
+      "SERVERS",
+      doc.servers.length
+        ? table(
+            ["ADDRESS", "CONNECTED", "RESERVATION"],
+            doc.servers.map((s) => [s.address, s.connected ? "yes" : "no", s.reservation ? "yes" : "no"]),
+          )
+        : "(none)",
+    );
+  }
+  out.push(
+    "",
+    "PEERS",
+    doc.peers.length
+      ? table(
+          ["NODE", "PATH", "RTT", "PEER ID"],
+          doc.peers.map((p) => [p.nodeName || "?", p.path, p.rttMs === null ? "-" : `${p.rttMs.toFixed(1)}ms`, p.peerId]),
+        )
+      : "(none)",
+  );
+  if (doc.listeners.length) {
+    out.push("", "LISTENERS", table(["SERVICE", "PROTO", "ADDRESS"], doc.listeners.map((l) => [l.service, l.protocol, l.address])));
+  }
+  return out.join("\n") + "\n";
+}
+
+export class StatusFetchError extends Error {}
+
+async function fetchOne(admin: string, timeoutMs: number): Promise<StatusDoc> {
+  const url = `http://${admin}/status`;
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const why =
+      code === "ConnectionRefused" || code === "ECONNREFUSED"
+        ? "connection refused"
+        : (e as Error).name === "TimeoutError"
+          ? `no answer within ${timeoutMs} ms`
+          : (e as Error).message;
+    throw new StatusFetchError(`${admin}: ${why}`);
+  }
+  if (!res.ok) throw new StatusFetchError(`${admin}: HTTP ${res.status}`);
+  try {
+    return (await res.json()) as StatusDoc;
+  } catch {
+    throw new StatusFetchError(`${admin}: answered, but not with a status document (is it an edgemesh admin endpoint?)`);
+  }
+}
+
+/** tries the given endpoint, or the agent's then the server's default */
+export async function fetchStatus(admin: string | undefined, timeoutMs = 3000): Promise<StatusDoc> {
+  const targets = admin ? [admin] : [DEFAULT_ADMIN.agent, DEFAULT_ADMIN.server];
+  const errors: string[] = [];
+  for (const t of targets) {
+    try {
+      return await fetchOne(t, timeoutMs);
+    } catch (e) {
+      if (!(e instanceof StatusFetchError)) throw e;
+      errors.push(e.message);
+    }
+  }
+  throw new StatusFetchError(
+    `no edgemesh admin endpoint answered (${errors.join("; ")}).\nIs the agent or server running? Its adminListen may differ: pass --admin HOST:PORT.`,
+  );
+}

@@ -1,0 +1,56 @@
+// One line per event: time, level, module, message, then key=value fields.
+// journald adds its own timestamp, but the line must also read well in a file
+// or a terminal, and greps by module (`[tunnel]`) and level.
+export type Level = "debug" | "info" | "warn" | "error";
+
+const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type Fields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: Fields): void;
+  info(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  error(msg: string, fields?: Fields): void;
+  child(module: string): Logger;
+  enabled(level: Level): boolean;
+}
+
+export interface LogSink {
+  write(line: string): void;
+}
+
+const stderrSink: LogSink = { write: (line) => process.stderr.write(line) };
+
+function formatValue(v: unknown): string {
+  if (v instanceof Error) v = v.message;
+  if (typeof v === "string") return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
+  if (typeof v === "number" || typeof v === "boolean" || v === null || v === undefined) return String(v);
+  return JSON.stringify(v);
+}
+
+export function formatLine(time: Date, level: Level, module: string, msg: string, fields?: Fields): string {
+  let line = `${time.toISOString()} ${level.toUpperCase().padEnd(5)} [${module}] ${msg.replace(/\n/g, "\\n")}`;
+  if (fields) for (const [k, v] of Object.entries(fields)) line += ` ${k}=${formatValue(v)}`;
+  return line + "\n";
+}
+
+export class LevelHolder {
+  constructor(public level: Level) {}
+}
+
+export function createLogger(module: string, level: Level | LevelHolder = "info", sink: LogSink = stderrSink): Logger {
+  const holder = level instanceof LevelHolder ? level : new LevelHolder(level);
+  const emit = (lv: Level, msg: string, fields?: Fields) => {
+    if (RANK[lv] < RANK[holder.level]) return;
+    sink.write(formatLine(new Date(), lv, module, msg, fields));
+  };
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+    child: (name) => createLogger(name, holder, sink),
+    enabled: (lv) => RANK[lv] >= RANK[holder.level],
+  };
+}
