@@ -51,7 +51,7 @@ describe("compiled binary", () => {
       const ready = await fetch(`http://${a.admin}/readyz`);
       expect(ready.status).toBe(200);
 
-      const status = await (await fetch(`http://${a.admin}/status`)).json();
+      const status = (await (await fetch(`http://${a.admin}/status`)).json()) as { modules: unknown[] };
       expect(status).toMatchObject({ role: "agent", nodeName: "edge1", servers: [], peers: [], services: 0, listeners: [], ready: true });
       expect(status.modules).toContainEqual({ name: "admin", state: "running", ready: true });
 
