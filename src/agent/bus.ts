@@ -3,12 +3,15 @@
 // Modules talk only through it and never import each other.
 import type { Logger } from "../log.ts";
 import type { NodeSnapshot, ServiceSnapshot } from "../model/index.ts";
+import type { TunnelAccess } from "../model/tunnel.ts";
 
 export interface Topics {
   /** the full service table after every change (controller → proxier, dns, traffic) */
   services: ServiceSnapshot;
   /** known nodes and their addresses (controller → tunnel, for direct-dial hints) */
   nodes: NodeSnapshot;
+  /** published once by the tunnel module when it is up (tunnel → traffic, socks5) */
+  tunnel: TunnelAccess;
 }
 
 export type Handler<T> = (payload: T) => void | Promise<void>;

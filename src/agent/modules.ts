@@ -1,5 +1,6 @@
 // The agent's modules, in start order (stopped in reverse). Declared once,
 // here, as CoreDNS declares its plugin order in one file.
 import type { ModuleFactory } from "./module.ts";
+import { tunnelModule } from "./tunnel/index.ts";
 
-export const agentModules: ModuleFactory[] = [];
+export const agentModules: ModuleFactory[] = [tunnelModule];

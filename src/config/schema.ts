@@ -51,7 +51,9 @@ const staticService = z.strictObject({
 
 const staticNode = z.strictObject({
   name: dnsName,
-  addresses: z.array(ip).default([]),
+  // where the node's agent can be dialled: an IP (its tunnel.listenPort is
+  // assumed) or host:port
+  addresses: z.array(z.string().refine((s) => isIP(s) !== 0 || isHostPort(s), { message: "expected an IP address or host:port" })).default([]),
 });
 
 export const configSchema = z.strictObject({

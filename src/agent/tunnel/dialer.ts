@@ -1,0 +1,120 @@
+// Reaches another agent by name: races its direct addresses against the
+// circuit address through every server we hold a reservation on; the first
+// connection that comes up carries the stream. Direct paths get a short head
+// start so a LAN peer is not also dialled through the relay.
+import type { Connection, PeerId } from "@libp2p/interface";
+import { multiaddr, type Multiaddr } from "@multiformats/multiaddr";
+import type { Logger } from "../../log.ts";
+import type { TunnelNode } from "../../tunnel/node.ts";
+import { isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
+
+export const RELAY_HEAD_START_MS = 300;
+
+export interface DialSources {
+  /** address hints for a node (Node InternalIP etc.), IPs or host:port */
+  hints(nodeName: string): string[];
+  /** circuit prefixes (".../p2p/<server>/p2p-circuit") of servers we are reserved on */
+  relays(): string[];
+  /** tunnel port other agents listen on when a hint carries no port */
+  defaultPort: number;
+}
+
+/** an open connection to the peer, direct ones first */
+export function bestConnection(node: TunnelNode, peer: PeerId): Connection | undefined {
+  const open = node.getConnections(peer).filter((c) => c.status === "open");
+  return open.find((c) => !isCircuit(c.remoteAddr)) ?? open[0];
+}
+
+export function directCandidates(node: TunnelNode, peer: PeerId, hints: string[], defaultPort: number): Multiaddr[] {
+  const out = new Map<string, Multiaddr>();
+  for (const h of hints) {
+    const m = /^(.*):(\d+)$/.exec(h);
+    const ma = m && !h.includes("::") ? tcpAddr(m[1]!, Number(m[2])) : tcpAddr(h.replace(/^\[|\]$/g, ""), defaultPort);
+    out.set(ma.toString(), ma);
+  }
+  return [...out.values()].map((ma) => ma.encapsulate(`/p2p/${peer.toString()}`));
+}
+
+export async function learntAddresses(node: TunnelNode, peer: PeerId): Promise<Multiaddr[]> {
+  try {
+    const p = await node.peerStore.get(peer);
+    return p.addresses
+      .map((a) => a.multiaddr)
+      .filter((ma) => !isCircuit(ma) && ma.toString().includes("/tcp/") && !/^\/ip[46]\/(0\.0\.0\.0|::)\//.test(ma.toString()))
+      .map((ma) => (ma.toString().includes("/p2p/") ? ma : ma.encapsulate(`/p2p/${peer.toString()}`)));
+  } catch {
+    return [];
+  }
+}
+
+export class PeerDialer {
+  private readonly inflight = new Map<string, Promise<Connection>>();
+
+  constructor(
+    private readonly node: TunnelNode,
+    private readonly src: DialSources,
+    private readonly log: Logger,
+  ) {}
+
+  async connect(nodeName: string, peer: PeerId, timeoutMs = 10_000): Promise<Connection> {
+    const existing = bestConnection(this.node, peer);
+    if (existing) return existing;
+    const key = peer.toString();
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.race(nodeName, peer, timeoutMs).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private async race(nodeName: string, peer: PeerId, timeoutMs: number): Promise<Connection> {
+    const t0 = performance.now();
+    const direct = [...directCandidates(this.node, peer, this.src.hints(nodeName), this.src.defaultPort), ...(await learntAddresses(this.node, peer))];
+    const uniqueDirect = [...new Map(direct.map((m) => [m.toString(), m])).values()];
+    const relayed = this.src.relays().map((prefix) => multiaddr(`${prefix}/p2p/${peer.toString()}`));
+    if (uniqueDirect.length === 0 && relayed.length === 0) {
+      throw new Error(`no address for node ${nodeName}: no direct hint and no reservation on any tunnel server`);
+    }
+    const overall = AbortSignal.timeout(timeoutMs);
+    const errors: string[] = [];
+    let directFailed: () => void = () => {};
+    const directDone = new Promise<void>((r) => (directFailed = r));
+    const attempts: Array<Promise<Connection>> = [];
+    if (uniqueDirect.length) {
+      attempts.push(
+        this.node.dial(uniqueDirect, { signal: overall }).catch((e: Error) => {
+          errors.push(`direct: ${e.message}`);
+          directFailed();
+          throw e;
+        }),
+      );
+    } else directFailed();
+    for (const ma of relayed) {
+      attempts.push(
+        Promise.race([directDone, Bun.sleep(RELAY_HEAD_START_MS)])
+          .then(() => {
+            const got = bestConnection(this.node, peer);
+            if (got && !isCircuit(got.remoteAddr)) return got;
+            return this.node.dial(ma, { signal: overall });
+          })
+          .catch((e: Error) => {
+            errors.push(`relay: ${e.message}`);
+            throw e;
+          }),
+      );
+    }
+    try {
+      const conn = await Promise.any(attempts);
+      this.log.info("connected to peer", {
+        node: nodeName,
+        path: isCircuit(conn.remoteAddr) ? "relayed" : "direct",
+        via: conn.remoteAddr.toString().split("/p2p/")[0],
+        ms: Math.round(performance.now() - t0),
+      });
+      return conn;
+    } catch {
+      throw new Error(`cannot reach node ${nodeName}: ${errors.join("; ")}`);
+    }
+  }
+}

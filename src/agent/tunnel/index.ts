@@ -1,0 +1,183 @@
+// The agent's tunnel module: a libp2p node that keeps reservations on the
+// tunnel servers, reaches other agents directly or through a relay, accepts
+// proxied streams from verified mesh members, and offers other modules a way
+// to open streams to a node (published on the bus as `tunnel`).
+import { peerIdFromString } from "@libp2p/peer-id";
+import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
+import { Identities } from "../../tunnel/identity.ts";
+import { Membership } from "../../tunnel/membership.ts";
+import { createTunnelNode, type TunnelNode } from "../../tunnel/node.ts";
+import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
+import { formatAgentVersion } from "../../tunnel/agent-version.ts";
+import { installCrashGuard } from "../../tunnel/crash-guard.ts";
+import { describeAddr, hostPortAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
+import { VERSION } from "../../version.ts";
+import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
+import { RelayLink } from "./relay-link.ts";
+import { PeerDialer, bestConnection } from "./dialer.ts";
+import { PathUpgrader } from "./upgrade.ts";
+import type { ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
+import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
+import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
+
+export const tunnelModule: ModuleFactory = {
+  name: "tunnel",
+  enabled: () => true,
+  readyOnStart: true,
+  create: (ctx) => new Tunnel(ctx),
+};
+
+class Tunnel implements Module {
+  readonly name = "tunnel";
+  private node?: TunnelNode;
+  private links: RelayLink[] = [];
+  private dialer?: PeerDialer;
+  private upgrader?: PathUpgrader;
+  private membership?: Membership;
+  private ids?: Identities;
+  private socks?: SocksFrontDoor;
+  private hintsByNode = new Map<string, string[]>();
+  private unsubscribe: Array<() => void> = [];
+  private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0 };
+
+  constructor(private readonly ctx: ModuleContext) {}
+
+  async start(): Promise<void> {
+    const { config, log, bus } = this.ctx;
+    installCrashGuard(log);
+    const ids = (this.ids = new Identities(config.pskSecret));
+    const membership = (this.membership = new Membership(ids, log));
+    const crypto = createNoiseCrypto((level, msg) => log[level](msg));
+    const t = config.agent.tunnel;
+    const node = (this.node = await createTunnelNode({
+      role: "agent",
+      privateKey: await ids.key(config.nodeName),
+      secret: config.pskSecret,
+      userAgent: formatAgentVersion(VERSION, { role: "agent", nodeName: config.nodeName }),
+      listen: t.listenAddresses.map((a) => tcpAddr(a, t.listenPort).toString()),
+      announce: t.advertiseAddresses.map((a) => hostPortAddr(a).toString()),
+      crypto: crypto.crypto,
+      membership,
+    }));
+    // static hints from the config; the controller's `nodes` snapshot replaces them
+    for (const n of config.agent.metadata.static.nodes) this.hintsByNode.set(n.name, n.addresses);
+    this.unsubscribe.push(
+      bus.subscribe(
+        "nodes",
+        (snap) => {
+          const next = new Map<string, string[]>();
+          for (const n of snap.nodes) next.set(n.name, n.addresses);
+          this.hintsByNode = next;
+        },
+        "tunnel",
+        { replay: true },
+      ),
+    );
+    const hints = (name: string) => this.hintsByNode.get(name) ?? [];
+    await serveProxyStreams(node, {
+      log,
+      authorize: (peer: string, fromNode: string) => ids.matches(peerIdFromString(peer), fromNode),
+      counters: this.counters,
+    });
+    await node.start();
+    log.info("tunnel listening", {
+      peerId: node.peerId.toString(),
+      addresses: node.getMultiaddrs().map(describeAddr).join(","),
+      crypto: crypto.provider,
+    });
+    this.links = config.agent.servers.map((s) => new RelayLink(s, hostPortAddr(s), node, membership, log));
+    if (this.links.length === 0) log.warn("no tunnel servers configured (agent.servers): only direct paths are possible");
+    this.dialer = new PeerDialer(node, { hints, relays: () => this.links.filter((l) => l.reserved).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log);
+    this.upgrader = new PathUpgrader(node, membership, hints, t.listenPort, [PROXY_PROTOCOL], log);
+    const access: TunnelAccess = { open: (nodeName, target) => this.open(nodeName, target) };
+    bus.publish("tunnel", access);
+    if (config.agent.socks5.enable) {
+      // known nodes, or any single-label name (a node we have no hint for may still hold a reservation)
+      const routable = (name: string) => this.hintsByNode.has(name) || !name.includes(".");
+      this.socks = await startSocksFrontDoor(config.agent.socks5.listen, access, routable, config.nodeName, log);
+    }
+    this.registerMetrics();
+  }
+
+  /** opens a proxy stream to a target reached through node `nodeName` */
+  async open(nodeName: string, target: ProxyTarget): Promise<TunnelChannel> {
+    if (!this.node || !this.dialer || !this.ids) throw new Error("tunnel not started");
+    const peer = await this.ids.peerId(nodeName);
+    const conn = await this.dialer.connect(nodeName, peer);
+    await this.membership!.trust(peer, { role: "agent", nodeName });
+    this.counters.streamsOut++;
+    try {
+      return await openProxy(conn, { ...target, fromNode: this.ctx.config.nodeName });
+    } catch (e) {
+      this.counters.streamErrors++;
+      throw e;
+    }
+  }
+
+  private peers(): PeerStatus[] {
+    const node = this.node;
+    if (!node) return [];
+    const out: PeerStatus[] = [];
+    for (const p of node.getPeers()) {
+      const claim = this.membership?.claim(p);
+      if (claim?.role !== "agent") continue;
+      const conn = bestConnection(node, p);
+      if (!conn) continue;
+      out.push({
+        nodeName: claim.nodeName,
+        peerId: p.toString(),
+        path: isCircuit(conn.remoteAddr) ? "relayed" : "direct",
+        rttMs: typeof conn.rtt === "number" ? conn.rtt : null,
+      });
+    }
+    return out.sort((a, b) => a.nodeName.localeCompare(b.nodeName));
+  }
+
+  private servers(): ServerStatus[] {
+    return this.links.map((l) => ({ address: l.address, connected: l.connected, reservation: l.reserved, ...(l.lastError ? { error: l.lastError } : {}) }));
+  }
+
+  private registerMetrics(): void {
+    const m = this.ctx.metrics;
+    m.collect("tunnel_peers", "Peers by path.", "gauge", () => {
+      const ps = this.peers();
+      return (["direct", "relayed"] as const).map((path) => ({ labels: { path }, value: ps.filter((p) => p.path === path).length }));
+    });
+    m.collect("tunnel_peer_rtt_ms", "Round-trip time to each peer (ping).", "gauge", () =>
+      this.peers()
+        .filter((p) => p.rttMs !== null)
+        .map((p) => ({ labels: { node: p.nodeName, path: p.path }, value: p.rttMs! })),
+    );
+    m.collect("tunnel_server_reserved", "1 when a relay reservation is held on the server.", "gauge", () =>
+      this.links.map((l) => ({ labels: { server: l.address }, value: l.reserved ? 1 : 0 })),
+    );
+    m.collect("tunnel_streams_total", "Proxy streams by direction.", "counter", () => [
+      { labels: { direction: "out" }, value: this.counters.streamsOut },
+      { labels: { direction: "in" }, value: this.counters.streamsIn },
+    ]);
+    m.collect("tunnel_stream_errors_total", "Proxy streams that failed to open.", "counter", () => [{ value: this.counters.streamErrors }]);
+    m.collect("tunnel_bytes_total", "Bytes carried by proxy streams this agent served.", "counter", () => [
+      { labels: { direction: "in" }, value: this.counters.bytesIn },
+      { labels: { direction: "out" }, value: this.counters.bytesOut },
+    ]);
+    m.collect("tunnel_path_upgrades_total", "Relayed peers upgraded to a direct connection.", "counter", () => [{ value: this.upgrader?.upgrades ?? 0 }]);
+  }
+
+  status(): Record<string, unknown> {
+    if (!this.node) return {};
+    return {
+      peerId: this.node.peerId.toString(),
+      servers: this.servers(),
+      peers: this.peers(),
+      tunnelAddresses: this.node.getMultiaddrs().map(String),
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.unsubscribe) u();
+    await this.socks?.stop();
+    this.upgrader?.shutdown();
+    await Promise.all(this.links.map((l) => l.stop()));
+    await this.node?.stop();
+  }
+}

@@ -1,0 +1,134 @@
+// Keeps one connection and relay reservation on one tunnel server, forever:
+// reconnects with capped exponential backoff (≤ 5 s, so a relayed path is back
+// within seconds of the server returning) and jitter, so a server that is
+// down never blocks the others and a server that returns is used again.
+import type { Connection, PeerId } from "@libp2p/interface";
+import type { Multiaddr } from "@multiformats/multiaddr";
+import type { Logger } from "../../log.ts";
+import type { TunnelNode } from "../../tunnel/node.ts";
+import type { Membership } from "../../tunnel/membership.ts";
+import { isCircuit } from "../../tunnel/addresses.ts";
+
+interface ReservationStore {
+  addRelay(peer: PeerId, type: "configured"): Promise<unknown>;
+  hasReservation(peer: PeerId): boolean;
+  addEventListener(type: "relay:removed", fn: (e: CustomEvent<{ relay: PeerId }>) => void): void;
+  removeEventListener(type: "relay:removed", fn: (e: CustomEvent<{ relay: PeerId }>) => void): void;
+}
+
+/** the relay transport's reservation store (not public API; isolated here) */
+export function reservationStore(node: TunnelNode): ReservationStore {
+  const tm = (node as unknown as { components: { transportManager: { getTransports(): Array<Record<PropertyKey, unknown>> } } }).components.transportManager;
+  const t = tm.getTransports().find((x) => x[Symbol.toStringTag] === "@libp2p/circuit-relay-v2-transport");
+  const store = t?.reservationStore as ReservationStore | undefined;
+  if (!store) throw new Error("circuit relay transport missing");
+  return store;
+}
+
+export interface BackoffOptions {
+  initialMs: number;
+  maxMs: number;
+}
+
+/** next delay: doubled, capped, with ±25% jitter so agents don't reconnect in step */
+export function nextBackoff(current: number, o: BackoffOptions, rand = Math.random): number {
+  const base = Math.min(current * 2, o.maxMs);
+  return Math.round(base * (0.75 + rand() * 0.5));
+}
+
+export class RelayLink {
+  peer?: PeerId;
+  connected = false;
+  reserved = false;
+  lastError = "";
+  private stopped = false;
+  private wake?: () => void;
+  private readonly loop: Promise<void>;
+
+  constructor(
+    readonly address: string,
+    private readonly addr: Multiaddr,
+    private readonly node: TunnelNode,
+    private readonly membership: Membership,
+    private readonly log: Logger,
+    private readonly backoff: BackoffOptions = { initialMs: 500, maxMs: 5_000 },
+  ) {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    let delay = this.backoff.initialMs;
+    const store = reservationStore(this.node);
+    while (!this.stopped) {
+      let conn: Connection | undefined;
+      try {
+        conn = await this.node.dial(this.addr, { signal: AbortSignal.timeout(10_000) });
+        this.connected = true;
+        const claim = await this.membership.waitVerified(conn.remotePeer, 10_000);
+        if (!claim) throw new Error("server did not identify as a mesh member");
+        if (claim.role !== "server") throw new Error(`peer at ${this.address} is ${claim.role} ${claim.nodeName}, not a server`);
+        this.peer = conn.remotePeer;
+        if (!store.hasReservation(conn.remotePeer)) await store.addRelay(conn.remotePeer, "configured");
+        this.reserved = true;
+        this.lastError = "";
+        this.log.info("relay reservation acquired", { server: this.address, name: claim.nodeName, peer: conn.remotePeer.toString() });
+        delay = this.backoff.initialMs;
+        await this.untilLost(conn, store);
+        if (!this.stopped) this.log.warn("lost tunnel server, reconnecting", { server: this.address });
+      } catch (e) {
+        const why = (e as Error).message || String(e);
+        if (why !== this.lastError) this.log.warn("cannot reach tunnel server", { server: this.address, error: why, retryMs: delay });
+        this.lastError = why;
+      } finally {
+        this.connected = false;
+        this.reserved = false;
+      }
+      if (this.stopped) break;
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, delay);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      delay = nextBackoff(delay, this.backoff);
+    }
+  }
+
+  /** resolves when the direct connection to the server closes or the reservation is dropped */
+  private untilLost(conn: Connection, store: ReservationStore): Promise<void> {
+    return new Promise((resolve) => {
+      const peer = conn.remotePeer;
+      const check = () => {
+        const open = this.node.getConnections(peer).some((c) => c.status === "open" && !isCircuit(c.remoteAddr));
+        if (this.stopped || !open || !store.hasReservation(peer)) {
+          clearInterval(timer);
+          store.removeEventListener("relay:removed", onRemoved);
+          this.wake = undefined;
+          resolve();
+        }
+      };
+      const onRemoved = (e: CustomEvent<{ relay: PeerId }>) => {
+        if (e.detail.relay.equals(peer)) setTimeout(check, 0);
+      };
+      store.addEventListener("relay:removed", onRemoved);
+      const timer = setInterval(check, 1000);
+      this.wake = () => {
+        clearInterval(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** the circuit address prefix through this server, when reserved */
+  relayPrefix(): string | undefined {
+    if (!this.peer) return undefined;
+    return `${this.addr.toString()}/p2p/${this.peer.toString()}/p2p-circuit`;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+  }
+}

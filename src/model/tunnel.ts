@@ -1,0 +1,20 @@
+// What the tunnel module offers other modules (via the bus): streams to a
+// target as seen from another node.
+import type { Stream } from "@libp2p/interface";
+
+export interface ProxyTarget {
+  protocol: "tcp" | "udp";
+  host: string;
+  port: number;
+}
+
+/** an opened proxy stream, and payload that arrived with the reply */
+export interface TunnelChannel {
+  stream: Stream;
+  initial: Uint8Array;
+}
+
+export interface TunnelAccess {
+  /** opens a proxied stream to `target`, dialled by the agent on node `nodeName` */
+  open(nodeName: string, target: ProxyTarget): Promise<TunnelChannel>;
+}

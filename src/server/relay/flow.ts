@@ -1,0 +1,101 @@
+// Flow control and accounting for relayed connections.
+//
+// The relay service joins the two halves of a relayed connection with a pipe
+// (@libp2p/utils pipe → messageStreamToDuplex) that pushes every arriving
+// message into an unbounded queue without pausing the stream, so yamux keeps
+// granting window: when the destination is slower than the source, the
+// server would buffer without limit. We wrap the halves' `send`: when a half
+// cannot take more, the other half is paused until it drains, which stops
+// window updates and so throttles the sender (`pauses` in /status counts it).
+// The same wrapper counts bytes. (No 'message' listeners: one attached before
+// the relay's own would swallow buffered data.)
+//
+// The service has no hook for this, so we wrap its STOP step: the stream it
+// returns is the destination half; the source half is the newest unpaired hop
+// stream from the source peer.
+import type { Stream } from "@libp2p/interface";
+import { peerIdFromMultihash } from "@libp2p/peer-id";
+import * as Digest from "multiformats/hashes/digest";
+
+export interface RelayCounters {
+  connections: number;
+  active: number;
+  bytes: number;
+  /** times a half was paused because the other could not keep up */
+  pauses: number;
+}
+
+const HOP = "/libp2p/circuit/relay/0.2.0/hop";
+const paired = Symbol("edgemesh.paired");
+/** bytes a paused half may still receive: yamux's largest window, plus slack */
+export const RELAY_READ_BUFFER_BYTES = 16 * 1024 * 1024 + 256 * 1024;
+
+type StopHop = (opts: { request: { peer?: { id: Uint8Array } } }, ...rest: unknown[]) => Promise<Stream | undefined>;
+
+interface NodeLike {
+  services: Record<string, unknown>;
+  getConnections(peer?: unknown): Array<{ streams: Stream[] }>;
+}
+
+type Marked = Stream & { [paired]?: boolean };
+
+/** writes to `writer` that it cannot take yet pause `reader` until `writer` drains */
+function throttle(writer: Stream, reader: Stream, counters: RelayCounters): void {
+  const send = writer.send.bind(writer);
+  let waiting = false;
+  reader.maxReadBufferLength = Math.max(reader.maxReadBufferLength, RELAY_READ_BUFFER_BYTES);
+  writer.send = (data) => {
+    counters.bytes += data.byteLength;
+    const ok = send(data);
+    if (!ok && !waiting && reader.status === "open") {
+      waiting = true;
+      counters.pauses++;
+      reader.pause();
+      const resume = () => {
+        waiting = false;
+        writer.removeEventListener("drain", resume);
+        writer.removeEventListener("close", resume);
+        if (reader.status === "open") reader.resume();
+      };
+      writer.addEventListener("drain", resume);
+      writer.addEventListener("close", resume);
+    }
+    return ok;
+  };
+}
+
+function newestUnpairedHop(node: NodeLike, id: Uint8Array): Stream | undefined {
+  const src = peerIdFromMultihash(Digest.decode(id));
+  let best: Stream | undefined;
+  for (const conn of node.getConnections(src))
+    for (const s of conn.streams as Marked[])
+      if (s.protocol === HOP && !s[paired] && s.status === "open" && (!best || s.timeline.open > best.timeline.open)) best = s;
+  return best;
+}
+
+export function manageRelayedFlows(node: NodeLike, counters: RelayCounters): void {
+  const relay = node.services.relay as { stopHop?: StopHop } | undefined;
+  if (!relay?.stopHop) return;
+  const original = relay.stopHop.bind(relay);
+  relay.stopHop = async (opts, ...rest) => {
+    const dst = await original(opts, ...rest);
+    if (!dst) return dst;
+    counters.connections++;
+    counters.active++;
+    dst.addEventListener("close", () => counters.active--, { once: true });
+    const id = opts.request.peer?.id;
+    let src: Stream | undefined;
+    try {
+      src = id ? newestUnpairedHop(node, id) : undefined;
+    } catch {
+      src = undefined;
+    }
+    (dst as Marked)[paired] = true;
+    if (src) {
+      (src as Marked)[paired] = true;
+      throttle(dst, src, counters);
+      throttle(src, dst, counters);
+    }
+    return dst;
+  };
+}

@@ -1,0 +1,108 @@
+// The tunnel server: a libp2p node that gives verified agents relay
+// reservations, relays their connections without time or byte limits, and
+// tells them the address it observes them at (identify), which DCUtR needs.
+import { peerIdFromString } from "@libp2p/peer-id";
+import type { ModuleContext, ModuleFactory, Module } from "../../agent/module.ts";
+import { Identities } from "../../tunnel/identity.ts";
+import { Membership } from "../../tunnel/membership.ts";
+import { createTunnelNode, type TunnelNode } from "../../tunnel/node.ts";
+import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
+import { formatAgentVersion } from "../../tunnel/agent-version.ts";
+import { installCrashGuard } from "../../tunnel/crash-guard.ts";
+import { tcpAddr, describeAddr, isCircuit } from "../../tunnel/addresses.ts";
+import { VERSION } from "../../version.ts";
+import { manageRelayedFlows } from "./flow.ts";
+
+export const relayModule: ModuleFactory = {
+  name: "relay",
+  enabled: () => true,
+  readyOnStart: true,
+  create: (ctx) => new Relay(ctx),
+};
+
+class Relay implements Module {
+  readonly name = "relay";
+  private node?: TunnelNode;
+  private membership?: Membership;
+  private readonly relayed = { connections: 0, bytes: 0, active: 0, pauses: 0 };
+
+  constructor(private readonly ctx: ModuleContext) {}
+
+  async start(): Promise<void> {
+    const { config, log, metrics } = this.ctx;
+    installCrashGuard(log);
+    const ids = new Identities(config.pskSecret);
+    const membership = new Membership(ids, log);
+    membership.maxConnectionsPerPeer = config.server.maxConnectionsPerPeer;
+    this.membership = membership;
+    const crypto = createNoiseCrypto((level, msg) => log[level](msg));
+    const s = config.server;
+    this.node = await createTunnelNode({
+      role: "server",
+      privateKey: await ids.key(s.name),
+      secret: config.pskSecret,
+      userAgent: formatAgentVersion(VERSION, { role: "server", nodeName: s.name }),
+      listen: s.listenAddresses.map((a) => tcpAddr(a, s.listenPort).toString()),
+      announce: s.advertiseAddresses.map((a) => tcpAddr(a, s.listenPort).toString()),
+      crypto: crypto.crypto,
+      membership,
+      relay: { maxReservations: s.maxReservations },
+    });
+    manageRelayedFlows(this.node, this.relayed);
+    await this.node.start();
+    log.info("tunnel server listening", {
+      peerId: this.node.peerId.toString(),
+      addresses: this.node.getMultiaddrs().map(describeAddr).join(","),
+      name: s.name,
+    });
+    const node = this.node;
+    metrics.collect("relay_reservations", "Relay reservations held by agents.", "gauge", () => [{ value: this.reservations().length }]);
+    metrics.collect("relay_connections_total", "Relayed connections opened through this server.", "counter", () => [{ value: this.relayed.connections }]);
+    metrics.collect("relay_connections_active", "Relayed connections open now.", "gauge", () => [{ value: this.relayed.active }]);
+    metrics.collect("relay_bytes_total", "Bytes relayed between agents (both directions).", "counter", () => [{ value: this.relayed.bytes }]);
+    metrics.collect("peers_connected", "Peers with an open connection.", "gauge", () => [{ value: node.getPeers().length }]);
+  }
+
+  private reservations(): Array<{ nodeName: string; peerId: string; expires: string; address: string }> {
+    const relay = (this.node?.services as { relay?: { reservations: Map<unknown, { expiry: Date }> & Iterable<[unknown, { expiry: Date }]> } })?.relay;
+    if (!relay || !this.node) return [];
+    const out: Array<{ nodeName: string; peerId: string; expires: string; address: string }> = [];
+    for (const [peer, r] of relay.reservations) {
+      const id = String(peer);
+      const pid = peerIdFromString(id);
+      const conn = this.node.getConnections(pid).find((c) => !isCircuit(c.remoteAddr));
+      out.push({
+        nodeName: this.membership?.claim(pid)?.nodeName ?? "",
+        peerId: id,
+        expires: r.expiry.toISOString(),
+        address: conn ? describeAddr(conn.remoteAddr) : "",
+      });
+    }
+    return out;
+  }
+
+  status(): Record<string, unknown> {
+    const node = this.node;
+    if (!node) return {};
+    return {
+      peerId: node.peerId.toString(),
+      listenAddresses: node.getMultiaddrs().map(String),
+      reservations: this.reservations(),
+      relayed: { ...this.relayed },
+      peers: node.getPeers().map((p) => {
+        const conns = node.getConnections(p);
+        const rtt = conns.map((c) => c.rtt).find((r) => typeof r === "number");
+        return {
+          nodeName: this.membership?.claim(p)?.nodeName ?? "",
+          peerId: p.toString(),
+          path: conns.some((c) => !isCircuit(c.remoteAddr)) ? "direct" : "relayed",
+          rttMs: rtt ?? null,
+        };
+      }),
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.node?.stop();
+  }
+}

@@ -1,0 +1,36 @@
+// Multiaddr helpers. We build and choose addresses ourselves instead of
+// relying on libp2p's "public address" heuristics, which treat the private
+// and CGNAT ranges real edge networks use as undialable (DESIGN §7).
+import { multiaddr, type Multiaddr } from "@multiformats/multiaddr";
+import { isIP } from "node:net";
+import { parseHostPort } from "../config/net.ts";
+
+export function tcpAddr(host: string, port: number): Multiaddr {
+  const v = isIP(host);
+  const proto = v === 4 ? "ip4" : v === 6 ? "ip6" : "dns";
+  return multiaddr(`/${proto}/${host}/tcp/${port}`);
+}
+
+export function hostPortAddr(hp: string): Multiaddr {
+  const p = parseHostPort(hp);
+  if (!p) throw new Error(`expected host:port, got ${JSON.stringify(hp)}`);
+  return tcpAddr(p.host, p.port);
+}
+
+export function isCircuit(ma: Multiaddr): boolean {
+  return ma.toString().includes("/p2p-circuit");
+}
+
+/** the circuit address of `target` through the relay at `relay` */
+export function circuitAddr(relay: Multiaddr, relayPeer: string, targetPeer: string): Multiaddr {
+  return multiaddr(`${relay.toString()}/p2p/${relayPeer}/p2p-circuit/p2p/${targetPeer}`);
+}
+
+/** "1.2.3.4:5" from a TCP multiaddr, for logs and status */
+export function describeAddr(ma: Multiaddr): string {
+  const s = ma.toString();
+  const m = /^\/(ip4|ip6|dns4?|dns6)\/([^/]+)\/tcp\/(\d+)/.exec(s);
+  if (!m) return s;
+  const host = m[1] === "ip6" ? `[${m[2]}]` : m[2];
+  return `${host}:${m[3]}${isCircuit(ma) ? " (relayed)" : ""}`;
+}

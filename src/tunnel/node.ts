@@ -1,0 +1,68 @@
+// Builds the libp2p node both roles run: TCP, pnet, noise (with our
+// OpenSSL-backed crypto), yamux, identify, ping; plus the relay server on the
+// server and the relay transport + dcutr on agents.
+import { createLibp2p, type Libp2p } from "libp2p";
+import { tcp } from "@libp2p/tcp";
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { identify } from "@libp2p/identify";
+import { ping } from "@libp2p/ping";
+import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay-v2";
+import { dcutr } from "@libp2p/dcutr";
+import type { PrivateKey } from "@libp2p/interface";
+import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
+import { privateNetwork } from "./pnet.ts";
+import type { Membership } from "./membership.ts";
+
+export interface TunnelNodeOptions {
+  role: "agent" | "server";
+  privateKey: PrivateKey;
+  secret: Uint8Array;
+  userAgent: string;
+  listen: string[];
+  announce: string[];
+  crypto: ICryptoInterface;
+  membership: Membership;
+  /** false turns off the pnet layer (DESIGN §7: trusted networks only) */
+  privateNetwork?: boolean;
+  relay?: { maxReservations: number };
+}
+
+export type TunnelNode = Libp2p<Record<string, unknown>>;
+
+export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode> {
+  const services: Record<string, any> = {
+    identify: identify({ runOnLimitedConnection: true }),
+    ping: ping({ runOnLimitedConnection: true }),
+  };
+  if (o.role === "server") {
+    services.relay = circuitRelayServer({
+      // our own caps replace the default 2 min / 128 KiB limits: a relayed
+      // link must carry a whole transfer (DESIGN §7)
+      reservations: { maxReservations: o.relay?.maxReservations ?? 1024, applyDefaultLimit: false },
+      maxInboundHopStreams: 4096,
+      maxOutboundStopStreams: 4096,
+    });
+  } else {
+    services.dcutr = dcutr();
+  }
+  const node = await createLibp2p({
+    privateKey: o.privateKey,
+    start: false,
+    nodeInfo: { userAgent: o.userAgent },
+    addresses: { listen: o.listen, announce: o.announce },
+    transports: o.role === "agent" ? [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 }), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })] : [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 })],
+    connectionEncrypters: [noise({ crypto: o.crypto })],
+    streamMuxers: [yamux()],
+    connectionProtector: o.privateNetwork === false ? undefined : (privateNetwork(o.secret) as never),
+    connectionGater: o.membership.gater(),
+    connectionManager: { maxConnections: 4096, dialTimeout: 10_000 },
+    connectionMonitor: { pingInterval: 10_000, abortConnectionOnPingFailure: true },
+    services,
+  });
+  node.addEventListener("peer:identify", (evt) => {
+    void o.membership.onIdentify(evt.detail as never);
+  });
+  o.membership.countConnections = (peer) => node.getConnections(peer).length;
+  return node as TunnelNode;
+}

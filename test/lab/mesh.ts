@@ -1,0 +1,125 @@
+// An EdgeMesh deployment inside the NAT lab: the tunnel server on `cloud`,
+// agents on edge1/edge2/edge3 (and optionally one on `cloud`, reachable
+// without NAT), all real processes of the compiled binary. Shared by the
+// tunnel tests, the benchmark and the demo.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Lab } from "./lab";
+import type { LabProcess } from "./proc";
+import { waitFor } from "./wait";
+
+export const SERVER_PORT = 20004;
+export const TUNNEL_PORT = 20006;
+export const ADMIN = "127.0.0.1:10556";
+export const SERVER_ADMIN = "127.0.0.1:10557";
+export const SOCKS = "127.0.0.1:10800";
+
+export interface AgentSpec {
+  /** node name; also the lab host unless `host` says otherwise */
+  name: string;
+  host: string;
+  /** extra YAML under `agent:` (indented by the caller's content) */
+  hints?: Record<string, string[]>;
+  logLevel?: string;
+}
+
+export interface Mesh {
+  dir: string;
+  psk: string;
+  server: LabProcess;
+  agents: Map<string, { spec: AgentSpec; proc: LabProcess; config: string }>;
+  startServer(): LabProcess;
+  startAgent(name: string): LabProcess;
+  status<T = any>(name: string): Promise<T>;
+  serverStatus<T = any>(): Promise<T>;
+  /** waits until every agent holds a reservation on the server */
+  waitReserved(names?: string[], timeoutMs?: number): Promise<void>;
+  logs(name: string): string;
+}
+
+export interface MeshOptions {
+  binary: string;
+  agents: AgentSpec[];
+  logLevel?: string;
+  /** prefix each process's log lines on stderr (debugging) */
+  echo?: boolean;
+}
+
+function yamlList(xs: string[]): string {
+  return `[${xs.map((x) => JSON.stringify(x)).join(", ")}]`;
+}
+
+export function startMesh(lab: Lab, o: MeshOptions): Mesh {
+  const dir = mkdtempSync(join(tmpdir(), "edgemesh-mesh-"));
+  const psk = join(dir, "psk");
+  writeFileSync(psk, `${crypto.randomUUID()}-${crypto.randomUUID()}\n`, { mode: 0o600 });
+  const serverIp = lab.hosts.cloud.ip;
+  const level = o.logLevel ?? "info";
+  const serverConfig = join(dir, "server.yaml");
+  writeFileSync(
+    serverConfig,
+    [`nodeName: cloud`, `psk: ${psk}`, `logLevel: ${level}`, `adminListen: ${SERVER_ADMIN}`, `server:`, `  listenPort: ${SERVER_PORT}`, `  advertiseAddresses: [${serverIp}]`, ""].join("\n"),
+  );
+  const agents = new Map<string, { spec: AgentSpec; proc: LabProcess; config: string }>();
+  const mesh: Mesh = {
+    dir,
+    psk,
+    server: undefined as unknown as LabProcess,
+    agents,
+    startServer() {
+      mesh.server = lab.spawn("cloud", [o.binary, "server", "--config", serverConfig], { logFile: join(dir, "server.log"), echo: o.echo });
+      return mesh.server;
+    },
+    startAgent(name) {
+      const a = agents.get(name);
+      if (!a) throw new Error(`no agent ${name}`);
+      a.proc = lab.spawn(a.spec.host, [o.binary, "agent", "--config", a.config], { logFile: join(dir, `${name}.log`), echo: o.echo });
+      return a.proc;
+    },
+    status: (name) => lab.fetchStatus(agents.get(name)!.spec.host, ADMIN),
+    serverStatus: () => lab.fetchStatus("cloud", SERVER_ADMIN),
+    async waitReserved(names = [...agents.keys()], timeoutMs = 20_000) {
+      for (const n of names) {
+        await waitFor(
+          async () => {
+            const st = await mesh.status<{ servers: Array<{ reservation: boolean }> }>(n);
+            return st.servers.length > 0 && st.servers.every((s) => s.reservation);
+          },
+          { timeoutMs, intervalMs: 200, description: `${n} holds a reservation` },
+        );
+      }
+    },
+    logs(name) {
+      const p = name === "server" ? mesh.server : agents.get(name)?.proc;
+      return p?.output("both") ?? "";
+    },
+  };
+  for (const spec of o.agents) {
+    const hints = Object.entries(spec.hints ?? {});
+    const config = join(dir, `${spec.name}.yaml`);
+    writeFileSync(
+      config,
+      [
+        `nodeName: ${spec.name}`,
+        `psk: ${psk}`,
+        `logLevel: ${spec.logLevel ?? level}`,
+        `adminListen: ${ADMIN}`,
+        `agent:`,
+        `  servers: ["${serverIp}:${SERVER_PORT}"]`,
+        `  tunnel: {listenPort: ${TUNNEL_PORT}}`,
+        `  metadata:`,
+        `    source: static`,
+        `    static:`,
+        hints.length ? `      nodes:` : `      nodes: []`,
+        ...(hints.length ? hints.map(([n, addrs]) => `        - {name: ${n}, addresses: ${yamlList(addrs)}}`) : []),
+        `  proxy: {enable: false}`,
+        `  dns: {enable: false}`,
+        `  socks5: {enable: true, listen: "${SOCKS}"}`,
+        "",
+      ].join("\n"),
+    );
+    agents.set(spec.name, { spec, proc: undefined as unknown as LabProcess, config });
+  }
+  return mesh;
+}
