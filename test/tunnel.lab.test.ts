@@ -34,8 +34,8 @@ async function peerPath(agent: string, peer: string): Promise<string | undefined
   return st.peers.find((p) => p.nodeName === peer)?.path;
 }
 
-function probe(host: string, args: string[]) {
-  return lab.exec(host, [BUN, join(FIX, "mesh-probe.ts"), ...args], { timeoutMs: 30_000 }).then((r) => {
+function probe(host: string, args: string[]): Promise<Record<string, any>> {
+  return lab.exec(host, [BUN, join(FIX, "mesh-probe.ts"), ...args], { timeoutMs: 30_000 }).then((r): Record<string, any> => {
     const line = r.stdout.trim().split("\n").pop() ?? "";
     try {
       return JSON.parse(line) as Record<string, any>;
