@@ -42,7 +42,7 @@ function probe(host: string, args: string[]): Promise<Record<string, any>> {
     } catch {
       throw new Error(`probe printed no result (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
     }
-  }, 60_000);
+  });
 }
 
 beforeAll(async () => {
@@ -57,7 +57,7 @@ beforeAll(async () => {
       { name: "edge2", host: "edge2", hints: { edge1: [h.edge1.ip], cloudagent: [h.cloud.ip] } },
       { name: "cloudagent", host: "cloud" },
     ],
-  }, 60_000);
+  });
   for (const host of ["edge2", "edge3", "cloud"]) {
     lab.spawn(host, [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9000", "digest"]);
     lab.spawn(host, [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
