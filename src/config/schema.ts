@@ -69,6 +69,8 @@ export const configSchema = z.strictObject({
       advertiseAddresses: z.array(z.string().min(1)).default([]),
       maxReservations: z.number().int().min(1).default(1024),
       maxConnectionsPerPeer: z.number().int().min(1).default(16),
+      // libp2p private network (pnet) on every connection; must match the agents
+      privateNetwork: z.boolean().default(true),
     })
     .prefault({}),
   agent: z
@@ -80,6 +82,10 @@ export const configSchema = z.strictObject({
           listenAddresses: z.array(ip).default(["0.0.0.0"]),
           // extra addresses other agents may dial us at (e.g. a port-forward on the NAT)
           advertiseAddresses: z.array(hostPort).default([]),
+          // libp2p private network (pnet): outsiders cannot start a handshake.
+          // false saves its cost on trusted networks; membership is still
+          // enforced by derived identities. Must match the server and all agents.
+          privateNetwork: z.boolean().default(true),
         })
         .prefault({}),
       metadata: z

@@ -44,6 +44,8 @@ export interface MeshOptions {
   logLevel?: string;
   /** prefix each process's log lines on stderr (debugging) */
   echo?: boolean;
+  /** pnet on every connection (default true) */
+  privateNetwork?: boolean;
 }
 
 function yamlList(xs: string[]): string {
@@ -59,7 +61,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
   const serverConfig = join(dir, "server.yaml");
   writeFileSync(
     serverConfig,
-    [`nodeName: cloud`, `psk: ${psk}`, `logLevel: ${level}`, `adminListen: ${SERVER_ADMIN}`, `server:`, `  listenPort: ${SERVER_PORT}`, `  advertiseAddresses: [${serverIp}]`, ""].join("\n"),
+    [`nodeName: cloud`, `psk: ${psk}`, `logLevel: ${level}`, `adminListen: ${SERVER_ADMIN}`, `server:`, `  listenPort: ${SERVER_PORT}`, `  advertiseAddresses: [${serverIp}]`, `  privateNetwork: ${o.privateNetwork ?? true}`, ""].join("\n"),
   );
   const agents = new Map<string, { spec: AgentSpec; proc: LabProcess; config: string }>();
   const mesh: Mesh = {
@@ -107,7 +109,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         `adminListen: ${ADMIN}`,
         `agent:`,
         `  servers: ["${serverIp}:${SERVER_PORT}"]`,
-        `  tunnel: {listenPort: ${TUNNEL_PORT}}`,
+        `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}}`,
         `  metadata:`,
         `    source: static`,
         `    static:`,

@@ -58,7 +58,9 @@ class Tunnel implements Module {
       announce: t.advertiseAddresses.map((a) => hostPortAddr(a).toString()),
       crypto: crypto.crypto,
       membership,
+      privateNetwork: t.privateNetwork,
     }));
+    if (!t.privateNetwork) log.warn("private network (pnet) is off: anyone can start a handshake; membership is still checked by identity");
     // static hints from the config; the controller's `nodes` snapshot replaces them
     for (const n of config.agent.metadata.static.nodes) this.hintsByNode.set(n.name, n.addresses);
     this.unsubscribe.push(
@@ -96,8 +98,22 @@ class Tunnel implements Module {
       const routable = (name: string) => this.hintsByNode.has(name) || !name.includes(".");
       this.socks = await startSocksFrontDoor(config.agent.socks5.listen, access, routable, config.nodeName, log);
     }
+    // the connection monitor pings every 10 s; ping once now so /status has an RTT from the start
+    node.addEventListener("peer:identify", (e) => {
+      const peer = e.detail.peerId;
+      setTimeout(() => {
+        if (this.membership?.claim(peer)?.role !== "agent") return;
+        const ping = (node.services as { ping?: { ping(p: typeof peer, o?: object): Promise<number> } }).ping;
+        ping?.ping(peer, { signal: AbortSignal.timeout(5000) }).then(
+          (ms) => this.firstRtt.set(peer.toString(), ms),
+          () => {},
+        );
+      }, 100);
+    });
     this.registerMetrics();
   }
+
+  private readonly firstRtt = new Map<string, number>();
 
   /** opens a proxy stream to a target reached through node `nodeName` */
   async open(nodeName: string, target: ProxyTarget): Promise<TunnelChannel> {
@@ -127,7 +143,7 @@ class Tunnel implements Module {
         nodeName: claim.nodeName,
         peerId: p.toString(),
         path: isCircuit(conn.remoteAddr) ? "relayed" : "direct",
-        rttMs: typeof conn.rtt === "number" ? conn.rtt : null,
+        rttMs: typeof conn.rtt === "number" ? conn.rtt : (this.firstRtt.get(p.toString()) ?? null),
       });
     }
     return out.sort((a, b) => a.nodeName.localeCompare(b.nodeName));

@@ -47,6 +47,7 @@ class Relay implements Module {
       crypto: crypto.crypto,
       membership,
       relay: { maxReservations: s.maxReservations },
+      privateNetwork: s.privateNetwork,
     });
     manageRelayedFlows(this.node, this.relayed);
     await this.node.start();
