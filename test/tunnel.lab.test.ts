@@ -9,6 +9,7 @@ import { ensureBinary, ROOT } from "./util/run.ts";
 
 const FIX = join(ROOT, "test/fixtures");
 const MiB = 1024 * 1024;
+const DEAD_SERVER = "192.0.2.99";
 let lab: Lab;
 let mesh: Mesh;
 
@@ -51,6 +52,8 @@ beforeAll(async () => {
   const h = lab.hosts;
   mesh = startMesh(lab, {
     binary,
+    // a second server that never answers (no such host on the WAN): it must not hold up the real one
+    extraServers: [`${DEAD_SERVER}:${SERVER_PORT}`],
     agents: [
       { name: "edge1", host: "edge1", hints: { edge3: [h.edge3.ip], edge2: [h.edge2.ip], cloudagent: [h.cloud.ip] } },
       { name: "edge3", host: "edge3", hints: { edge1: [h.edge1.ip] } },
@@ -77,6 +80,10 @@ describe("tunnel across the NAT lab", () => {
   test("every agent holds a reservation on the server, and the server lists them by node name", async () => {
     const st = await mesh.serverStatus<{ reservations: Array<{ nodeName: string }> }>();
     expect(st.reservations.map((r) => r.nodeName).sort()).toEqual(["cloudagent", "edge1", "edge2", "edge3"]);
+    const edge1 = await mesh.status<{ servers: Array<{ address: string; connected: boolean; reservation: boolean; error?: string }> }>("edge1");
+    expect(edge1.servers).toContainEqual(expect.objectContaining({ address: `${lab.hosts.cloud.ip}:${SERVER_PORT}`, connected: true, reservation: true }));
+    const dead = edge1.servers.find((s) => s.address.startsWith(DEAD_SERVER));
+    expect(dead).toMatchObject({ connected: false, reservation: false });
   }, 60_000);
 
   test("edge1 → edge3 goes direct over the LAN (SOCKS5 to a node name reaches its TCP server)", async () => {

@@ -46,6 +46,8 @@ export interface MeshOptions {
   echo?: boolean;
   /** pnet on every connection (default true) */
   privateNetwork?: boolean;
+  /** more agent.servers entries listed before the real one (e.g. a server that is down) */
+  extraServers?: string[];
 }
 
 function yamlList(xs: string[]): string {
@@ -85,8 +87,8 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
       for (const n of names) {
         await waitFor(
           async () => {
-            const st = await mesh.status<{ servers: Array<{ reservation: boolean }> }>(n);
-            return st.servers.length > 0 && st.servers.every((s) => s.reservation);
+            const st = await mesh.status<{ servers: Array<{ address: string; reservation: boolean }> }>(n);
+            return st.servers.some((s) => s.address === `${serverIp}:${SERVER_PORT}` && s.reservation);
           },
           { timeoutMs, intervalMs: 200, description: `${n} holds a reservation` },
         );
@@ -108,7 +110,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         `logLevel: ${spec.logLevel ?? level}`,
         `adminListen: ${ADMIN}`,
         `agent:`,
-        `  servers: ["${serverIp}:${SERVER_PORT}"]`,
+        `  servers: ${yamlList([...(o.extraServers ?? []), `${serverIp}:${SERVER_PORT}`])}`,
         `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}}`,
         `  metadata:`,
         `    source: static`,
