@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { edgemesh, ensureBinary, freePort, tempConfigDir, until } from "./util/run.ts";
 
 let binary = "";
+// no Kubernetes, no tunnel servers, nothing on the system touched
+const staticAgent = () =>
+  `agent:\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`;
 let isolated = "";
 
 beforeAll(async () => {
@@ -21,7 +24,7 @@ beforeAll(async () => {
 function startAgent(extra = "", level = "info") {
   const t = tempConfigDir();
   const port = freePort();
-  const cfg = t.write("agent.yaml", `nodeName: edge1\npsk: psk\nlogLevel: ${level}\nadminListen: 127.0.0.1:${port}\n${extra}`);
+  const cfg = t.write("agent.yaml", `nodeName: edge1\npsk: psk\nlogLevel: ${level}\nadminListen: 127.0.0.1:${port}\n${extra || staticAgent()}`);
   const proc = Bun.spawn([binary, "agent", "--config", cfg], { cwd: isolated, stdout: "pipe", stderr: "pipe" });
   const stderr = new Response(proc.stderr).text();
   return { proc, port, stderr, admin: `127.0.0.1:${port}` };
@@ -54,6 +57,8 @@ describe("compiled binary", () => {
       const status = (await (await fetch(`http://${a.admin}/status`)).json()) as { modules: unknown[] };
       expect(status).toMatchObject({ role: "agent", nodeName: "edge1", servers: [], peers: [], services: 0, listeners: [], ready: true });
       expect(status.modules).toContainEqual({ name: "admin", state: "running", ready: true });
+      expect(status.modules).toContainEqual({ name: "controller", state: "running", ready: true });
+      expect(status.modules).toContainEqual({ name: "tunnel", state: "running", ready: true });
 
       const metrics = await (await fetch(`http://${a.admin}/metrics`)).text();
       expect(metrics).toMatch(/^edgemesh_process_uptime_seconds \d+(\.\d+)?$/m);
@@ -78,6 +83,23 @@ describe("compiled binary", () => {
       expect(await fetch(`http://${a.admin}/healthz`).catch(() => "down")).toBe("down");
     } finally {
       a.proc.kill("SIGKILL");
+    }
+  });
+
+  test("/readyz says not ready, and why, while the apiserver cannot be reached", async () => {
+    const api = freePort(); // nothing listens there
+    const a = startAgent(`agent:\n  metadata: {kubernetes: {server: "http://127.0.0.1:${api}"}}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n`);
+    try {
+      const r = await until(async () => {
+        const res = await fetch(`http://${a.admin}/readyz`).catch(() => undefined);
+        return res ? res : undefined;
+      });
+      expect(r.status).toBe(503);
+      expect(await r.text()).toBe("not ready: controller\n");
+      expect((await fetch(`http://${a.admin}/healthz`)).status).toBe(200);
+    } finally {
+      a.proc.kill("SIGTERM");
+      await a.proc.exited;
     }
   });
 

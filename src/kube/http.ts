@@ -1,0 +1,57 @@
+// fetch against the Kubernetes API: JSON only, bearer token, TLS options.
+import type { KubeEndpoint } from "./endpoint.ts";
+
+export class KubeHttpError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+
+  static async from(res: Response, what: string): Promise<KubeHttpError> {
+    let detail = "";
+    try {
+      const body = (await res.json()) as { message?: string; reason?: string };
+      detail = body.message ?? body.reason ?? "";
+    } catch {
+      // not a Status object
+    }
+    return new KubeHttpError(`${what}: HTTP ${res.status}${detail ? `: ${detail}` : ""}`, res.status);
+  }
+}
+
+export interface FetchOptions {
+  signal?: AbortSignal;
+  /** whole-request timeout; watches pass none and rely on timeoutSeconds */
+  timeoutMs?: number;
+  stream?: boolean;
+  method?: string;
+}
+
+export async function kubeFetch(ep: KubeEndpoint, path: string, o: FetchOptions = {}): Promise<Response> {
+  const headers: Record<string, string> = { Accept: "application/json", "User-Agent": "edgemesh" };
+  const token = ep.token?.();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const signals = [o.signal, o.timeoutMs ? AbortSignal.timeout(o.timeoutMs) : undefined].filter((s): s is AbortSignal => !!s);
+  const init: RequestInit & { tls?: Record<string, unknown> } = {
+    method: o.method ?? "GET",
+    headers,
+    signal: signals.length ? AbortSignal.any(signals) : undefined,
+  };
+  if (ep.server.startsWith("https:") && ep.tls) {
+    init.tls = {
+      ...(ep.tls.ca ? { ca: ep.tls.ca } : {}),
+      ...(ep.tls.cert ? { cert: ep.tls.cert } : {}),
+      ...(ep.tls.key ? { key: ep.tls.key } : {}),
+      rejectUnauthorized: !ep.tls.insecure,
+    };
+  }
+  try {
+    return await fetch(`${ep.server}${path}`, init);
+  } catch (e) {
+    const err = e as { code?: string; message?: string; name?: string };
+    if (err.name === "AbortError" && o.signal?.aborted) throw e;
+    throw new Error(`${ep.server}: ${err.code ?? err.name ?? "error"}${err.message ? ` (${err.message})` : ""}`);
+  }
+}

@@ -1,0 +1,277 @@
+// LIST then WATCH one resource, keeping a local cache that survives outages.
+// - LIST is paginated (limit/continue); WATCH resumes from the last
+//   resourceVersion with bookmarks, and the server's timeoutSeconds ends each
+//   watch quietly (restarted without backoff).
+// - 410 Gone, as an HTTP status or an ERROR event, means our resourceVersion
+//   was compacted: LIST again. The new list replaces the cache, so a delete
+//   made while we were away is not missed.
+// - Anything else (connection refused, 5xx, a dropped stream) reconnects with
+//   capped exponential backoff and jitter; the cache keeps serving meanwhile.
+// - A malformed line or object is logged and skipped; the watch goes on.
+import type { Logger } from "../log.ts";
+import type { KubeEndpoint } from "./endpoint.ts";
+import { kubeFetch, KubeHttpError } from "./http.ts";
+import { NdjsonSplitter } from "./ndjson.ts";
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  resourceVersion?: string;
+  uid?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface KubeObject {
+  metadata: ObjectMeta;
+  [k: string]: unknown;
+}
+
+export type SyncState = "listing" | "synced" | "reconnecting";
+
+export interface ReflectorStats {
+  resource: string;
+  state: SyncState;
+  since: string;
+  resourceVersion: string;
+  objects: number;
+  relists: number;
+  watchRestarts: number;
+  events: number;
+  malformed: number;
+  lastError: string;
+}
+
+export interface ReflectorOptions {
+  endpoint: KubeEndpoint;
+  /** collection path, e.g. /api/v1/services */
+  path: string;
+  resource: string;
+  log: Logger;
+  onChange: () => void;
+  pageSize?: number;
+  /** server-side watch timeout; each watch gets a random value in [t, 2t) like client-go */
+  watchTimeoutSeconds?: number;
+  backoff?: { initialMs: number; maxMs: number };
+  /** extra shape check; return why an object is unusable */
+  validate?: (obj: KubeObject) => string | undefined;
+}
+
+export function objectKey(o: { metadata: ObjectMeta }): string {
+  return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+}
+
+function wellFormed(o: unknown): o is KubeObject {
+  const m = (o as KubeObject | null)?.metadata;
+  return !!m && typeof m === "object" && typeof m.name === "string" && m.name.length > 0;
+}
+
+class GoneError extends Error {}
+
+export class Reflector {
+  readonly cache = new Map<string, KubeObject>();
+  private rv = "";
+  private state: SyncState = "listing";
+  private since = new Date();
+  private stopped = false;
+  private abort = new AbortController();
+  private wake?: () => void;
+  private loop?: Promise<void>;
+  private readonly stats = { relists: 0, watchRestarts: 0, events: 0, malformed: 0, lastError: "" };
+  /** resolves after the first complete LIST */
+  readonly synced: Promise<void>;
+  private markSynced!: () => void;
+
+  constructor(private readonly o: ReflectorOptions) {
+    this.synced = new Promise((r) => (this.markSynced = r));
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    this.wake?.();
+    await this.loop;
+  }
+
+  status(): ReflectorStats {
+    return {
+      resource: this.o.resource,
+      state: this.state,
+      since: this.since.toISOString(),
+      resourceVersion: this.rv,
+      objects: this.cache.size,
+      ...this.stats,
+    };
+  }
+
+  private setState(s: SyncState): void {
+    if (s === this.state) return;
+    this.state = s;
+    this.since = new Date();
+  }
+
+  private async run(): Promise<void> {
+    const b = this.o.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    let delay = b.initialMs;
+    let needList = true;
+    while (!this.stopped) {
+      try {
+        if (needList) {
+          await this.list();
+          needList = false;
+          delay = b.initialMs;
+        }
+        await this.watch();
+        // a watch the server ended on its timeout: go again at once
+        this.stats.watchRestarts++;
+        delay = b.initialMs;
+        continue;
+      } catch (e) {
+        if (this.stopped) break;
+        if (e instanceof GoneError) {
+          this.o.log.info("resourceVersion expired, listing again", { resource: this.o.resource, resourceVersion: this.rv });
+          needList = true;
+          continue;
+        }
+        const why = e instanceof Error ? e.message : String(e);
+        if (why !== this.stats.lastError || this.state !== "reconnecting") {
+          this.o.log.warn("apiserver unreachable, serving cached state", { resource: this.o.resource, error: why, retryMs: delay, cached: this.cache.size });
+        }
+        this.stats.lastError = why;
+        this.setState(this.cache.size || this.rv ? "reconnecting" : "listing");
+      }
+      await this.sleep(Math.round(delay * (0.75 + Math.random() * 0.5)));
+      delay = Math.min(delay * 2, b.maxMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(r, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+  }
+
+  private async list(): Promise<void> {
+    const next = new Map<string, KubeObject>();
+    let cont = "";
+    let rv = "";
+    const limit = this.o.pageSize ?? 500;
+    for (let page = 0; ; page++) {
+      const q = new URLSearchParams({ limit: String(limit) });
+      if (cont) q.set("continue", cont);
+      const res = await kubeFetch(this.o.endpoint, `${this.o.path}?${q}`, { signal: this.abort.signal, timeoutMs: 60_000 });
+      if (res.status === 410) {
+        // the continue token expired mid-list: start over
+        cont = "";
+        next.clear();
+        continue;
+      }
+      if (!res.ok) throw await KubeHttpError.from(res, `list ${this.o.resource}`);
+      const body = (await res.json()) as { metadata?: { resourceVersion?: string; continue?: string }; items?: unknown[] };
+      for (const item of body.items ?? []) {
+        const bad = this.check(item);
+        if (bad) {
+          this.stats.malformed++;
+          this.o.log.warn("skipping malformed object in list", { resource: this.o.resource, error: bad });
+          continue;
+        }
+        next.set(objectKey(item as KubeObject), item as KubeObject);
+      }
+      rv = body.metadata?.resourceVersion ?? "";
+      cont = body.metadata?.continue ?? "";
+      if (!cont) break;
+      if (page > 100_000) throw new Error("list did not end");
+    }
+    let removed = 0;
+    for (const k of this.cache.keys()) if (!next.has(k)) removed++;
+    const first = this.stats.relists === 0 && this.state === "listing";
+    this.cache.clear();
+    for (const [k, v] of next) this.cache.set(k, v);
+    this.rv = rv;
+    this.stats.relists++;
+    this.setState("synced");
+    if (!first) this.o.log.info("relisted", { resource: this.o.resource, objects: next.size, removedWhileAway: removed, resourceVersion: rv });
+    this.markSynced();
+    this.o.onChange();
+  }
+
+  private check(o: unknown): string | undefined {
+    if (!wellFormed(o)) return "object without metadata.name";
+    return this.o.validate?.(o);
+  }
+
+  private async watch(): Promise<void> {
+    const t = this.o.watchTimeoutSeconds ?? 300;
+    const q = new URLSearchParams({
+      watch: "1",
+      resourceVersion: this.rv,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(t + Math.floor(Math.random() * t)),
+    });
+    const res = await kubeFetch(this.o.endpoint, `${this.o.path}?${q}`, { signal: this.abort.signal, stream: true });
+    if (res.status === 410) {
+      await res.body?.cancel();
+      throw new GoneError();
+    }
+    if (!res.ok || !res.body) throw await KubeHttpError.from(res, `watch ${this.o.resource}`);
+    this.setState("synced");
+    const splitter = new NdjsonSplitter();
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        const lines = done ? splitter.end() : splitter.push(value);
+        for (const line of lines) {
+          if (!line.ok) {
+            this.stats.malformed++;
+            this.o.log.warn("skipping malformed watch event", { resource: this.o.resource, error: line.error, line: line.line });
+            continue;
+          }
+          this.apply(line.value);
+        }
+        if (done) return;
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  private apply(ev: unknown): void {
+    const e = ev as { type?: string; object?: any };
+    if (e?.type === "ERROR") {
+      const code = e.object?.code;
+      if (code === 410) throw new GoneError();
+      throw new Error(`watch error event: ${e.object?.message ?? JSON.stringify(e.object)}`);
+    }
+    if (e?.type === "BOOKMARK") {
+      const rv = e.object?.metadata?.resourceVersion;
+      if (typeof rv === "string") this.rv = rv;
+      return;
+    }
+    if (e?.type !== "ADDED" && e?.type !== "MODIFIED" && e?.type !== "DELETED") {
+      this.stats.malformed++;
+      this.o.log.warn("skipping watch event of unknown type", { resource: this.o.resource, type: String(e?.type) });
+      return;
+    }
+    const bad = this.check(e.object);
+    if (bad) {
+      this.stats.malformed++;
+      this.o.log.warn("skipping malformed object in watch event", { resource: this.o.resource, type: e.type, error: bad });
+      return;
+    }
+    const obj = e.object as KubeObject;
+    this.stats.events++;
+    if (obj.metadata.resourceVersion) this.rv = obj.metadata.resourceVersion;
+    if (e.type === "DELETED") this.cache.delete(objectKey(obj));
+    else this.cache.set(objectKey(obj), obj);
+    this.o.onChange();
+  }
+}
