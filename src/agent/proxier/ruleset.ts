@@ -1,0 +1,55 @@
+// The iptables nat ruleset, as a pure function of the service table and the
+// ports our listeners got. Applied whole with `iptables-restore --noflush`:
+// declaring our chains flushes and refills only them, atomically; no other
+// chain's rules are touched.
+import type { Protocol, Service } from "../../model/index.ts";
+
+export const CHAIN_PREROUTING = "EDGEMESH-PREROUTING";
+export const CHAIN_OUTPUT = "EDGEMESH-OUTPUT";
+
+/** one intercepted service port: ClusterIP:port/proto → bridgeIP:listenPort */
+export interface Interception {
+  service: string; // ns/name:portName, for the rule comment
+  clusterIP: string;
+  port: number;
+  protocol: Protocol;
+  listenPort: number;
+}
+
+/** the service ports we intercept: ClusterIP services (not headless, not ExternalName), IPv4 */
+export function interceptions(services: Service[], listenPortOf: (key: string) => number | undefined): Interception[] {
+  const out: Interception[] = [];
+  for (const s of services) {
+    if (s.headless || s.type !== "ClusterIP") continue;
+    for (const ip of s.clusterIPs) {
+      if (ip.includes(":")) continue; // IPv6 ClusterIPs: ip6tables is not handled yet
+      for (const p of s.ports) {
+        const key = listenerKey(s, p.port, p.protocol);
+        const listenPort = listenPortOf(key);
+        if (listenPort === undefined) continue;
+        out.push({ service: `${s.namespace}/${s.name}:${p.name || p.port}`, clusterIP: ip, port: p.port, protocol: p.protocol, listenPort });
+      }
+    }
+  }
+  return out;
+}
+
+export function listenerKey(s: { namespace: string; name: string }, port: number, protocol: Protocol): string {
+  return `${s.namespace}/${s.name}:${port}/${protocol}`;
+}
+
+function rule(chain: string, i: Interception, bridgeIP: string): string {
+  const proto = i.protocol.toLowerCase();
+  const comment = i.service.replace(/"/g, "");
+  return `-A ${chain} -d ${i.clusterIP}/32 -p ${proto} -m ${proto} --dport ${i.port} -m comment --comment "${comment}" -j DNAT --to-destination ${bridgeIP}:${i.listenPort}`;
+}
+
+/** iptables-restore input for the nat table: our two chains, whole */
+export function natRuleset(list: Interception[], bridgeIP: string): string {
+  const sorted = [...list].sort((a, b) => (a.clusterIP === b.clusterIP ? a.port - b.port || a.protocol.localeCompare(b.protocol) : a.clusterIP.localeCompare(b.clusterIP)));
+  const lines = ["*nat", `:${CHAIN_PREROUTING} - [0:0]`, `:${CHAIN_OUTPUT} - [0:0]`];
+  for (const i of sorted) lines.push(rule(CHAIN_PREROUTING, i, bridgeIP));
+  for (const i of sorted) lines.push(rule(CHAIN_OUTPUT, i, bridgeIP));
+  lines.push("COMMIT", "");
+  return lines.join("\n");
+}

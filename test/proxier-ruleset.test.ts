@@ -1,0 +1,53 @@
+import { expect, test } from "bun:test";
+import { interceptions, listenerKey, natRuleset } from "../src/agent/proxier/ruleset.ts";
+import type { Service } from "../src/model/index.ts";
+
+const svc = (name: string, extra: Partial<Service>): Service => ({
+  namespace: "demo",
+  name,
+  type: "ClusterIP",
+  clusterIPs: ["10.96.0.10"],
+  headless: false,
+  externalName: "",
+  ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }],
+  endpoints: [],
+  sessionAffinity: "None",
+  sessionAffinityTimeoutSeconds: 10800,
+  lbPolicy: "RoundRobin",
+  ...extra,
+});
+
+test("a ruleset is our two chains, filled whole, DNAT per ClusterIP:port/proto", () => {
+  const services = [
+    svc("web", {}),
+    svc("dns", { clusterIPs: ["10.96.0.2"], ports: [{ name: "dns", port: 53, protocol: "UDP", targetPort: 53 }, { name: "dns-tcp", port: 53, protocol: "TCP", targetPort: 53 }] }),
+    svc("headless", { clusterIPs: [], headless: true }),
+    svc("ext", { type: "ExternalName", clusterIPs: [] }),
+    svc("v6", { clusterIPs: ["fd00::1"] }),
+  ];
+  const ports = new Map([
+    [listenerKey({ namespace: "demo", name: "web" }, 80, "TCP"), 40001],
+    [listenerKey({ namespace: "demo", name: "dns" }, 53, "UDP"), 40002],
+    [listenerKey({ namespace: "demo", name: "dns" }, 53, "TCP"), 40003],
+  ]);
+  const text = natRuleset(interceptions(services, (k) => ports.get(k)), "169.254.96.16");
+  expect(text).toBe(
+    [
+      "*nat",
+      ":EDGEMESH-PREROUTING - [0:0]",
+      ":EDGEMESH-OUTPUT - [0:0]",
+      '-A EDGEMESH-PREROUTING -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "demo/web:http" -j DNAT --to-destination 169.254.96.16:40001',
+      '-A EDGEMESH-PREROUTING -d 10.96.0.2/32 -p tcp -m tcp --dport 53 -m comment --comment "demo/dns:dns-tcp" -j DNAT --to-destination 169.254.96.16:40003',
+      '-A EDGEMESH-PREROUTING -d 10.96.0.2/32 -p udp -m udp --dport 53 -m comment --comment "demo/dns:dns" -j DNAT --to-destination 169.254.96.16:40002',
+      '-A EDGEMESH-OUTPUT -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "demo/web:http" -j DNAT --to-destination 169.254.96.16:40001',
+      '-A EDGEMESH-OUTPUT -d 10.96.0.2/32 -p tcp -m tcp --dport 53 -m comment --comment "demo/dns:dns-tcp" -j DNAT --to-destination 169.254.96.16:40003',
+      '-A EDGEMESH-OUTPUT -d 10.96.0.2/32 -p udp -m udp --dport 53 -m comment --comment "demo/dns:dns" -j DNAT --to-destination 169.254.96.16:40002',
+      "COMMIT",
+      "",
+    ].join("\n"),
+  );
+});
+
+test("no services: the chains are declared and emptied", () => {
+  expect(natRuleset([], "169.254.96.16")).toBe("*nat\n:EDGEMESH-PREROUTING - [0:0]\n:EDGEMESH-OUTPUT - [0:0]\nCOMMIT\n");
+});
