@@ -9,9 +9,10 @@ import { identify } from "@libp2p/identify";
 import { ping } from "@libp2p/ping";
 import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay-v2";
 import { dcutr } from "@libp2p/dcutr";
-import type { PrivateKey } from "@libp2p/interface";
+import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
+import { isCircuit } from "./addresses.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
-import { privateNetwork } from "./pnet.ts";
+import { privateNetworkV1 } from "./privnet/index.ts";
 import type { Membership } from "./membership.ts";
 
 export interface TunnelNodeOptions {
@@ -26,9 +27,29 @@ export interface TunnelNodeOptions {
   /** false turns off the pnet layer (DESIGN §7: trusted networks only) */
   privateNetwork?: boolean;
   relay?: { maxReservations: number };
+  log?: (level: "info" | "warn", msg: string) => void;
 }
 
 export type TunnelNode = Libp2p<Record<string, unknown>>;
+
+/**
+ * Protects TCP connections only. A relayed connection runs inside two
+ * connections that are already protected (agent↔server), and the server
+ * relays only between verified members, so protecting it again would only
+ * spend CPU at both ends (a third of relayed throughput, measured).
+ */
+function outerOnly(factory: (c?: unknown) => ConnectionProtector): (c?: unknown) => ConnectionProtector {
+  return (components) => {
+    const inner = factory(components);
+    return {
+      protect: (conn, options) => {
+        // the upgrader hands us the MultiaddrConnection, which has remoteAddr
+        const addr = (conn as { remoteAddr?: Parameters<typeof isCircuit>[0] }).remoteAddr;
+        return addr && isCircuit(addr) ? Promise.resolve(conn) : inner.protect(conn, options);
+      },
+    } as ConnectionProtector;
+  };
+}
 
 export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode> {
   const services: Record<string, any> = {
@@ -54,7 +75,10 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     transports: o.role === "agent" ? [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 }), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })] : [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 })],
     connectionEncrypters: [noise({ crypto: o.crypto })],
     streamMuxers: [yamux()],
-    connectionProtector: o.privateNetwork === false ? undefined : (privateNetwork(o.secret) as never),
+    // our ChaCha20 private network (src/tunnel/privnet): same purpose as
+    // @libp2p/pnet at a fraction of its cost; 5 s for its nonce exchange
+    // leaves room for slow edge links
+    connectionProtector: o.privateNetwork === false ? undefined : outerOnly(privateNetworkV1(o.secret, { log: o.log, handshakeTimeoutMs: 5000 })),
     connectionGater: o.membership.gater(),
     connectionManager: { maxConnections: 4096, dialTimeout: 10_000 },
     connectionMonitor: { pingInterval: 10_000, abortConnectionOnPingFailure: true },

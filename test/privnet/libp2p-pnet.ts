@@ -1,4 +1,5 @@
-// The private-network layer (@libp2p/pnet), with one fix: its stream sends
+// The stock private-network layer (@libp2p/pnet), kept as the baseline the
+// privnet tests and benchmark compare against. One fix: its stream sends
 // its whole write buffer through the xsalsa20 wasm in one call when a slow
 // link drains, and a buffer of tens of MiB exceeds the wasm memory
 // ("WebAssembly.Memory.grow would exceed the memory's declared maximum
@@ -6,7 +7,7 @@
 // size makes it encrypt in bounded chunks.
 import { preSharedKey } from "@libp2p/pnet";
 import type { ConnectionProtector } from "@libp2p/interface";
-import { pnetKey } from "./identity.ts";
+import { pnetKey } from "../../src/tunnel/identity.ts";
 
 export const PNET_MAX_MESSAGE_BYTES = 64 * 1024;
 

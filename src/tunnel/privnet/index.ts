@@ -1,0 +1,162 @@
+/**
+ * "edgemesh privnet v1": a libp2p ConnectionProtector with the purpose of
+ * @libp2p/pnet (nodes without the mesh secret cannot even reach the noise
+ * handshake) but ChaCha20 from system OpenSSL instead of wasm XSalsa20.
+ * Not wire-compatible with pnet; every node runs this binary.
+ *
+ * Wire protocol, per connection:
+ *  1. Each side sends a fresh random 24-byte nonce and reads the remote's
+ *     (handshakeTimeoutMs). Equal nonces are rejected: that is a peer
+ *     reflecting ours, which would make key_in equal key_out.
+ *  2. Keys per kdf.ts; ChaCha20 with all-zero 16-byte iv (counter 0, zero
+ *     nonce) per direction; every later byte is XORed with the keystream.
+ *     No MAC: noise inside provides integrity and confidentiality; this
+ *     layer is access control.
+ *  3. The first 16 plaintext bytes of each direction are zeros (key
+ *     confirmation, see connection.ts); a mismatch aborts the connection.
+ */
+import { byteStream } from '@libp2p/utils';
+import type { AbortOptions, ConnectionProtector, MessageStream, MultiaddrConnection } from '@libp2p/interface';
+import { loadPrivnetCipher } from './cipher.ts';
+import type { PrivnetCipherOptions } from './cipher.ts';
+import { PrivnetConnection } from './connection.ts';
+import { PrivnetHandshakeError } from './errors.ts';
+import { deriveDirectionKeys, deriveSwarmKey, NONCE_BYTES } from './kdf.ts';
+import { IV_BYTES } from './keystream.ts';
+import type { KeystreamFactory, PrivnetCipherProvider } from './keystream.ts';
+
+export { loadPrivnetCipher } from './cipher.ts';
+export type { PrivnetCipherOptions, PrivnetLog } from './cipher.ts';
+export { PrivnetHandshakeError, PrivnetKeyMismatchError } from './errors.ts';
+export type { Keystream, KeystreamFactory, PrivnetCipherProvider } from './keystream.ts';
+export { PrivnetConnection } from './connection.ts';
+
+export const PRIVNET_DEFAULT_HANDSHAKE_TIMEOUT_MS = 1000;
+export const PRIVNET_DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+
+export interface PrivateNetworkV1Options extends PrivnetCipherOptions {
+  /** How long to wait for the remote's nonce, and then for its key confirmation. Default 1000 ms. */
+  handshakeTimeoutMs?: number;
+  /** Largest plaintext run encrypted per send (bounds per-send allocation and latency). Default 64 KiB. */
+  maxMessageSize?: number;
+}
+
+export interface PrivnetProtector extends ConnectionProtector {
+  readonly provider: PrivnetCipherProvider;
+  readonly detail: string;
+}
+
+/** What libp2p's `connectionProtector` option takes, plus which cipher provider was loaded. */
+export type PrivateNetworkV1Factory = ((components?: unknown) => PrivnetProtector) & {
+  readonly provider: PrivnetCipherProvider;
+  readonly detail: string;
+};
+
+const ZERO_IV = new Uint8Array(IV_BYTES);
+
+class PrivnetV1Protector implements PrivnetProtector {
+  readonly [Symbol.toStringTag] = 'edgemesh/privnet-v1';
+  readonly provider: PrivnetCipherProvider;
+  readonly detail: string;
+
+  constructor(
+    private readonly swarmKey: Uint8Array,
+    private readonly cipher: KeystreamFactory,
+    private readonly timeoutMs: number,
+    private readonly maxMessageSize: number,
+  ) {
+    this.provider = cipher.provider;
+    this.detail = cipher.detail;
+  }
+
+  async protect(connection: MessageStream, options?: AbortOptions): Promise<MessageStream> {
+    const maConn = connection as MultiaddrConnection;
+    const log = connection.log.newScope('privnet');
+    const localNonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+
+    let remoteNonce: Uint8Array;
+    try {
+      remoteNonce = await this.exchangeNonces(maConn, localNonce, options);
+    } catch (err) {
+      // The transports abort on a failed upgrade too; doing it here keeps a
+      // silent or misbehaving client from holding the socket regardless.
+      maConn.abort(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
+    log('exchanged nonces');
+
+    const keys = deriveDirectionKeys(this.swarmKey, localNonce, remoteNonce);
+    let tx;
+    let rx;
+    try {
+      tx = this.cipher.create(keys.out, ZERO_IV);
+      rx = this.cipher.create(keys.in, ZERO_IV);
+      return new PrivnetConnection({
+        maConn,
+        log,
+        tx,
+        rx,
+        maxMessageSize: this.maxMessageSize,
+        confirmTimeoutMs: this.timeoutMs,
+      });
+    } catch (err) {
+      tx?.destroy();
+      rx?.destroy();
+      maConn.abort(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    } finally {
+      keys.out.fill(0);
+      keys.in.fill(0);
+    }
+  }
+
+  private async exchangeNonces(maConn: MultiaddrConnection, localNonce: Uint8Array, options?: AbortOptions): Promise<Uint8Array> {
+    // Our own deadline always applies; pnet's only applies when the caller
+    // passes no signal, and libp2p always passes one (10 s inbound).
+    const ctl = new AbortController();
+    const timer = setTimeout(() => {
+      ctl.abort(new PrivnetHandshakeError(`no nonce from remote within ${this.timeoutMs} ms`));
+    }, this.timeoutMs);
+    const parent = options?.signal;
+    const onParentAbort = (): void => ctl.abort(parent?.reason);
+    if (parent?.aborted === true) onParentAbort();
+    else parent?.addEventListener('abort', onParentAbort, { once: true });
+
+    const bytes = byteStream(maConn);
+    try {
+      const [result] = await Promise.all([
+        bytes.read({ bytes: NONCE_BYTES, signal: ctl.signal }),
+        bytes.write(localNonce, { signal: ctl.signal }),
+      ]);
+      // Copy: the view may share a buffer with ciphertext we later decrypt in place.
+      const remote = result.subarray().slice(0, NONCE_BYTES);
+      if (remote.byteLength !== NONCE_BYTES) throw new PrivnetHandshakeError('short nonce');
+      if (Buffer.from(remote).equals(Buffer.from(localNonce))) throw new PrivnetHandshakeError('remote echoed our nonce');
+      bytes.unwrap();
+      return remote;
+    } catch (err) {
+      if (ctl.signal.aborted && ctl.signal.reason instanceof Error) throw ctl.signal.reason;
+      if (err instanceof PrivnetHandshakeError) throw err;
+      throw new PrivnetHandshakeError('nonce exchange failed', { cause: err });
+    } finally {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', onParentAbort);
+    }
+  }
+}
+
+/**
+ * Connection protector keyed from the mesh secret. Pass the result as
+ * libp2p's `connectionProtector`. The cipher provider is chosen (and logged
+ * through opts.log) once, here; `.provider` tells which one.
+ */
+export function privateNetworkV1(secret: Uint8Array, opts: PrivateNetworkV1Options = {}): PrivateNetworkV1Factory {
+  const timeoutMs = opts.handshakeTimeoutMs ?? PRIVNET_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const maxMessageSize = opts.maxMessageSize ?? PRIVNET_DEFAULT_MAX_MESSAGE_BYTES;
+  if (!(timeoutMs > 0)) throw new RangeError('privnet: handshakeTimeoutMs must be > 0');
+  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 1) throw new RangeError('privnet: maxMessageSize must be a positive integer');
+  const swarmKey = deriveSwarmKey(secret);
+  const cipher = loadPrivnetCipher(opts);
+  const factory = (): PrivnetProtector => new PrivnetV1Protector(swarmKey, cipher, timeoutMs, maxMessageSize);
+  return Object.assign(factory, { provider: cipher.provider, detail: cipher.detail });
+}

@@ -1,0 +1,115 @@
+/**
+ * PrivnetConnection over @libp2p/utils' in-memory MultiaddrConnection pair:
+ * chunking, key confirmation, and that keystreams are released on close.
+ */
+import { describe, expect, test } from 'bun:test';
+import { multiaddrConnectionPair } from '@libp2p/utils';
+import type { MultiaddrConnection } from '@libp2p/interface';
+import { CONFIRM_BYTES, PrivnetConnection } from '../../src/tunnel/privnet/connection.ts';
+import { PrivnetKeyMismatchError } from '../../src/tunnel/privnet/errors.ts';
+import { loadPrivnetCipher } from '../../src/tunnel/privnet/index.ts';
+import type { Keystream } from '../../src/tunnel/privnet/index.ts';
+
+const cipher = loadPrivnetCipher();
+const IV = new Uint8Array(16);
+
+interface Tracked {
+  ks: Keystream;
+  destroyed: () => boolean;
+}
+function tracked(key: Uint8Array): Tracked {
+  const inner = cipher.create(key, IV);
+  let destroyed = false;
+  return {
+    ks: {
+      xor: (s, d) => inner.xor(s, d),
+      destroy: () => {
+        destroyed = true;
+        inner.destroy();
+      },
+    },
+    destroyed: () => destroyed,
+  };
+}
+
+function setup(opts: { wrongKey?: boolean; maxMessageSize?: number } = {}) {
+  const [rawA, rawB] = multiaddrConnectionPair();
+  const k1 = crypto.getRandomValues(new Uint8Array(32));
+  const k2 = crypto.getRandomValues(new Uint8Array(32));
+  const streams = [tracked(k1), tracked(k2), tracked(k2), tracked(opts.wrongKey === true ? k2 : k1)];
+  const wrap = (maConn: MultiaddrConnection, tx: Tracked, rx: Tracked): PrivnetConnection =>
+    new PrivnetConnection({ maConn, log: maConn.log, tx: tx.ks, rx: rx.ks, maxMessageSize: opts.maxMessageSize ?? 64 * 1024, confirmTimeoutMs: 2000 });
+  const a = wrap(rawA, streams[0]!, streams[1]!);
+  const b = wrap(rawB, streams[2]!, streams[3]!);
+  // Registered after the wrapper: an earlier 'message' listener on the raw
+  // connection would consume bytes before the wrapper could see them.
+  const wire: number[] = [];
+  rawB.addEventListener('message', (evt) => wire.push(evt.data.byteLength));
+  return { a, b, rawA, rawB, streams, wire };
+}
+
+function collect(conn: PrivnetConnection): { bytes: () => Uint8Array; events: () => number } {
+  const parts: Uint8Array[] = [];
+  conn.addEventListener('message', (evt) => {
+    const d = evt.data;
+    if (d instanceof Uint8Array) parts.push(Uint8Array.from(d));
+    else for (const b of d) parts.push(Uint8Array.from(b));
+  });
+  return { bytes: () => Buffer.concat(parts), events: () => parts.length };
+}
+
+async function until(f: () => boolean, limitMs = 3000): Promise<void> {
+  const end = performance.now() + limitMs;
+  while (!f()) {
+    if (performance.now() > end) throw new Error('condition not met in time');
+    await Bun.sleep(5);
+  }
+}
+
+describe('PrivnetConnection', () => {
+  test('moves data both ways in odd-sized writes; the wire carries at most maxMessageSize per send', async () => {
+    const { a, b, wire } = setup({ maxMessageSize: 16 * 1024 });
+    const gotB = collect(b);
+    const gotA = collect(a);
+    const data = crypto.getRandomValues(new Uint8Array(60_000));
+    const big = new Uint8Array(200_000);
+    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, Math.min(i + 65536, big.length)));
+    let off = 0;
+    for (const n of [1, 15, 16, 17, 1000, 4095, 20_000]) {
+      a.send(data.subarray(off, off + n));
+      off += n;
+    }
+    a.send(data.subarray(off));
+    a.send(big); // one send far above maxMessageSize
+    b.send(data.subarray(0, 33));
+    const expectB = Buffer.concat([data, big]);
+    await until(() => gotB.bytes().byteLength >= expectB.byteLength && gotA.bytes().byteLength >= 33);
+    expect(Buffer.from(gotB.bytes()).equals(expectB)).toBe(true);
+    expect(Buffer.from(gotA.bytes()).equals(Buffer.from(data.subarray(0, 33)))).toBe(true);
+    expect(wire[0]).toBe(CONFIRM_BYTES);
+    expect(Math.max(...wire)).toBeLessThanOrEqual(16 * 1024);
+    await a.close();
+  });
+
+  test('close and abort release both keystreams on both ends', async () => {
+    const one = setup();
+    await one.a.close();
+    await until(() => one.streams.every((s) => s.destroyed()));
+    expect(one.a.status).toBe('closed');
+
+    const two = setup();
+    two.a.abort(new Error('test abort'));
+    await until(() => two.streams.every((s) => s.destroyed()));
+    expect(two.b.status).not.toBe('open');
+  });
+
+  test('a wrong inbound key fails key confirmation and delivers nothing', async () => {
+    const { b, streams } = setup({ wrongKey: true });
+    const got = collect(b);
+    const closed = new Promise<Error | undefined>((resolve) => b.addEventListener('close', (evt) => resolve(evt.error)));
+    const err = await Promise.race([closed, Bun.sleep(3000).then(() => new Error('no close'))]);
+    expect(err).toBeInstanceOf(PrivnetKeyMismatchError);
+    expect(got.events()).toBe(0);
+    expect(streams[2]!.destroyed() && streams[3]!.destroyed()).toBe(true);
+  });
+});
