@@ -82,7 +82,7 @@ export const configSchema = z.strictObject({
           listenAddresses: z.array(ip).default(["0.0.0.0"]),
           // extra addresses other agents may dial us at (e.g. a port-forward on the NAT)
           advertiseAddresses: z.array(hostPort).default([]),
-          // libp2p private network (pnet): outsiders cannot start a handshake.
+          // private network (privnet v1): outsiders cannot start a handshake.
           // false saves its cost on trusted networks; membership is still
           // enforced by derived identities. Must match the server and all agents.
           privateNetwork: z.boolean().default(true),
