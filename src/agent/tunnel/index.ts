@@ -58,6 +58,7 @@ class Tunnel implements Module {
       announce: t.advertiseAddresses.map((a) => hostPortAddr(a).toString()),
       crypto: crypto.crypto,
       membership,
+      log: (level, msg) => log[level](msg),
       privateNetwork: t.privateNetwork,
     }));
     if (!t.privateNetwork) log.warn("private network (pnet) is off: anyone can start a handshake; membership is still checked by identity");

@@ -46,6 +46,7 @@ class Relay implements Module {
       announce: s.advertiseAddresses.map((a) => tcpAddr(a, s.listenPort).toString()),
       crypto: crypto.crypto,
       membership,
+      log: (level, msg) => log[level](msg),
       relay: { maxReservations: s.maxReservations },
       privateNetwork: s.privateNetwork,
     });
