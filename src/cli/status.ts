@@ -38,6 +38,15 @@ export function renderStatus(doc: StatusDoc): string {
       .slice(1)
       .join("\n"),
   );
+  const md = doc.metadata as
+    | { source: string; server?: string; endpointsApi?: string; resources?: Array<{ resource: string; state: string; since: string; resourceVersion: string; objects: number }> }
+    | undefined;
+  if (md) {
+    out.push("", `METADATA  source=${md.source}${md.server ? ` server=${md.server}` : ""}${md.endpointsApi ? ` endpoints=${md.endpointsApi}` : ""}`);
+    if (md.resources?.length) {
+      out.push(table(["RESOURCE", "STATE", "SINCE", "OBJECTS", "RESOURCEVERSION"], md.resources.map((r) => [r.resource, r.state, r.since, String(r.objects), r.resourceVersion || "-"])));
+    }
+  }
   out.push("", "MODULES", table(["NAME", "STATE", "READY"], doc.modules.map((m) => [m.name, m.state, m.ready ? "yes" : "no"])));
   if (doc.role === "agent" || doc.servers.length) {
     out.push(

@@ -188,3 +188,15 @@ describe("controller with the Kubernetes source", () => {
     expect(Number(watch?.query.timeoutSeconds)).toBeGreaterThan(0);
   }, 30_000);
 });
+
+test("edgemesh status shows the metadata source and each resource's sync state", async () => {
+  const { renderStatus } = await import("../../src/cli/status.ts");
+  const { emptyStatus } = await import("../../src/admin/status.ts");
+  const api = await fake();
+  const h = await start(api);
+  await until(() => h.ready(), "synced");
+  const doc = { ...emptyStatus("agent", "edge1", "test"), ...h.mod.status!() };
+  const text = renderStatus(doc as never);
+  expect(text).toContain(`METADATA  source=kubernetes server=${api.url} endpoints=discovery.k8s.io/v1 EndpointSlices`);
+  expect(text).toMatch(/^services\s+synced\s+\S+\s+0\s+\d+$/m);
+}, 30_000);
