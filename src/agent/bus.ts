@@ -4,6 +4,8 @@
 import type { Logger } from "../log.ts";
 import type { NodeSnapshot, ServiceSnapshot } from "../model/index.ts";
 import type { TunnelAccess } from "../model/tunnel.ts";
+import type { ListenerTable } from "../model/listeners.ts";
+import type { ServiceConnector } from "../model/connector.ts";
 
 export interface Topics {
   /** the full service table after every change (controller → proxier, dns, traffic) */
@@ -12,6 +14,10 @@ export interface Topics {
   nodes: NodeSnapshot;
   /** published once by the tunnel module when it is up (tunnel → traffic, socks5) */
   tunnel: TunnelAccess;
+  /** the traffic module's listener per service port (traffic → proxier) */
+  listeners: ListenerTable;
+  /** service lookup + backend connect (traffic → the SOCKS5 front door) */
+  connector: ServiceConnector;
 }
 
 export type Handler<T> = (payload: T) => void | Promise<void>;

@@ -3,5 +3,6 @@
 import type { ModuleFactory } from "./module.ts";
 import { controllerModule } from "./controller/index.ts";
 import { tunnelModule } from "./tunnel/index.ts";
+import { trafficModule } from "./traffic/index.ts";
 
-export const agentModules: ModuleFactory[] = [controllerModule, tunnelModule];
+export const agentModules: ModuleFactory[] = [controllerModule, tunnelModule, trafficModule];

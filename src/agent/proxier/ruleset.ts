@@ -3,6 +3,7 @@
 // declaring our chains flushes and refills only them, atomically; no other
 // chain's rules are touched.
 import type { Protocol, Service } from "../../model/index.ts";
+import type { ListenerEntry, ListenerTable } from "../../model/listeners.ts";
 
 export const CHAIN_PREROUTING = "EDGEMESH-PREROUTING";
 export const CHAIN_OUTPUT = "EDGEMESH-OUTPUT";
@@ -52,4 +53,22 @@ export function natRuleset(list: Interception[], bridgeIP: string): string {
   for (const i of sorted) lines.push(rule(CHAIN_OUTPUT, i, bridgeIP));
   lines.push("COMMIT", "");
   return lines.join("\n");
+}
+
+/** the interceptions a listener table asks for: each IPv4 ClusterIP of each entry */
+export function interceptionsFromListeners(entries: ReadonlyArray<ListenerEntry>): Interception[] {
+  const out: Interception[] = [];
+  for (const e of entries) {
+    for (const ip of e.clusterIPs) {
+      if (ip.includes(":")) continue; // as above: no ip6tables yet
+      out.push({ service: `${e.service}:${e.portName || e.port}`, clusterIP: ip, port: e.port, protocol: e.protocol, listenPort: e.listenPort });
+    }
+  }
+  return out;
+}
+
+/** iptables-restore input for a whole listener table */
+export function listenerRuleset(table: ListenerTable): { text: string; interceptions: number } {
+  const list = interceptionsFromListeners(table.entries);
+  return { text: natRuleset(list, table.bridgeIP), interceptions: list.length };
 }

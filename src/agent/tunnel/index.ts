@@ -17,6 +17,7 @@ import { RelayLink } from "./relay-link.ts";
 import { PeerDialer, bestConnection } from "./dialer.ts";
 import { PathUpgrader } from "./upgrade.ts";
 import type { ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
+import type { ServiceConnector } from "../../model/connector.ts";
 import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
 
@@ -97,7 +98,9 @@ class Tunnel implements Module {
     if (config.agent.socks5.enable) {
       // known nodes, or any single-label name (a node we have no hint for may still hold a reservation)
       const routable = (name: string) => this.hintsByNode.has(name) || !name.includes(".");
-      this.socks = await startSocksFrontDoor(config.agent.socks5.listen, access, routable, config.nodeName, log);
+      let connector: ServiceConnector | undefined;
+      this.unsubscribe.push(bus.subscribe("connector", (c) => void (connector = c), "tunnel", { replay: true }));
+      this.socks = await startSocksFrontDoor(config.agent.socks5.listen, { tunnel: access, connector: () => connector, isKnownNode: routable, selfName: config.nodeName }, log);
     }
     // the connection monitor pings every 10 s; ping once now so /status has an RTT from the start
     node.addEventListener("peer:identify", (e) => {

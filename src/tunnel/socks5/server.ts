@@ -10,6 +10,7 @@ import type { Stream } from '@libp2p/interface';
 import { concat, copy, EMPTY } from '../proxy/bytes.ts';
 import type { ProxyChannel } from '../proxy/client.ts';
 import { pipeSocketStream, resetSocket } from '../proxy/pipe.ts';
+import { pipeSockets } from '../proxy/socket-pipe.ts';
 import type { ByteDirection } from '../proxy/pipe.ts';
 import type { ProxyLog } from '../proxy/server.ts';
 import {
@@ -32,6 +33,8 @@ const LINGER_MS = 2_000;
 
 export type Socks5Route =
   | { kind: 'stream'; open: () => Promise<Stream | ProxyChannel> }
+  /** a connected TCP socket (a backend dialled directly) */
+  | { kind: 'socket'; open: () => Promise<Socket> }
   | { kind: 'error'; reply: number; reason: string };
 
 export interface Socks5Options {
@@ -115,13 +118,13 @@ async function serveClient(socket: Socket, opts: Socks5Options): Promise<void> {
     gone = true;
   };
   socket.once('close', onGone);
-  let channel: ProxyChannel;
+  let opened: Opened;
   try {
-    channel = await withTimeout(
+    opened = await withTimeout(
       connectTarget(target, opts),
       opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
       () => `timed out opening a stream to ${dest} (ETIMEDOUT)`,
-      (late) => late.stream.abort(new Error('opened after the SOCKS request timed out')),
+      (late) => (late.kind === 'socket' ? late.socket.destroy() : late.channel.stream.abort(new Error('opened after the SOCKS request timed out'))),
     );
   } catch (err) {
     const failure = err instanceof RouteRefusal ? err : { reply: replyCodeFor((err as Error).message), message: (err as Error).message };
@@ -131,12 +134,20 @@ async function serveClient(socket: Socket, opts: Socks5Options): Promise<void> {
     socket.off('close', onGone);
   }
   if (gone || socket.destroyed) {
-    channel.stream.abort(new Error('SOCKS client went away'));
+    if (opened.kind === 'socket') opened.socket.destroy();
+    else opened.channel.stream.abort(new Error('SOCKS client went away'));
     return;
   }
 
   socket.write(buildReply(REPLY.SUCCEEDED, { host: socket.localAddress ?? '0.0.0.0', port: socket.localPort ?? 0 }));
   log.debug('socks5: connected', { client, target: dest });
+  if (opened.kind === 'socket') {
+    if (hs.rest.length) opened.socket.write(hs.rest);
+    const r = await pipeSockets(socket, opened.socket);
+    log.debug('socks5: closed', { client, target: dest, bytesIn: r.bytesDown, bytesOut: r.bytesUp });
+    return;
+  }
+  const channel = opened.channel;
   const r = await pipeSocketStream(socket, channel.stream, { toSocket: channel.initial, toStream: hs.rest, onBytes: opts.onBytes });
   log.debug('socks5: closed', { client, target: dest, bytesIn: r.bytesIn, bytesOut: r.bytesOut, error: r.error?.message });
 }
@@ -150,11 +161,14 @@ class RouteRefusal extends Error {
   }
 }
 
-async function connectTarget(target: Socks5Target, opts: Socks5Options): Promise<ProxyChannel> {
+type Opened = { kind: 'stream'; channel: ProxyChannel } | { kind: 'socket'; socket: Socket };
+
+async function connectTarget(target: Socks5Target, opts: Socks5Options): Promise<Opened> {
   const route = await opts.route(target);
   if (route.kind === 'error') throw new RouteRefusal(route.reply, route.reason);
+  if (route.kind === 'socket') return { kind: 'socket', socket: await route.open() };
   const opened = await route.open();
-  return 'initial' in opened && 'stream' in opened ? opened : { stream: opened as Stream, initial: EMPTY };
+  return { kind: 'stream', channel: 'initial' in opened && 'stream' in opened ? opened : { stream: opened as Stream, initial: EMPTY } };
 }
 
 /**

@@ -1,0 +1,75 @@
+// Reaching a backend for one client connection: pick with the service's
+// policy, dial (directly when the endpoint is on this node or has no node,
+// else through the tunnel to its node), and on failure try the next one: at
+// most 3 tries within a bounded time.
+import type { Endpoint, Service, ServicePort } from "../../model/index.ts";
+import { targetPortFor } from "../../model/index.ts";
+import type { TunnelAccess } from "../../model/tunnel.ts";
+import type { Upstream } from "../../model/connector.ts";
+import { dialTcp } from "../../tunnel/proxy/dial.ts";
+import type { Policy } from "./policy.ts";
+
+export const MAX_TRIES = 3;
+export const CONNECT_BUDGET_MS = 10_000;
+
+export type { Upstream };
+
+export interface ConnectDeps {
+  nodeName: string;
+  tunnel?: TunnelAccess;
+  onFailure?: (endpoint: Endpoint, error: string) => void;
+}
+
+export class NoBackendError extends Error {}
+
+export function isLocal(ep: Endpoint, nodeName: string): boolean {
+  return !ep.nodeName || ep.nodeName === nodeName;
+}
+
+export async function connectBackend(service: Service, port: ServicePort, policy: Policy, clientIp: string, deps: ConnectDeps): Promise<Upstream> {
+  const tried = new Set<string>();
+  const deadline = Date.now() + CONNECT_BUDGET_MS;
+  const errors: string[] = [];
+  for (let i = 0; i < MAX_TRIES; i++) {
+    const ep = policy.pick(service, { clientIp, exclude: tried });
+    if (!ep) break;
+    tried.add(ep.ip);
+    const target = targetPortFor(port, ep);
+    if (target === undefined) {
+      errors.push(`${ep.ip}: no port named ${String(port.targetPort)}`);
+      continue;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    try {
+      if (isLocal(ep, deps.nodeName)) {
+        const socket = await dialTcp({ host: ep.ip, port: target }, Math.min(left, 5000));
+        return { kind: "socket", socket, endpoint: ep };
+      }
+      if (!deps.tunnel) throw new Error("tunnel not up");
+      const channel = await withTimeout(deps.tunnel.open(ep.nodeName, { protocol: "tcp", host: ep.ip, port: target }), Math.min(left, 8000));
+      return { kind: "tunnel", channel, endpoint: ep };
+    } catch (e) {
+      const why = (e as Error).message;
+      errors.push(`${ep.ip}${ep.nodeName ? `@${ep.nodeName}` : ""}: ${why}`);
+      deps.onFailure?.(ep, why);
+    }
+  }
+  throw new NoBackendError(errors.length ? errors.join("; ") : "no ready endpoints");
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,19 @@
+// What the traffic module offers the SOCKS5 front door (via the bus): find a
+// service by name or ClusterIP, and connect to one of its backends with the
+// service's policy, exactly as intercepted traffic would.
+import type { Socket } from "node:net";
+import type { Endpoint, Service, ServicePort } from "./index.ts";
+import type { TunnelChannel } from "./tunnel.ts";
+
+export type Upstream = { kind: "socket"; socket: Socket; endpoint: Endpoint } | { kind: "tunnel"; channel: TunnelChannel; endpoint: Endpoint };
+
+export interface ServiceTarget {
+  service: Service;
+  port: ServicePort;
+}
+
+export interface ServiceConnector {
+  /** `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<zone>` or a ClusterIP, with a TCP service port */
+  resolve(host: string, port: number): ServiceTarget | undefined;
+  connect(service: Service, port: ServicePort, clientIp: string): Promise<Upstream>;
+}
