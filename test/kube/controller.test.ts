@@ -114,6 +114,33 @@ describe("controller with the Kubernetes source", () => {
     expect(h.logs.some((l) => l.includes("resourceVersion expired, listing again") || l.includes("relisted"))).toBe(true);
   }, 30_000);
 
+  test("410 as a plain HTTP status on a new watch → relist", async () => {
+    const api = await fake({ staleWatch: "status" });
+    api.create("services", service("a"));
+    const h = await start(api);
+    await until(() => h.svc("a"), "listed");
+    await api.setDown(true);
+    api.delete("services", "demo", "a");
+    api.create("services", service("b"));
+    api.compact();
+    await api.setDown(false);
+    await until(() => h.svc("b") && !h.svc("a"), "relisted after HTTP 410", 15_000);
+    expect(api.requests.some((r) => r.query.watch && r.path === "/api/v1/services")).toBe(true);
+  }, 30_000);
+
+  test("a watch the server ends cleanly (its timeout) restarts at once, without a warning", async () => {
+    const api = await fake();
+    const h = await start(api);
+    await until(() => h.ready(), "synced");
+    await api.waitForWatches("services");
+    const restarts = () => (h.mod.status!() as any).metadata.resources.find((r: any) => r.resource === "services").watchRestarts;
+    const before = restarts();
+    api.breakWatches({ kind: "services", graceful: true });
+    api.create("services", service("next"));
+    await until(() => h.svc("next") && restarts() > before, "watch restarted");
+    expect(h.logs.some((l) => l.includes("apiserver unreachable"))).toBe(false);
+  }, 30_000);
+
   test("410 as an ERROR event on a live watch → relist", async () => {
     const api = await fake();
     api.create("services", service("a"));
