@@ -47,12 +47,20 @@ export class Iptables {
     this.exec = opts.exec ?? createExec();
   }
 
+  /** e.g. "v1.8.9 (nf_tables)": operators need to know which backend holds our rules */
+  async version(): Promise<string> {
+    const r = await this.exec([this.iptables, "--version"]);
+    return r.stdout.trim().replace(/^\S+\s+/, "");
+  }
+
   /** feeds restore input to `iptables-restore --noflush`; a failure names the rejected line */
   async apply(text: string): Promise<void> {
     const argv = [this.restoreBin, ...WAIT, "--noflush"];
     const r = await this.exec(argv, { stdin: text, check: false });
     if (r.code === 0) return;
-    const line = /line (\d+) failed/.exec(r.stderr)?.[1];
+    // legacy says "line N failed" or "Error occurred at line: N"; nft the same two ways
+    const m = /line (\d+) failed|at line: (\d+)/.exec(r.stderr);
+    const line = m?.[1] ?? m?.[2];
     const bad = line ? text.split("\n")[Number(line) - 1] : undefined;
     throw new CommandError(argv, r.code, r.stderr, bad ? ` (input line ${line}: ${bad})` : "");
   }
@@ -89,18 +97,19 @@ export class Iptables {
     return true;
   }
 
-  /** removes our jumps (all copies) and our chains; other chains' rules are left alone */
-  async removeAll(): Promise<void> {
+  /** removes our jumps (all copies) and our chains; other chains' rules are left alone. Returns how many it removed. */
+  async removeAll(): Promise<{ jumps: number; chains: number }> {
     const lines = (await this.list()) ?? [];
-    const ops: string[] = [];
+    const jumps: string[] = [];
+    const chains: string[] = [];
     for (const l of lines) {
       const r = parseRule(l);
-      if (r && JUMPS.some((j) => j.from === r.chain && j.to === r.target)) ops.push(`-D${l.slice(2)}`);
-    }
-    for (const l of lines) {
+      if (r && JUMPS.some((j) => j.from === r.chain && j.to === r.target)) jumps.push(`-D${l.slice(2)}`);
       const w = words(l);
-      if (w[0] === "-N" && w[1] && OUR_CHAINS.has(w[1])) ops.push(`-F ${w[1]}`, `-X ${w[1]}`);
+      if (w[0] === "-N" && w[1] && OUR_CHAINS.has(w[1])) chains.push(`-F ${w[1]}`, `-X ${w[1]}`);
     }
-    if (ops.length) await this.apply(["*nat", ...ops, "COMMIT", ""].join("\n"));
+    // Jumps go first: a chain still referenced cannot be deleted.
+    if (jumps.length || chains.length) await this.apply(["*nat", ...jumps, ...chains, "COMMIT", ""].join("\n"));
+    return { jumps: jumps.length, chains: chains.length / 2 };
   }
 }

@@ -1,0 +1,206 @@
+// The proxier: puts the bridge IP on a device (before the traffic module
+// binds its listeners there), and programs nat rules that DNAT each
+// ClusterIP:port to the listener the traffic module publishes for it.
+import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
+import type { ListenerTable } from "../../model/listeners.ts";
+import { ensureBridgeDevice, type BridgeDevice } from "./device.ts";
+import { createExec, type Exec } from "./exec.ts";
+import { Iptables } from "./iptables.ts";
+import { Routes } from "./routes.ts";
+import { listenerRuleset, natRuleset } from "./ruleset.ts";
+
+export interface ProxierOptions {
+  /** runs ip/iptables; tests pass one prefixed with `ip netns exec NS` */
+  exec?: Exec;
+  /** iptables binaries (default: the host's `iptables` alternative) */
+  iptables?: string;
+  restore?: string;
+  /** how often to re-check that our jumps are still first (kube-proxy may insert ahead of them) */
+  resyncMs?: number;
+}
+
+export const proxierModule: ModuleFactory = {
+  name: "proxier",
+  enabled: (config) => config.agent.proxy.enable,
+  readyOnStart: true,
+  create: (ctx) => createProxier(ctx),
+};
+
+export function createProxier(ctx: ModuleContext, opts: ProxierOptions = {}): Module {
+  return new Proxier(ctx, opts);
+}
+
+const RETRY_MIN_MS = 1_000;
+const RETRY_MAX_MS = 30_000;
+
+class Proxier implements Module {
+  readonly name = "proxier";
+  private readonly exec: Exec;
+  private readonly ipt: Iptables;
+  private device?: BridgeDevice;
+  private routes?: Routes;
+  private unsubscribe?: () => void;
+  private stopped = false;
+  private stopping?: Promise<void>;
+  // Applies run one at a time; a table arriving meanwhile waits in `pending`
+  // and replaces any older one there, so a burst costs at most one more apply.
+  private queue: Promise<void> = Promise.resolve();
+  private pending?: ListenerTable;
+  private scheduled = false;
+  private retryTimer?: ReturnType<typeof setTimeout>;
+  private retryMs = RETRY_MIN_MS;
+  private resyncTimer?: ReturnType<typeof setInterval>;
+  private state = { rules: 0, generation: -1, lastApplyMs: 0, lastError: "" };
+  private readonly m;
+
+  constructor(
+    private readonly ctx: ModuleContext,
+    private readonly opts: ProxierOptions,
+  ) {
+    this.exec = opts.exec ?? createExec();
+    this.ipt = new Iptables({ exec: this.exec, ...(opts.iptables ? { iptables: opts.iptables } : {}), ...(opts.restore ? { restore: opts.restore } : {}) });
+    const metrics = ctx.metrics;
+    this.m = {
+      applies: metrics.counter("proxier_applies_total", "Rulesets applied to nat EDGEMESH chains."),
+      errors: metrics.counter("proxier_apply_errors_total", "Failed ruleset or route applies, by stage."),
+      rules: metrics.gauge("proxier_rules", "iptables rules in our nat chains."),
+      lastSeconds: metrics.gauge("proxier_apply_duration_seconds", "Duration of the last ruleset apply."),
+      sumSeconds: metrics.counter("proxier_apply_seconds_total", "Time spent applying rulesets."),
+      routes: metrics.gauge("proxier_routes", "ClusterIP routes we added."),
+    };
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this.ctx;
+    const { bridgeDeviceName, bridgeDeviceIP } = config.agent.proxy;
+    this.device = await ensureBridgeDevice(bridgeDeviceName, bridgeDeviceIP, log, this.exec);
+    this.routes = new Routes(this.device.device, this.exec);
+
+    const stale = await this.ipt.removeAll();
+    if (stale.jumps || stale.chains) log.warn("removed nat rules left by an earlier run", stale);
+    await this.ipt.apply(natRuleset([], bridgeDeviceIP));
+    await this.ipt.ensureJumps();
+    log.info("nat chains ready", { iptables: this.ipt.iptables, version: await this.ipt.version() });
+
+    this.unsubscribe = this.ctx.bus.subscribe("listeners", (t) => this.offer(t), "proxier", { replay: true });
+    this.resyncTimer = setInterval(() => this.resyncJumps(), this.opts.resyncMs ?? 60_000);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping ??= this.teardown();
+    return this.stopping;
+  }
+
+  status(): Record<string, unknown> {
+    const s = this.state;
+    return {
+      proxier: {
+        device: this.device?.kind ?? "none",
+        rules: s.rules,
+        generation: s.generation,
+        lastApplyMs: s.lastApplyMs,
+        routesAdded: this.routes?.added.size ?? 0,
+        ...(s.lastError ? { lastError: s.lastError } : {}),
+      },
+    };
+  }
+
+  private offer(table: ListenerTable): void {
+    if (this.stopped) return;
+    this.pending = table;
+    clearTimeout(this.retryTimer);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.serial(async () => {
+      this.scheduled = false;
+      const t = this.pending;
+      this.pending = undefined;
+      if (t && !this.stopped) await this.applyTable(t);
+    });
+  }
+
+  private serial(job: () => Promise<void>): void {
+    this.queue = this.queue.then(job).catch((e) => this.ctx.log.error("proxier job failed", { error: e }));
+  }
+
+  private async applyTable(table: ListenerTable): Promise<void> {
+    const { log } = this.ctx;
+    const { text, interceptions } = listenerRuleset(table);
+    const rules = interceptions * 2; // one rule per chain
+    const t0 = performance.now();
+    try {
+      await this.ipt.apply(text);
+      await this.ipt.ensureJumps();
+    } catch (e) {
+      this.failed("rules", table, e);
+      return;
+    }
+    const ms = Math.round(performance.now() - t0);
+    Object.assign(this.state, { rules, lastApplyMs: ms });
+    this.m.applies.inc();
+    this.m.rules.set({}, rules);
+    this.m.lastSeconds.set({}, ms / 1000);
+    this.m.sumSeconds.inc({}, ms / 1000);
+
+    let routes = { added: 0, removed: 0 };
+    try {
+      routes = await this.routes!.ensureRoutes(table.entries.flatMap((e) => e.clusterIPs));
+    } catch (e) {
+      this.failed("routes", table, e);
+      return;
+    }
+    this.m.routes.set({}, this.routes!.added.size);
+    // Only now is the table fully in effect: a connect() to its ClusterIPs works.
+    Object.assign(this.state, { generation: table.generation, lastError: "" });
+    this.retryMs = RETRY_MIN_MS;
+    log.info("nat rules applied", { generation: table.generation, rules, ms, routesAdded: routes.added, routesRemoved: routes.removed });
+  }
+
+  /** logs, counts, and retries the same table later unless a newer one arrives first */
+  private failed(stage: "rules" | "routes", table: ListenerTable, e: unknown): void {
+    const error = e instanceof Error ? e.message : String(e);
+    this.state.lastError = `${stage}: ${error}`;
+    this.m.errors.inc({ stage });
+    this.ctx.log.error(stage === "rules" ? "nat rules apply failed" : "ClusterIP routes failed", { generation: table.generation, retryMs: this.retryMs, error });
+    if (this.stopped) return;
+    const delay = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      if (!this.pending) this.offer(table);
+    }, delay);
+  }
+
+  private resyncJumps(): void {
+    this.serial(async () => {
+      if (this.stopped) return;
+      try {
+        if (await this.ipt.ensureJumps()) this.ctx.log.warn("nat jumps were missing or not first; restored");
+      } catch (e) {
+        this.ctx.log.error("nat jump check failed", { error: e });
+      }
+    });
+  }
+
+  private async teardown(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    clearTimeout(this.retryTimer);
+    clearInterval(this.resyncTimer);
+    await this.queue;
+    const { log } = this.ctx;
+    // Each step runs even when an earlier one failed: leave as little behind as we can.
+    const steps: Array<[string, () => Promise<unknown>]> = [
+      ["nat rules", () => this.ipt.removeAll()],
+      ["routes", () => this.routes?.removeRoutes() ?? Promise.resolve()],
+      ["device", () => this.device?.remove() ?? Promise.resolve()],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (e) {
+        log.warn(`could not remove ${what}`, { error: e });
+      }
+    }
+    log.info("proxier stopped", { device: this.device?.device ?? "none", removedDevice: this.device?.created ?? false });
+  }
+}
