@@ -48,6 +48,10 @@ export interface MeshOptions {
   privateNetwork?: boolean;
   /** more agent.servers entries listed before the real one (e.g. a server that is down) */
   extraServers?: string[];
+  /** intercept ClusterIPs with iptables (agent.proxy.enable); default false */
+  proxy?: boolean;
+  /** YAML lines of agent.metadata.static.services entries, each starting with "- " */
+  services?: string[];
 }
 
 function yamlList(xs: string[]): string {
@@ -117,7 +121,9 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         `    static:`,
         hints.length ? `      nodes:` : `      nodes: []`,
         ...(hints.length ? hints.map(([n, addrs]) => `        - {name: ${n}, addresses: ${yamlList(addrs)}}`) : []),
-        `  proxy: {enable: false}`,
+        o.services?.length ? `      services:` : `      services: []`,
+        ...(o.services ?? []).map((l) => `        ${l}`),
+        `  proxy: {enable: ${o.proxy ?? false}}`,
         `  dns: {enable: false}`,
         `  socks5: {enable: true, listen: "${SOCKS}"}`,
         "",

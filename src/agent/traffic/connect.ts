@@ -18,6 +18,27 @@ export interface ConnectDeps {
   nodeName: string;
   tunnel?: TunnelAccess;
   onFailure?: (endpoint: Endpoint, error: string) => void;
+  /** endpoints that failed recently, tried only when nothing else is left */
+  coolingDown?: ReadonlySet<string>;
+}
+
+/** how long an endpoint whose dial failed is passed over */
+export const COOLDOWN_MS = 10_000;
+
+/** remembers endpoints whose dial failed, so the next clients skip them for a while */
+export class Cooldown {
+  private readonly until = new Map<string, number>();
+  add(ip: string, now = Date.now()): void {
+    this.until.set(ip, now + COOLDOWN_MS);
+  }
+  active(now = Date.now()): Set<string> {
+    const out = new Set<string>();
+    for (const [ip, t] of this.until) {
+      if (t > now) out.add(ip);
+      else this.until.delete(ip);
+    }
+    return out;
+  }
 }
 
 export class NoBackendError extends Error {}
@@ -31,7 +52,9 @@ export async function connectBackend(service: Service, port: ServicePort, policy
   const deadline = Date.now() + CONNECT_BUDGET_MS;
   const errors: string[] = [];
   for (let i = 0; i < MAX_TRIES; i++) {
-    const ep = policy.pick(service, { clientIp, exclude: tried });
+    // prefer endpoints that have not failed lately; fall back to them when nothing else is left
+    const avoid = deps.coolingDown?.size ? new Set([...tried, ...deps.coolingDown]) : tried;
+    const ep = policy.pick(service, { clientIp, exclude: avoid }) ?? policy.pick(service, { clientIp, exclude: tried });
     if (!ep) break;
     tried.add(ep.ip);
     const target = targetPortFor(port, ep);

@@ -11,7 +11,7 @@ import type { TunnelAccess } from "../../model/tunnel.ts";
 import type { ListenerEntry } from "../../model/listeners.ts";
 import { listenerKey } from "../proxier/ruleset.ts";
 import { resetSocket, pipeSocketStream } from "../../tunnel/proxy/pipe.ts";
-import { connectBackend, NoBackendError, type Upstream } from "./connect.ts";
+import { connectBackend, Cooldown, NoBackendError, type Upstream } from "./connect.ts";
 import { policyFor, type Policy } from "./policy.ts";
 import { pipeSockets } from "../../tunnel/proxy/socket-pipe.ts";
 import { UdpForwarder } from "./udp.ts";
@@ -44,6 +44,7 @@ class Traffic implements Module {
   private services: Service[] = [];
   private unsub: Array<() => void> = [];
   private generation = 0;
+  private readonly cooldown = new Cooldown();
   private syncing: Promise<void> = Promise.resolve();
   private readonly stats = { connections: new Map<string, number>(), bytes: new Map<string, number>(), dialFailures: new Map<string, number>(), picks: new Map<string, number>(), refused: new Map<string, number>() };
 
@@ -86,7 +87,9 @@ class Traffic implements Module {
     return connectBackend(service, port, policy, clientIp, {
       nodeName: this.ctx.config.nodeName,
       tunnel: this.tunnel,
+      coolingDown: this.cooldown.active(),
       onFailure: (ep, error) => {
+        this.cooldown.add(ep.ip);
         this.inc(this.stats.dialFailures, name);
         this.ctx.log.warn("backend dial failed, trying the next", { service: name, endpoint: ep.ip, node: ep.nodeName, error });
       },
