@@ -88,7 +88,7 @@ describe("compiled binary", () => {
 
   test("/readyz says not ready, and why, while the apiserver cannot be reached", async () => {
     const api = freePort(); // nothing listens there
-    const a = startAgent(`agent:\n  metadata: {kubernetes: {server: "http://127.0.0.1:${api}"}}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n`);
+    const a = startAgent(`agent:\n  metadata: {kubernetes: {server: "http://127.0.0.1:${api}"}}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`);
     try {
       const r = await until(async () => {
         const res = await fetch(`http://${a.admin}/readyz`).catch(() => undefined);
