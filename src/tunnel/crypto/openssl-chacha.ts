@@ -18,6 +18,7 @@
  *  - Input and output may alias only when they start at the same address
  *    (OpenSSL supports exact in-place but not partially overlapping buffers).
  */
+import { loadFirstUsable } from './libcrypto.ts';
 import { dlopen, FFIType } from 'bun:ffi';
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise';
 
@@ -146,31 +147,12 @@ export function loadOpenSslChaCha(opts: LoadOpenSslOptions = {}): OpenSslChaCha 
 }
 
 function load(candidates: readonly string[]): LoadResult {
-  if (typeof Bun === 'undefined') return { ok: false, error: 'bun:ffi requires the Bun runtime' };
-  const reasons: string[] = [];
-  for (const path of candidates) {
-    let lib: ReturnType<typeof dlopen<typeof SYMBOLS>>;
-    try {
-      lib = dlopen(path, SYMBOLS);
-    } catch (err) {
-      reasons.push(`${path}: ${firstLine(err)}`);
-      continue;
-    }
-    try {
-      const aead = bind(lib.symbols, path);
-      selfTest(aead);
-      return { ok: true, aead };
-    } catch (err) {
-      // Loaded but unusable (e.g. a FIPS-only build without ChaCha20): keep looking.
-      reasons.push(`${path}: ${firstLine(err)}`);
-      lib.close();
-    }
-  }
-  return { ok: false, error: `no usable libcrypto (${reasons.join('; ')})` };
-}
-
-function firstLine(err: unknown): string {
-  return String(err instanceof Error ? err.message : err).split('\n')[0] ?? '';
+  const r = loadFirstUsable(candidates, SYMBOLS, (syms, path) => {
+    const aead = bind(syms, path);
+    selfTest(aead);
+    return aead;
+  });
+  return r.ok ? { ok: true, aead: r.value } : r;
 }
 
 function isList(b: NoiseBytes): b is ByteList {

@@ -10,6 +10,7 @@
  * ptr() numbers; zero-length buffers are never passed; key/iv lengths are
  * validated first because OpenSSL reads exactly 32/16 bytes.
  */
+import { loadFirstUsable } from '../crypto/libcrypto.ts';
 import { dlopen, FFIType } from 'bun:ffi';
 import type { Pointer } from 'bun:ffi';
 import { defaultLibcryptoCandidates } from '../crypto/openssl-chacha.ts';
@@ -54,31 +55,12 @@ export function tryLoadOpenSslKeystream(libraryPaths: readonly string[] = defaul
 }
 
 function load(candidates: readonly string[]): OpenSslLoad {
-  if (typeof Bun === 'undefined') return { ok: false, error: 'bun:ffi requires the Bun runtime' };
-  const reasons: string[] = [];
-  for (const path of candidates) {
-    let lib: ReturnType<typeof dlopen<typeof SYMBOLS>>;
-    try {
-      lib = dlopen(path, SYMBOLS);
-    } catch (err) {
-      reasons.push(`${path}: ${firstLine(err)}`);
-      continue;
-    }
-    try {
-      const factory = bind(lib.symbols, path);
-      selfTest(factory);
-      return { ok: true, factory };
-    } catch (err) {
-      // Loaded but unusable (no ChaCha20, or a counter behaviour we do not expect): keep looking.
-      reasons.push(`${path}: ${firstLine(err)}`);
-      lib.close();
-    }
-  }
-  return { ok: false, error: `no usable libcrypto (${reasons.join('; ')})` };
-}
-
-function firstLine(err: unknown): string {
-  return String(err instanceof Error ? err.message : err).split('\n')[0] ?? '';
+  const r = loadFirstUsable(candidates, SYMBOLS, (syms, path) => {
+    const factory = bind(syms, path);
+    selfTest(factory);
+    return factory;
+  });
+  return r.ok ? { ok: true, factory: r.value } : r;
 }
 
 function bind(s: Syms, libraryPath: string): KeystreamFactory {
