@@ -59,10 +59,6 @@ export class Membership {
     return true;
   }
 
-  forget(peer: PeerId): void {
-    this.verified.delete(peer.toString());
-  }
-
   /** waits for identify to verify a peer, bounded by timeoutMs */
   waitVerified(peer: PeerId, timeoutMs = 5000): Promise<Claim | undefined> {
     const key = peer.toString();

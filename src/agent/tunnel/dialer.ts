@@ -25,7 +25,7 @@ export function bestConnection(node: TunnelNode, peer: PeerId): Connection | und
   return open.find((c) => !isCircuit(c.remoteAddr)) ?? open[0];
 }
 
-export function directCandidates(node: TunnelNode, peer: PeerId, hints: string[], defaultPort: number): Multiaddr[] {
+export function directCandidates(peer: PeerId, hints: string[], defaultPort: number): Multiaddr[] {
   const out = new Map<string, Multiaddr>();
   for (const h of hints) {
     const m = /^(.*):(\d+)$/.exec(h);
@@ -45,6 +45,12 @@ export async function learntAddresses(node: TunnelNode, peer: PeerId): Promise<M
   } catch {
     return [];
   }
+}
+
+/** every direct address we know for a peer: hints first, then what it announced; each once */
+export async function directAddresses(node: TunnelNode, peer: PeerId, hints: string[], defaultPort: number): Promise<Multiaddr[]> {
+  const all = [...directCandidates(peer, hints, defaultPort), ...(await learntAddresses(node, peer))];
+  return [...new Map(all.map((m) => [m.toString(), m])).values()];
 }
 
 export class PeerDialer {
@@ -70,8 +76,7 @@ export class PeerDialer {
 
   private async race(nodeName: string, peer: PeerId, timeoutMs: number): Promise<Connection> {
     const t0 = performance.now();
-    const direct = [...directCandidates(this.node, peer, this.src.hints(nodeName), this.src.defaultPort), ...(await learntAddresses(this.node, peer))];
-    const uniqueDirect = [...new Map(direct.map((m) => [m.toString(), m])).values()];
+    const uniqueDirect = await directAddresses(this.node, peer, this.src.hints(nodeName), this.src.defaultPort);
     const relayed = this.src.relays().map((prefix) => multiaddr(`${prefix}/p2p/${peer.toString()}`));
     if (uniqueDirect.length === 0 && relayed.length === 0) {
       throw new Error(`no address for node ${nodeName}: no direct hint and no reservation on any tunnel server`);

@@ -10,7 +10,7 @@ import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { Membership } from "../../tunnel/membership.ts";
 import { isCircuit } from "../../tunnel/addresses.ts";
-import { directCandidates, learntAddresses } from "./dialer.ts";
+import { directAddresses } from "./dialer.ts";
 
 type Close = Connection["close"];
 
@@ -53,8 +53,7 @@ export class PathUpgrader {
     const claim = await this.membership.waitVerified(relayed.remotePeer, 10_000);
     if (!claim || relayed.status !== "open") return;
     const peer = relayed.remotePeer;
-    const addrs = [...directCandidates(this.node, peer, this.hints(claim.nodeName), this.defaultPort), ...(await learntAddresses(this.node, peer))];
-    const unique = [...new Map(addrs.map((a) => [a.toString(), a])).values()];
+    const unique = await directAddresses(this.node, peer, this.hints(claim.nodeName), this.defaultPort);
     if (unique.length === 0) return;
     try {
       const direct = await this.node.dial(unique, { signal: AbortSignal.timeout(5000), force: true } as never);

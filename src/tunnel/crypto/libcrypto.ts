@@ -1,7 +1,16 @@
 // Opening the system libcrypto through bun:ffi, shared by the noise AEAD and
 // the privnet keystream: dlopen each candidate in turn and keep the first
 // whose cipher binds and passes its self-test.
-import { dlopen, type FFIFunction } from "bun:ffi";
+import { dlopen, FFIType, type FFIFunction } from "bun:ffi";
+
+/** the EVP calls every cipher we bind needs; each user adds its own cipher getter */
+export const EVP_COMMON = {
+  OpenSSL_version: { args: [FFIType.i32], returns: FFIType.cstring },
+  EVP_CIPHER_CTX_new: { args: [], returns: FFIType.ptr },
+  EVP_CIPHER_CTX_free: { args: [FFIType.ptr], returns: FFIType.void },
+  EVP_EncryptInit_ex: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  EVP_EncryptUpdate: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+} as const;
 
 export type LoadResult<T> = { ok: true; value: T } | { ok: false; error: string };
 

@@ -18,7 +18,7 @@
  *  - Input and output may alias only when they start at the same address
  *    (OpenSSL supports exact in-place but not partially overlapping buffers).
  */
-import { loadFirstUsable } from './libcrypto.ts';
+import { EVP_COMMON, loadFirstUsable } from './libcrypto.ts';
 import { dlopen, FFIType } from 'bun:ffi';
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise';
 
@@ -97,19 +97,9 @@ export function defaultLibcryptoCandidates(): string[] {
 }
 
 const SYMBOLS = {
-  OpenSSL_version: { args: [FFIType.i32], returns: FFIType.cstring },
+  ...EVP_COMMON,
   EVP_chacha20_poly1305: { args: [], returns: FFIType.ptr },
-  EVP_CIPHER_CTX_new: { args: [], returns: FFIType.ptr },
-  EVP_CIPHER_CTX_free: { args: [FFIType.ptr], returns: FFIType.void },
   EVP_CIPHER_CTX_ctrl: { args: [FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-  EVP_EncryptInit_ex: {
-    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr],
-    returns: FFIType.i32,
-  },
-  EVP_EncryptUpdate: {
-    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i32],
-    returns: FFIType.i32,
-  },
   EVP_EncryptFinal_ex: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   EVP_DecryptInit_ex: {
     args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr],

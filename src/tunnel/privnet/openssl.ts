@@ -10,7 +10,7 @@
  * ptr() numbers; zero-length buffers are never passed; key/iv lengths are
  * validated first because OpenSSL reads exactly 32/16 bytes.
  */
-import { loadFirstUsable } from '../crypto/libcrypto.ts';
+import { EVP_COMMON, loadFirstUsable } from '../crypto/libcrypto.ts';
 import { dlopen, FFIType } from 'bun:ffi';
 import type { Pointer } from 'bun:ffi';
 import { defaultLibcryptoCandidates } from '../crypto/openssl-chacha.ts';
@@ -19,18 +19,8 @@ import type { Keystream, KeystreamFactory } from './keystream.ts';
 import { selfTest } from './self-test.ts';
 
 const SYMBOLS = {
-  OpenSSL_version: { args: [FFIType.i32], returns: FFIType.cstring },
+  ...EVP_COMMON,
   EVP_chacha20: { args: [], returns: FFIType.ptr },
-  EVP_CIPHER_CTX_new: { args: [], returns: FFIType.ptr },
-  EVP_CIPHER_CTX_free: { args: [FFIType.ptr], returns: FFIType.void },
-  EVP_EncryptInit_ex: {
-    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr],
-    returns: FFIType.i32,
-  },
-  EVP_EncryptUpdate: {
-    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i32],
-    returns: FFIType.i32,
-  },
 } as const;
 
 type Syms = ReturnType<typeof dlopen<typeof SYMBOLS>>['symbols'];
