@@ -63,8 +63,8 @@ class Tunnel implements Module {
       privateNetwork: t.privateNetwork,
     }));
     if (!t.privateNetwork) log.warn("private network (pnet) is off: anyone can start a handshake; membership is still checked by identity");
-    // static hints from the config; the controller's `nodes` snapshot replaces them
-    for (const n of config.agent.metadata.static.nodes) this.hintsByNode.set(n.name, n.addresses);
+    // address hints come only from the controller's `nodes` snapshot (which
+    // carries agent.metadata.static.nodes when the source is static)
     this.unsubscribe.push(
       bus.subscribe(
         "nodes",
