@@ -98,6 +98,34 @@ describe("endpoints", () => {
     expect(s!.endpoints.map((e) => targetPortFor(s!.ports[0]!, e))).toEqual([8080, 9090]);
   });
 
+  test("an Istio DestinationRule of the same namespace/name sets the policy; the Service's annotation wins over it", () => {
+    const dr = (name: string, loadBalancer: unknown, ns = "demo") => ({ metadata: { name, namespace: ns }, spec: { host: name, trafficPolicy: { loadBalancer } } });
+    const list = buildServices({
+      services: [
+        svc("hash", { clusterIP: "10.96.0.1" }),
+        svc("rand", { clusterIP: "10.96.0.2" }),
+        svc("annotated", { clusterIP: "10.96.0.3" }, { annotations: { "edgemesh.io/lb-policy": "Random" } }),
+        svc("leastreq", { clusterIP: "10.96.0.4" }),
+        svc("other-ns", { clusterIP: "10.96.0.5" }),
+      ],
+      slices: [],
+      destinationRules: [
+        dr("hash", { consistentHash: { useSourceIp: true } }),
+        dr("rand", { simple: "RANDOM" }),
+        dr("annotated", { consistentHash: { httpHeaderName: "x-user" } }),
+        dr("leastreq", { simple: "LEAST_REQUEST" }),
+        dr("other-ns", { simple: "RANDOM" }, "elsewhere"),
+      ],
+    });
+    expect(Object.fromEntries(list.map((s) => [s.name, s.lbPolicy]))).toEqual({
+      annotated: "Random",
+      hash: "ConsistentHash",
+      leastreq: "RoundRobin",
+      "other-ns": "RoundRobin",
+      rand: "Random",
+    });
+  });
+
   test("a snapshot has every service with its own endpoints, sorted", () => {
     const list = buildServices({
       services: [svc("b", { clusterIP: "10.96.0.2" }), svc("a", { clusterIP: "10.96.0.1" }), { metadata: { name: "z", namespace: "aaa" }, spec: { clusterIP: "10.96.0.3" } }],

@@ -100,6 +100,36 @@ describe("controller with the Kubernetes source", () => {
     for (const s of h.snaps) for (const x of s.services) if (x.ports[0]?.port === 8081) expect(x.endpoints.length).toBe(3);
   }, 30_000);
 
+  test("an Istio DestinationRule, when that CRD is served, sets the service's policy and follows changes", async () => {
+    const api = await fake({ serveDestinationRules: true });
+    api.create("services", service("web"));
+    const dr = (simple: string) => ({
+      apiVersion: "networking.istio.io/v1beta1",
+      kind: "DestinationRule",
+      metadata: { name: "web", namespace: "demo" },
+      spec: { host: "web", trafficPolicy: { loadBalancer: simple === "hash" ? { consistentHash: { useSourceIp: true } } : { simple } } },
+    });
+    api.create("destinationrules", dr("hash"));
+    const h = await start(api);
+    await until(() => h.ready(), "first sync");
+    // the first snapshot already has the rule's policy
+    expect(h.snaps[0]!.services.find((s) => s.name === "web")!.lbPolicy).toBe("ConsistentHash");
+    api.update("destinationrules", dr("RANDOM"));
+    await until(() => h.svc("web")?.lbPolicy === "Random", "policy follows the rule");
+    api.delete("destinationrules", "demo", "web");
+    await until(() => h.svc("web")?.lbPolicy === "RoundRobin", "back to the default");
+    expect(h.logs.some((l) => l.includes("istio DestinationRules served"))).toBe(true);
+  }, 20_000);
+
+  test("without the Istio CRD, no DestinationRule watch is started", async () => {
+    const api = await fake();
+    const h = await start(api);
+    await until(() => h.ready(), "first sync");
+    const resources = (h.mod.status!().metadata as { resources: Array<{ resource: string }> }).resources.map((r) => r.resource);
+    expect(resources).not.toContain("destinationrules");
+    expect(resources).toContain("services");
+  }, 20_000);
+
   test("a compaction while disconnected causes a relist that catches a delete made meanwhile", async () => {
     const api = await fake();
     api.create("services", service("keep"));

@@ -19,9 +19,25 @@ function protocol(p: unknown): Protocol | undefined {
   return undefined; // SCTP: not proxied
 }
 
-export function lbPolicyOf(annotations: Record<string, string> | undefined): LbPolicy {
+/** the policy named by the Service's annotation; undefined when absent or unknown */
+export function lbPolicyOf(annotations: Record<string, string> | undefined): LbPolicy | undefined {
   const v = annotations?.[LB_POLICY_ANNOTATION];
-  return (LB_POLICIES as string[]).includes(v ?? "") ? (v as LbPolicy) : "RoundRobin";
+  return (LB_POLICIES as string[]).includes(v ?? "") ? (v as LbPolicy) : undefined;
+}
+
+/**
+ * An Istio DestinationRule's trafficPolicy.loadBalancer → our policy, as
+ * upstream EdgeMesh reads it: `simple` ROUND_ROBIN / RANDOM, or any
+ * `consistentHash` (we hash the client IP whatever key it names: the proxy sees
+ * TCP, not HTTP headers or cookies). LEAST_REQUEST and others: undefined.
+ */
+export function lbPolicyFromDestinationRule(dr: KubeObject): LbPolicy | undefined {
+  const lb = ((dr.spec as Any)?.trafficPolicy as Any)?.loadBalancer as Any | undefined;
+  if (!lb || typeof lb !== "object") return undefined;
+  if (lb.consistentHash && typeof lb.consistentHash === "object") return "ConsistentHash";
+  if (lb.simple === "ROUND_ROBIN") return "RoundRobin";
+  if (lb.simple === "RANDOM") return "Random";
+  return undefined;
 }
 
 /** a Service object → model without endpoints; undefined when we skip it */
@@ -48,7 +64,7 @@ export function serviceFrom(o: KubeObject): Omit<Service, "endpoints"> | undefin
     ports,
     sessionAffinity: spec.sessionAffinity === "ClientIP" ? "ClientIP" : "None",
     sessionAffinityTimeoutSeconds: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT,
-    lbPolicy: lbPolicyOf(o.metadata.annotations),
+    lbPolicy: lbPolicyOf(o.metadata.annotations) ?? "RoundRobin",
   };
 }
 
@@ -103,6 +119,8 @@ export interface KubeState {
   /** EndpointSlices, or undefined when the cluster serves only v1 Endpoints */
   slices?: Iterable<KubeObject>;
   endpoints?: Iterable<KubeObject>;
+  /** Istio DestinationRules, when that CRD is served */
+  destinationRules?: Iterable<KubeObject>;
 }
 
 /** the complete service table, sorted for stable output */
@@ -118,11 +136,19 @@ export function buildServices(st: KubeState): Service[] {
   }
   const epByKey = new Map<string, KubeObject>();
   for (const e of st.endpoints ?? []) epByKey.set(`${e.metadata.namespace ?? "default"}/${e.metadata.name}`, e);
+  // A DestinationRule applies to the Service of the same namespace/name
+  // (upstream EdgeMesh's rule). The Service's own annotation wins over it.
+  const drPolicy = new Map<string, LbPolicy>();
+  for (const dr of st.destinationRules ?? []) {
+    const p = lbPolicyFromDestinationRule(dr);
+    if (p) drPolicy.set(`${dr.metadata.namespace ?? "default"}/${dr.metadata.name}`, p);
+  }
   const out: Service[] = [];
   for (const o of st.services) {
     const base = serviceFrom(o);
     if (!base) continue;
     const key = `${base.namespace}/${base.name}`;
+    if (!lbPolicyOf(o.metadata.annotations)) base.lbPolicy = drPolicy.get(key) ?? "RoundRobin";
     const endpoints = base.type === "ExternalName" ? [] : st.slices ? endpointsFromSlices(slicesBySvc.get(key) ?? []) : endpointsFromEndpoints(epByKey.get(key));
     out.push({ ...base, endpoints });
   }

@@ -23,8 +23,9 @@ export const controllerModule: ModuleFactory = {
 class Controller implements Module {
   readonly name = "controller";
   private publisher: SnapshotPublisher;
-  private reflectors: { services?: Reflector; slices?: Reflector; endpoints?: Reflector; nodes?: Reflector } = {};
+  private reflectors: { services?: Reflector; slices?: Reflector; endpoints?: Reflector; nodes?: Reflector; destinationRules?: Reflector } = {};
   private endpoint?: KubeEndpoint;
+  private destinationRulesPath = "";
   private endpointsApi: "discovery.k8s.io/v1 EndpointSlices" | "v1 Endpoints" | "" = "";
   private staticState?: { services: Service[]; nodes: Node[] };
   private fileWatcher?: FSWatcher;
@@ -67,6 +68,31 @@ class Controller implements Module {
     this.registerMetrics();
   }
 
+  /**
+   * The DestinationRule collection path when Istio's CRD is served (v1, else
+   * v1beta1, else v1alpha3), or "" when it is not. Checked once at start.
+   */
+  private async discoverDestinationRules(): Promise<string> {
+    for (const version of ["v1", "v1beta1", "v1alpha3"]) {
+      const path = `/apis/networking.istio.io/${version}`;
+      const res = await kubeFetch(this.endpoint!, path, { timeoutMs: 10_000 });
+      if (res.status >= 500) {
+        await res.body?.cancel();
+        throw new Error(`discovery of ${path}: HTTP ${res.status}`);
+      }
+      if (!res.ok) {
+        await res.body?.cancel();
+        continue;
+      }
+      const body = (await res.json()) as { resources?: Array<{ name: string }> };
+      if (body.resources?.some((r) => r.name === "destinationrules")) {
+        this.ctx.log.info("istio DestinationRules served; their loadBalancer policies apply", { version });
+        return `${path}/destinationrules`;
+      }
+    }
+    return "";
+  }
+
   /** EndpointSlices when served, else v1 Endpoints (KubeEdge MetaServer, old clusters) */
   private async discoverAndStart(): Promise<void> {
     const { log } = this.ctx;
@@ -86,6 +112,7 @@ class Controller implements Module {
           slices = !body.resources || body.resources.some((r) => r.name === "endpointslices");
         } else await res.body?.cancel();
         this.endpointsApi = slices ? "discovery.k8s.io/v1 EndpointSlices" : "v1 Endpoints";
+        this.destinationRulesPath = await this.discoverDestinationRules();
         break;
       } catch (e) {
         log.warn("apiserver unreachable, retrying discovery", { server: ep.server, error: e, retryMs: delay });
@@ -101,9 +128,15 @@ class Controller implements Module {
     if (this.endpointsApi.startsWith("discovery")) this.reflectors.slices = mk("endpointslices", "/apis/discovery.k8s.io/v1/endpointslices");
     else this.reflectors.endpoints = mk("endpoints", "/api/v1/endpoints");
     this.reflectors.nodes = mk("nodes", "/api/v1/nodes");
+    if (this.destinationRulesPath) this.reflectors.destinationRules = mk("destinationrules", this.destinationRulesPath);
     for (const r of Object.values(this.reflectors)) r?.start();
     const required = [this.reflectors.services, this.reflectors.slices ?? this.reflectors.endpoints];
     await Promise.all(required.map((r) => r!.synced));
+    // DestinationRules choose policies: give them a moment so the first
+    // snapshot balances right, but never hold readiness on an optional CRD
+    // (RBAC may forbid listing it); a late sync republishes.
+    const dr = this.reflectors.destinationRules;
+    if (dr) await Promise.race([dr.synced, Bun.sleep(5_000)]);
     if (this.stopped) return;
     this.publisher.flush();
     this.ctx.setReady(true);
@@ -119,6 +152,7 @@ class Controller implements Module {
       services: r.services.cache.values(),
       slices: r.slices ? r.slices.cache.values() : undefined,
       endpoints: r.endpoints ? r.endpoints.cache.values() : undefined,
+      destinationRules: r.destinationRules?.cache.values(),
     });
     const nodes = r.nodes ? [...r.nodes.cache.values()].map(nodeFrom).sort((a, b) => a.name.localeCompare(b.name)) : [];
     return { services, nodes };
