@@ -3,6 +3,7 @@
 // agent's listener; the agent picks a backend and reaches it directly (same
 // node), over the LAN (edge3) or through the relay (edge2).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
 import { startMesh, type Mesh } from "./lab/mesh.ts";
@@ -17,7 +18,7 @@ const svc = (name: string, ip: string, eps: Array<[string, string, number?]>, ex
     .map(([epIp, node]) => `{ip: ${epIp}, nodeName: ${node}}`)
     .join(", ")}]${extra}}`;
 
-async function count(url: string, n: number, local?: string): Promise<{ ok: boolean; counts: Record<string, number>; errors: number; errorSamples: string[]; ms: number }> {
+async function count(url: string, n: number | string, local?: string): Promise<{ ok: boolean; counts: Record<string, number>; errors: number; errorSamples: string[]; ms: number }> {
   const r = await lab.exec("edge1", [BUN, join(FIX, "http-count.ts"), url, String(n), ...(local ? [local] : [])], { timeoutMs: 120_000 });
   return JSON.parse(r.stdout.trim().split("\n").pop() || "{}");
 }
@@ -40,6 +41,7 @@ beforeAll(async () => {
   ];
   for (const [host, ip, port, id] of backends) lab.spawn(host, [BUN, join(FIX, "http-id.ts"), ip, String(port), id]);
   lab.spawn("edge2", [BUN, join(FIX, "udp-echo.ts"), "0.0.0.0", "9002"]);
+  lab.spawn("edge3", [BUN, join(FIX, "tcp-sink.ts"), "0.0.0.0", "9007", "echo"]);
   const four: Array<[string, string]> = [
     [h.edge3.ip, "edge3"],
     ["10.10.1.23", "edge3"],
@@ -66,6 +68,9 @@ beforeAll(async () => {
       svc("sticky", "10.96.0.43", four, ", sessionAffinity: ClientIP, sessionAffinityTimeoutSeconds: 60"),
       svc("empty", "10.96.0.50", []),
       svc("half-dead", "10.96.0.51", [[h.edge3.ip, "edge3"], ["10.10.1.99", "edge3"]]),
+      svc("many", "10.96.0.60", [[h.edge3.ip, "edge3"]], "", 7, 9007),
+      svc("scale", "10.96.0.70", [[h.edge3.ip, "edge3"]]),
+      svc("ports", "10.96.0.71", [[h.edge3.ip, "edge3"]]),
     ],
   });
   mesh.startServer();
@@ -145,6 +150,59 @@ describe("ClusterIP traffic through the mesh", () => {
     const r = await lab.exec("edge1", ["curl", "-sS", "-m", "10", "--socks5-hostname", "127.0.0.1:10800", "http://far.demo:80/"]);
     expect(r.stdout.trim()).toBe("b-edge2");
   }, 30_000);
+
+  /** replaces one service's line in edge1's config; the agent reloads the file on change */
+  function editService(name: string, line: string): void {
+    const path = mesh.agents.get("edge1")!.config;
+    const lines = readFileSync(path, "utf8").split("\n");
+    const i = lines.findIndex((l) => l.includes(`- {name: ${name}, `));
+    if (i < 0) throw new Error(`no service ${name} in ${path}`);
+    lines[i] = lines[i]!.replace(/- \{.*$/, line);
+    writeFileSync(path, lines.join("\n"));
+  }
+  const listener = async (name: string) =>
+    (await mesh.status<{ listeners?: Array<{ service: string; port: number; endpoints: Record<string, string[]> | unknown }> }>("edge1")).listeners?.filter((l) => l.service === `demo/${name}`) ?? [];
+
+  test("scaling a service up and down while traffic runs: no client error, new backends used", async () => {
+    const h = lab.hosts;
+    const run = count("http://10.96.0.70/", "8s");
+    await Bun.sleep(1500);
+    editService("scale", svc("scale", "10.96.0.70", [[h.edge3.ip, "edge3"], ["10.10.1.23", "edge3"], [h.edge2.ip, "edge2"], ["10.10.2.22", "edge2"]]));
+    await Bun.sleep(3000);
+    editService("scale", svc("scale", "10.96.0.70", [["10.10.2.22", "edge2"]]));
+    const r = await run;
+    expect(r.errorSamples).toEqual([]);
+    expect(r.errors).toBe(0);
+    // before: edge3 only; during: all four; after: edge2b only
+    expect(Object.keys(r.counts).sort()).toEqual(["b-edge2", "b-edge2b", "b-edge3", "b-edge3b"]);
+    const after = await count("http://10.96.0.70/", 20);
+    expect(after.counts).toEqual({ "b-edge2b": 20 });
+  }, 60_000);
+
+  test("a port added is served, a port removed stops being served (kube-proxy 'updated after adding or deleting ports')", async () => {
+    const h = lab.hosts;
+    const curl = async (url: string) => (await lab.exec("edge1", ["curl", "-sS", "-m", "2", url])).stdout.trim();
+    expect(await curl("http://10.96.0.71:80/")).toBe("b-edge3");
+    editService("ports", `- {name: ports, namespace: demo, clusterIP: 10.96.0.71, ports: [{name: a, port: 80, targetPort: 8080}, {name: b, port: 81, targetPort: 8081}], endpoints: [{ip: ${h.edge3.ip}, nodeName: edge3}]}`);
+    await waitFor(async () => (await curl("http://10.96.0.71:81/")) === "b-edge3-alt", { timeoutMs: 5000, intervalMs: 100, description: "port 81 served" });
+    expect(await curl("http://10.96.0.71:80/")).toBe("b-edge3");
+    editService("ports", `- {name: ports, namespace: demo, clusterIP: 10.96.0.71, ports: [{name: b, port: 81, targetPort: 8081}], endpoints: [{ip: ${h.edge3.ip}, nodeName: edge3}]}`);
+    await waitFor(async () => (await listener("ports")).length === 1, { timeoutMs: 5000, intervalMs: 100, description: "port 80's listener gone" });
+    const gone = await lab.exec("edge1", ["curl", "-sS", "-m", "2", "http://10.96.0.71:80/"]);
+    expect(gone.code).not.toBe(0);
+    expect(await curl("http://10.96.0.71:81/")).toBe("b-edge3-alt");
+  }, 60_000);
+
+  test("10,000 concurrent connections through one tunnel are all served", async () => {
+    const r = await lab.exec("edge1", [BUN, join(FIX, "many-conns.ts"), "10.96.0.60", "7", "10000", "150000"], { timeoutMs: 170_000 });
+    const res = JSON.parse(r.stdout.trim().split("\n").pop() || "{}") as { opened: number; served: number; failed: number; errors: Record<string, number>; connectMs: number; ms: number };
+    console.error(`10,000 connections: opened in ${res.connectMs} ms, all answered in ${res.ms} ms`);
+    expect(res.errors).toEqual({});
+    expect(res.opened).toBe(10_000);
+    expect(res.served).toBe(10_000);
+    const peers = (await mesh.status<{ peers: Array<{ nodeName: string; path: string }> }>("edge1")).peers;
+    expect(peers.find((p) => p.nodeName === "edge3")?.path).toBe("direct");
+  }, 180_000);
 
   test("SIGTERM leaves no EDGEMESH chain or route; kill -9 and restart replaces stale rules and traffic works", async () => {
     const edge1 = mesh.agents.get("edge1")!;

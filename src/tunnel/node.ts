@@ -32,6 +32,9 @@ export interface TunnelNodeOptions {
 
 export type TunnelNode = Libp2p<Record<string, unknown>>;
 
+/** streams one tunnel connection may carry at once, each way */
+export const MAX_STREAMS_PER_CONNECTION = 65_536;
+
 /**
  * Protects TCP connections only. A relayed connection runs inside two
  * connections that are already protected (agent↔server), and the server
@@ -74,7 +77,11 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     addresses: { listen: o.listen, announce: o.announce },
     transports: o.role === "agent" ? [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 }), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })] : [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 })],
     connectionEncrypters: [noise({ crypto: o.crypto })],
-    streamMuxers: [yamux()],
+    // yamux's default of 1,000 streams per connection caps an agent pair at
+    // 1,000 concurrent proxied connections (upstream EdgeMesh reset or hung
+    // beyond its limit); members are authenticated, so the cap is only a
+    // guard against runaway peers.
+    streamMuxers: [yamux({ maxInboundStreams: MAX_STREAMS_PER_CONNECTION, maxOutboundStreams: MAX_STREAMS_PER_CONNECTION })],
     // our ChaCha20 private network (src/tunnel/privnet): same purpose as
     // @libp2p/pnet at a fraction of its cost; 5 s for its nonce exchange
     // leaves room for slow edge links

@@ -24,13 +24,14 @@ export const PROXY_PROTOCOL = '/edgemesh/proxy/1.0.0';
 /**
  * Options for `node.handle(PROXY_PROTOCOL, ...)`. libp2p's defaults (32 inbound
  * / 64 outbound streams per protocol per connection) are far too low for a
- * proxy: a browser alone opens dozens of connections. The outbound limit of
+ * proxy: a browser alone opens dozens of connections, and one agent pair must
+ * carry 10,000 concurrent connections (as yamux's own cap, see tunnel/node.ts). The outbound limit of
  * the local registration also governs our own dialProtocol calls.
  */
 export const PROXY_HANDLER_OPTIONS = {
   runOnLimitedConnection: true,
-  maxInboundStreams: 4096,
-  maxOutboundStreams: 4096,
+  maxInboundStreams: 65_536,
+  maxOutboundStreams: 65_536,
 } as const satisfies StreamHandlerOptions;
 
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
