@@ -19,5 +19,7 @@ export interface ListenerTable {
   bridgeIP: string;
   /** bumps on every publication */
   generation: number;
+  /** performance.now() when the services snapshot behind this table arrived (for the snapshot → rules-live latency) */
+  snapshotAt?: number;
   entries: ListenerEntry[];
 }

@@ -11,6 +11,7 @@ import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay
 import { dcutr } from "@libp2p/dcutr";
 import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
 import { isCircuit } from "./addresses.ts";
+import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { privateNetworkV1 } from "./privnet/index.ts";
 import type { Membership } from "./membership.ts";
@@ -95,5 +96,6 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     void o.membership.onIdentify(evt.detail as never);
   });
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
+  if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
   return node as TunnelNode;
 }

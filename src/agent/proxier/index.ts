@@ -50,7 +50,7 @@ class Proxier implements Module {
   private retryTimer?: ReturnType<typeof setTimeout>;
   private retryMs = RETRY_MIN_MS;
   private resyncTimer?: ReturnType<typeof setInterval>;
-  private state = { rules: 0, generation: -1, lastApplyMs: 0, lastError: "" };
+  private state = { rules: 0, generation: -1, lastApplyMs: 0, snapshotToLiveMs: 0, lastError: "" };
   private readonly m;
 
   constructor(
@@ -67,6 +67,7 @@ class Proxier implements Module {
       lastSeconds: metrics.gauge("proxier_apply_duration_seconds", "Duration of the last ruleset apply."),
       sumSeconds: metrics.counter("proxier_apply_seconds_total", "Time spent applying rulesets."),
       routes: metrics.gauge("proxier_routes", "ClusterIP routes we added."),
+      toLive: metrics.gauge("proxier_snapshot_to_live_seconds", "From the services snapshot's arrival to its rules and routes in effect, last table."),
     };
   }
 
@@ -99,6 +100,7 @@ class Proxier implements Module {
         rules: s.rules,
         generation: s.generation,
         lastApplyMs: s.lastApplyMs,
+        snapshotToLiveMs: s.snapshotToLiveMs,
         routesAdded: this.routes?.added.size ?? 0,
         ...(s.lastError ? { lastError: s.lastError } : {}),
       },
@@ -151,9 +153,11 @@ class Proxier implements Module {
     }
     this.m.routes.set({}, this.routes!.added.size);
     // Only now is the table fully in effect: a connect() to its ClusterIPs works.
-    Object.assign(this.state, { generation: table.generation, lastError: "" });
+    const toLive = table.snapshotAt === undefined ? 0 : Math.round((performance.now() - table.snapshotAt) * 10) / 10;
+    Object.assign(this.state, { generation: table.generation, snapshotToLiveMs: toLive, lastError: "" });
+    this.m.toLive.set({}, toLive / 1000);
     this.retryMs = RETRY_MIN_MS;
-    log.info("nat rules applied", { generation: table.generation, rules, ms, routesAdded: routes.added, routesRemoved: routes.removed });
+    log.info("nat rules applied", { generation: table.generation, rules, ms, snapshotToLiveMs: toLive, routesAdded: routes.added, routesRemoved: routes.removed });
   }
 
   /** logs, counts, and retries the same table later unless a newer one arrives first */

@@ -62,7 +62,8 @@ class Traffic implements Module {
         "services",
         (snap) => {
           this.services = snap.services;
-          this.syncing = this.syncing.then(() => this.sync(snap.services)).catch((e) => this.ctx.log.error("listener sync failed", { error: e }));
+          const at = performance.now();
+          this.syncing = this.syncing.then(() => this.sync(snap.services, at)).catch((e) => this.ctx.log.error("listener sync failed", { error: e }));
         },
         "traffic",
         { replay: true },
@@ -100,7 +101,7 @@ class Traffic implements Module {
   }
 
   /** brings listeners in line with the snapshot, then publishes the table */
-  private async sync(services: Service[]): Promise<void> {
+  private async sync(services: Service[], snapshotAt: number): Promise<void> {
     if (!this.intercept) return;
     const want = new Map<string, { service: Service; port: ServicePort }>();
     for (const s of services) {
@@ -138,7 +139,7 @@ class Traffic implements Module {
       protocol: l.port.protocol,
       listenPort: l.listenPort,
     }));
-    this.ctx.bus.publish("listeners", { bridgeIP: this.ctx.config.agent.proxy.bridgeDeviceIP, generation: ++this.generation, entries });
+    this.ctx.bus.publish("listeners", { bridgeIP: this.ctx.config.agent.proxy.bridgeDeviceIP, generation: ++this.generation, snapshotAt, entries });
   }
 
   private open(key: string, service: Service, port: ServicePort): Promise<Listener> {
