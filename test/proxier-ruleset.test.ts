@@ -36,12 +36,12 @@ test("a ruleset is our two chains, filled whole, DNAT per ClusterIP:port/proto",
       "*nat",
       ":EDGEMESH-PREROUTING - [0:0]",
       ":EDGEMESH-OUTPUT - [0:0]",
-      '-A EDGEMESH-PREROUTING -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "demo/web:http" -j DNAT --to-destination 169.254.96.16:40001',
-      '-A EDGEMESH-PREROUTING -d 10.96.0.2/32 -p tcp -m tcp --dport 53 -m comment --comment "demo/dns:dns-tcp" -j DNAT --to-destination 169.254.96.16:40003',
-      '-A EDGEMESH-PREROUTING -d 10.96.0.2/32 -p udp -m udp --dport 53 -m comment --comment "demo/dns:dns" -j DNAT --to-destination 169.254.96.16:40002',
-      '-A EDGEMESH-OUTPUT -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "demo/web:http" -j DNAT --to-destination 169.254.96.16:40001',
-      '-A EDGEMESH-OUTPUT -d 10.96.0.2/32 -p tcp -m tcp --dport 53 -m comment --comment "demo/dns:dns-tcp" -j DNAT --to-destination 169.254.96.16:40003',
-      '-A EDGEMESH-OUTPUT -d 10.96.0.2/32 -p udp -m udp --dport 53 -m comment --comment "demo/dns:dns" -j DNAT --to-destination 169.254.96.16:40002',
+      ":EDGEMESH-SERVICES - [0:0]",
+      "-A EDGEMESH-PREROUTING -j EDGEMESH-SERVICES",
+      "-A EDGEMESH-OUTPUT -j EDGEMESH-SERVICES",
+      '-A EDGEMESH-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "demo/web:http" -j DNAT --to-destination 169.254.96.16:40001',
+      '-A EDGEMESH-SERVICES -d 10.96.0.2/32 -p tcp -m tcp --dport 53 -m comment --comment "demo/dns:dns-tcp" -j DNAT --to-destination 169.254.96.16:40003',
+      '-A EDGEMESH-SERVICES -d 10.96.0.2/32 -p udp -m udp --dport 53 -m comment --comment "demo/dns:dns" -j DNAT --to-destination 169.254.96.16:40002',
       "COMMIT",
       "",
     ].join("\n"),
@@ -49,5 +49,7 @@ test("a ruleset is our two chains, filled whole, DNAT per ClusterIP:port/proto",
 });
 
 test("no services: the chains are declared and emptied", () => {
-  expect(natRuleset([], "169.254.96.16")).toBe("*nat\n:EDGEMESH-PREROUTING - [0:0]\n:EDGEMESH-OUTPUT - [0:0]\nCOMMIT\n");
+  expect(natRuleset([], "169.254.96.16")).toBe(
+    "*nat\n:EDGEMESH-PREROUTING - [0:0]\n:EDGEMESH-OUTPUT - [0:0]\n:EDGEMESH-SERVICES - [0:0]\n-A EDGEMESH-PREROUTING -j EDGEMESH-SERVICES\n-A EDGEMESH-OUTPUT -j EDGEMESH-SERVICES\nCOMMIT\n",
+  );
 });

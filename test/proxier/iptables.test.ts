@@ -36,11 +36,13 @@ for (const b of backends) {
           const rules = chainRules(after, chain);
           expect(parseRule(rules[0]!)?.target).toBe(ourChain);
           expect(rules.filter((r) => r.includes(ourChain))).toHaveLength(1);
-          const dnat = chainRules(after, ourChain);
-          expect(dnat).toHaveLength(2);
-          expect(dnat.join("\n")).toContain(`-d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "demo/svc0:p80" -j DNAT --to-destination ${BRIDGE_IP}:40001`);
-          expect(dnat.join("\n")).toContain(`-d 10.96.0.11/32 -p udp -m udp --dport 53 -m comment --comment "demo/svc1:p53" -j DNAT --to-destination ${BRIDGE_IP}:40002`);
+          // each entry chain holds one jump to the shared DNAT chain
+          expect(chainRules(after, ourChain).map((r) => parseRule(r)?.target)).toEqual(["EDGEMESH-SERVICES"]);
         }
+        const dnat = chainRules(after, "EDGEMESH-SERVICES");
+        expect(dnat).toHaveLength(2);
+        expect(dnat.join("\n")).toContain(`-d 10.96.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "demo/svc0:p80" -j DNAT --to-destination ${BRIDGE_IP}:40001`);
+        expect(dnat.join("\n")).toContain(`-d 10.96.0.11/32 -p udp -m udp --dport 53 -m comment --comment "demo/svc1:p53" -j DNAT --to-destination ${BRIDGE_IP}:40002`);
 
         // Idempotent: no second jump.
         expect(await ipt.ensureJumps()).toBe(false);
@@ -56,11 +58,10 @@ for (const b of backends) {
         await ipt.apply(listenerRuleset(table(2, [{ clusterIPs: ["10.96.0.20"], port: 443, listenPort: 40005 }])).text);
         await ipt.ensureJumps();
         const save = await ns.natSave(b);
-        for (const chain of ["EDGEMESH-PREROUTING", "EDGEMESH-OUTPUT"]) {
-          const rules = chainRules(save, chain);
-          expect(rules).toHaveLength(1);
-          expect(rules[0]).toContain(`-d 10.96.0.20/32 -p tcp -m tcp --dport 443`);
-        }
+        const rules = chainRules(save, "EDGEMESH-SERVICES");
+        expect(rules).toHaveLength(1);
+        expect(rules[0]).toContain(`-d 10.96.0.20/32 -p tcp -m tcp --dport 443`);
+        for (const chain of ["EDGEMESH-PREROUTING", "EDGEMESH-OUTPUT"]) expect(chainRules(save, chain)).toHaveLength(1);
       });
     });
 
@@ -93,7 +94,7 @@ for (const b of backends) {
         await ipt.apply(listenerRuleset(table(1, [{ clusterIPs: ["10.96.0.10"], port: 80, listenPort: 40001 }])).text);
         await ipt.ensureJumps();
         await ns.exec([b.iptables, "-t", "nat", "-A", "PREROUTING", "-j", "EDGEMESH-PREROUTING"]);
-        expect(await ipt.removeAll()).toEqual({ jumps: 3, chains: 2 });
+        expect(await ipt.removeAll()).toEqual({ jumps: 3, chains: 3 });
         expect(await ns.natSave(b)).toEqual(before);
         expect(await ipt.removeAll()).toEqual({ jumps: 0, chains: 0 });
       });
@@ -108,7 +109,7 @@ for (const b of backends) {
         const err = await ipt.apply(bad).catch((e: Error) => e);
         expect(err).toBeInstanceOf(Error);
         expect((err as Error).message).toContain(`${b.restore} -w 5 --noflush`);
-        expect((err as Error).message).toMatch(/input line 4: -A EDGEMESH-PREROUTING/);
+        expect((err as Error).message).toMatch(/input line 7: -A EDGEMESH-SERVICES/);
         expect(await ns.natSave(b)).toEqual(before);
       });
     });

@@ -14,9 +14,11 @@ test("a listener table becomes one interception per IPv4 ClusterIP, through natR
   ]);
   const r = listenerRuleset(t);
   expect(r).toEqual({ text: natRuleset(list, t.bridgeIP), interceptions: 2 });
-  expect(r.text).toContain('-A EDGEMESH-OUTPUT -d 10.96.0.2/32 -p udp -m udp --dport 53 -m comment --comment "demo/dns:53" -j DNAT --to-destination 169.254.96.16:40002');
+  expect(r.text).toContain('-A EDGEMESH-SERVICES -d 10.96.0.2/32 -p udp -m udp --dport 53 -m comment --comment "demo/dns:53" -j DNAT --to-destination 169.254.96.16:40002');
 });
 
 test("an empty table still declares (and so empties) both chains", () => {
-  expect(listenerRuleset(table(1, [])).text).toBe("*nat\n:EDGEMESH-PREROUTING - [0:0]\n:EDGEMESH-OUTPUT - [0:0]\nCOMMIT\n");
+  expect(listenerRuleset(table(1, [])).text).toBe(
+    "*nat\n:EDGEMESH-PREROUTING - [0:0]\n:EDGEMESH-OUTPUT - [0:0]\n:EDGEMESH-SERVICES - [0:0]\n-A EDGEMESH-PREROUTING -j EDGEMESH-SERVICES\n-A EDGEMESH-OUTPUT -j EDGEMESH-SERVICES\nCOMMIT\n",
+  );
 });

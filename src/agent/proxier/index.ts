@@ -63,7 +63,7 @@ class Proxier implements Module {
     this.m = {
       applies: metrics.counter("proxier_applies_total", "Rulesets applied to nat EDGEMESH chains."),
       errors: metrics.counter("proxier_apply_errors_total", "Failed ruleset or route applies, by stage."),
-      rules: metrics.gauge("proxier_rules", "iptables rules in our nat chains."),
+      rules: metrics.gauge("proxier_rules", "DNAT rules in our nat chains (one per ClusterIP:port/protocol)."),
       lastSeconds: metrics.gauge("proxier_apply_duration_seconds", "Duration of the last ruleset apply."),
       sumSeconds: metrics.counter("proxier_apply_seconds_total", "Time spent applying rulesets."),
       routes: metrics.gauge("proxier_routes", "ClusterIP routes we added."),
@@ -128,7 +128,7 @@ class Proxier implements Module {
   private async applyTable(table: ListenerTable): Promise<void> {
     const { log } = this.ctx;
     const { text, interceptions } = listenerRuleset(table);
-    const rules = interceptions * 2; // one rule per chain
+    const rules = interceptions; // DNAT rules (in EDGEMESH-SERVICES)
     const t0 = performance.now();
     try {
       await this.ipt.apply(text);

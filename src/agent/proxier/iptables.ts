@@ -2,7 +2,7 @@
 // `iptables` alternative points at, or the binaries named in options). Every
 // change goes through `iptables-restore --noflush`, so each one is a single
 // kernel transaction and no other chain's rules are rewritten.
-import { CHAIN_OUTPUT, CHAIN_PREROUTING } from "./ruleset.ts";
+import { CHAIN_OUTPUT, CHAIN_PREROUTING, CHAIN_SERVICES } from "./ruleset.ts";
 import { CommandError, createExec, type Exec } from "./exec.ts";
 
 export interface IptablesOptions {
@@ -18,7 +18,7 @@ export const JUMPS: ReadonlyArray<{ from: string; to: string }> = [
   { from: "PREROUTING", to: CHAIN_PREROUTING },
   { from: "OUTPUT", to: CHAIN_OUTPUT },
 ];
-const OUR_CHAINS = new Set(JUMPS.map((j) => j.to));
+const OUR_CHAINS = new Set([...JUMPS.map((j) => j.to), CHAIN_SERVICES]);
 const JUMP_COMMENT = "edgemesh: ClusterIP interception";
 // -w waits for the xtables lock (legacy backend) instead of failing while kube-proxy holds it.
 const WAIT = ["-w", "5"];
@@ -106,10 +106,12 @@ export class Iptables {
       const r = parseRule(l);
       if (r && JUMPS.some((j) => j.from === r.chain && j.to === r.target)) jumps.push(`-D${l.slice(2)}`);
       const w = words(l);
-      if (w[0] === "-N" && w[1] && OUR_CHAINS.has(w[1])) chains.push(`-F ${w[1]}`, `-X ${w[1]}`);
+      if (w[0] === "-N" && w[1] && OUR_CHAINS.has(w[1])) chains.push(w[1]);
     }
-    // Jumps go first: a chain still referenced cannot be deleted.
-    if (jumps.length || chains.length) await this.apply(["*nat", ...jumps, ...chains, "COMMIT", ""].join("\n"));
-    return { jumps: jumps.length, chains: chains.length / 2 };
+    // Jumps go first, then every flush, then the deletes: a chain still
+    // referenced (by a jump, or by our own chains' jumps) cannot be deleted.
+    const ops = [...jumps, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`)];
+    if (ops.length) await this.apply(["*nat", ...ops, "COMMIT", ""].join("\n"));
+    return { jumps: jumps.length, chains: chains.length };
   }
 }

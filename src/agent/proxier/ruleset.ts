@@ -7,6 +7,11 @@ import type { ListenerEntry, ListenerTable } from "../../model/listeners.ts";
 
 export const CHAIN_PREROUTING = "EDGEMESH-PREROUTING";
 export const CHAIN_OUTPUT = "EDGEMESH-OUTPUT";
+/**
+ * The DNAT rules, once: both entry chains jump here. One copy instead of one
+ * per entry chain halves what every update hands to iptables-restore.
+ */
+export const CHAIN_SERVICES = "EDGEMESH-SERVICES";
 
 /** one intercepted service port: ClusterIP:port/proto → bridgeIP:listenPort */
 export interface Interception {
@@ -45,12 +50,18 @@ function rule(chain: string, i: Interception, bridgeIP: string): string {
   return `-A ${chain} -d ${i.clusterIP}/32 -p ${proto} -m ${proto} --dport ${i.port} -m comment --comment "${comment}" -j DNAT --to-destination ${bridgeIP}:${i.listenPort}`;
 }
 
-/** iptables-restore input for the nat table: our two chains, whole */
+/** iptables-restore input for the nat table: our chains, whole */
 export function natRuleset(list: Interception[], bridgeIP: string): string {
   const sorted = [...list].sort((a, b) => (a.clusterIP === b.clusterIP ? a.port - b.port || a.protocol.localeCompare(b.protocol) : a.clusterIP.localeCompare(b.clusterIP)));
-  const lines = ["*nat", `:${CHAIN_PREROUTING} - [0:0]`, `:${CHAIN_OUTPUT} - [0:0]`];
-  for (const i of sorted) lines.push(rule(CHAIN_PREROUTING, i, bridgeIP));
-  for (const i of sorted) lines.push(rule(CHAIN_OUTPUT, i, bridgeIP));
+  const lines = [
+    "*nat",
+    `:${CHAIN_PREROUTING} - [0:0]`,
+    `:${CHAIN_OUTPUT} - [0:0]`,
+    `:${CHAIN_SERVICES} - [0:0]`,
+    `-A ${CHAIN_PREROUTING} -j ${CHAIN_SERVICES}`,
+    `-A ${CHAIN_OUTPUT} -j ${CHAIN_SERVICES}`,
+  ];
+  for (const i of sorted) lines.push(rule(CHAIN_SERVICES, i, bridgeIP));
   lines.push("COMMIT", "");
   return lines.join("\n");
 }
