@@ -30,6 +30,12 @@ function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : NaN;
 }
+/** anonymous (the process's own) and file-backed (clean pages of the executable, reclaimable) parts of RSS */
+function rssParts(pid: number): { anon: number; file: number } {
+  const st = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? NaN) / 1024;
+  return { anon: kb("RssAnon"), file: kb("RssFile") + kb("RssShmem") };
+}
 const quantile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
 
 // Backend edge3 10.10.1.13: a digest sink on 9000 and an echo on 9001.
@@ -76,26 +82,10 @@ try {
 
   await Bun.sleep(2000);
   const idle = { edge1: rssMiB(pid("edge1")), edge3: rssMiB(pid("edge3")), server: rssMiB(mesh.server.pid) };
+  const idleParts = rssParts(pid("edge1"));
   say(`idle RSS MiB ${JSON.stringify(idle)}`);
-  // warm the path (tunnel connection, JIT) before measuring
-  must("warm-up", await json<Xfer>([join(FIX, "socks-client.ts"), "direct", BULK, "9000", "digest", String(8 << 20)]));
-
-  const plain1 = must("plain single", await single(h.edge3.ip));
-  const cpu0 = agentsCpu();
-  const mesh1 = must("mesh single", await single(BULK));
-  const cpuPerGiB = (agentsCpu() - cpu0) / (BYTES / 2 ** 30);
-  say(`single stream: plain ${plain1.mbps} MB/s, mesh ${mesh1.mbps} MB/s`);
-  const plain16 = must("plain 16", await parallel(h.edge3.ip));
-  const mesh16 = must("mesh 16", await parallel(BULK));
-  say(`16 streams: plain ${plain16.mbps} MB/s, mesh ${mesh16.mbps} MB/s`);
-  const rttPlain = await rtt(h.edge3.ip);
-  const rttMesh = await rtt(ECHO);
-  say(`rtt p50: plain ${rttPlain.p50Us} µs, mesh ${rttMesh.p50Us} µs`);
-  const ttfbPlain = must("plain ttfb", await ttfb(h.edge3.ip));
-  const ttfbMesh = must("mesh ttfb", await ttfb(ECHO));
-  say(`ttfb p50: plain ${ttfbPlain.p50Us} µs, mesh ${ttfbMesh.p50Us} µs`);
-
-  // 1,000 connections held open through the mesh
+  // 1,000 connections first, from idle: the bulk transfers below grow the
+  // heap, which would be counted against the connections otherwise
   const before1k = rssMiB(pid("edge1"));
   let peak1k = { edge1: 0, edge3: 0 };
   const sampler = setInterval(() => {
@@ -111,6 +101,27 @@ try {
   }
   const nearIdle = after.find(([, r]) => r <= before1k + 10);
   say(`1,000 connections: ${held.served} served, peak edge1 ${fmt(peak1k.edge1, 1)} MiB`);
+
+  // warm the path (tunnel connection, JIT) before measuring
+  must("warm-up", await json<Xfer>([join(FIX, "socks-client.ts"), "direct", BULK, "9000", "digest", String(8 << 20)]));
+
+  const plain1 = must("plain single", await single(h.edge3.ip));
+  const rssBeforeBulk = rssMiB(pid("edge1"));
+  const cpu0 = agentsCpu();
+  const mesh1 = must("mesh single", await single(BULK));
+  const cpuPerGiB = (agentsCpu() - cpu0) / (BYTES / 2 ** 30);
+  say(`single stream: plain ${plain1.mbps} MB/s, mesh ${mesh1.mbps} MB/s`);
+  const plain16 = must("plain 16", await parallel(h.edge3.ip));
+  const mesh16 = must("mesh 16", await parallel(BULK));
+  say(`16 streams: plain ${plain16.mbps} MB/s, mesh ${mesh16.mbps} MB/s`);
+  const rttPlain = await rtt(h.edge3.ip);
+  const rttMesh = await rtt(ECHO);
+  say(`rtt p50: plain ${rttPlain.p50Us} µs, mesh ${rttMesh.p50Us} µs`);
+  const ttfbPlain = must("plain ttfb", await ttfb(h.edge3.ip));
+  const ttfbMesh = must("mesh ttfb", await ttfb(ECHO));
+  say(`ttfb p50: plain ${ttfbPlain.p50Us} µs, mesh ${ttfbMesh.p50Us} µs`);
+  await Bun.sleep(5000);
+  const rssAfterBulk = rssMiB(pid("edge1"));
 
   // ---- control plane: 1,000 services × 2 ports from a static config reload
   const cfg = mesh.agents.get("edge1")!.config;
@@ -163,10 +174,11 @@ try {
     `| new connection, first byte p99 (500) | ${ttfbPlain.p99Us} µs | ${ttfbMesh.p99Us} µs | +${ttfbMesh.p99Us - ttfbPlain.p99Us} µs |`,
     "",
     `agent CPU-seconds per GiB (edge1 + edge3, single stream): ${fmt(cpuPerGiB)}`,
-    `agent RSS: idle edge1 ${fmt(idle.edge1, 1)} MiB, edge3 ${fmt(idle.edge3, 1)} MiB; with 1,000 connections open (${held.served}/1000 served${Object.keys(held.errors).length ? `, errors ${JSON.stringify(held.errors)}` : ""}) peak edge1 ${fmt(peak1k.edge1, 1)} MiB, edge3 ${fmt(peak1k.edge3, 1)} MiB; edge1 before ${fmt(before1k, 1)} MiB, after closing: ${after
+    `agent RSS: idle edge1 ${fmt(idle.edge1, 1)} MiB (anonymous ${fmt(idleParts.anon, 1)} MiB + file-backed ${fmt(idleParts.file, 1)} MiB of the executable's pages), edge3 ${fmt(idle.edge3, 1)} MiB; with 1,000 connections open (${held.served}/1000 served${Object.keys(held.errors).length ? `, errors ${JSON.stringify(held.errors)}` : ""}) peak edge1 ${fmt(peak1k.edge1, 1)} MiB, edge3 ${fmt(peak1k.edge3, 1)} MiB; edge1 before ${fmt(before1k, 1)} MiB, after closing: ${after
       .filter(([s]) => [1, 5, 10, 20, 30].includes(s))
       .map(([s, r]) => `${s} s ${fmt(r, 1)}`)
       .join(", ")} MiB${nearIdle ? ` (within 10 MiB of before after ${nearIdle[0]} s)` : " (not back within 10 MiB in 30 s)"}`,
+    `edge1 RSS around the throughput tests (${MIB} MiB × 2 transfers, then RTT and first-byte runs): ${fmt(rssBeforeBulk, 1)} MiB before, ${fmt(rssAfterBulk, 1)} MiB 5 s after`,
     "",
     `control plane (static config reload on edge1; "snapshot" = the agent's "static metadata reloaded" log line, "live" = an echo through the new ClusterIP from edge1):`,
     `- 1,000 services × 2 ports (2,000 ports, ${bulk.rules} rules): snapshot → last service live ${bulk.snapshotToLive} ms; file write → live ${bulk.writeToLive} ms (includes the 200 ms reload debounce); iptables-restore ${bulk.applyMs} ms`,
