@@ -2,7 +2,7 @@
 // depend on them) and follow upstream EdgeMesh where the concept is the same.
 // Every object is strict, so a typo is an error rather than a silent default.
 import { z } from "zod";
-import { isHostPort, isIP } from "./net.ts";
+import { isHostPort, isIP, parseHostPort } from "./net.ts";
 
 const port = z.number().int().min(1).max(65535);
 const hostPort = z.string().refine(isHostPort, { message: "expected host:port" });
@@ -20,117 +20,167 @@ export const protocolSchema = z.enum(["TCP", "UDP"]);
 export const lbPolicySchema = z.enum(["RoundRobin", "Random", "ConsistentHash"]);
 
 const staticPort = z.strictObject({
-  name: z.string().default(""),
-  port,
-  targetPort: z.union([port, z.string().min(1)]).optional(),
-  protocol: protocolSchema.default("TCP"),
+  name: z.string().default("").describe("Port name; SRV records are `_<name>._<protocol>.<service>.<namespace>.svc.<clusterDomain>`."),
+  port: port.describe("Service port: what clients connect to at the ClusterIP or service name."),
+  targetPort: z
+    .union([port, z.string().min(1)])
+    .optional()
+    .describe("Backend port: a number, or the name of a port in the endpoints' `ports`. Default: the same as `port`."),
+  protocol: protocolSchema.default("TCP").describe("Transport protocol of the port."),
 });
 
 const staticEndpoint = z.strictObject({
-  ip,
-  nodeName: z.string().default(""),
-  hostname: z.string().default(""),
-  ready: z.boolean().default(true),
-  // named container ports, so a named targetPort can resolve per endpoint
-  ports: z.array(z.strictObject({ name: z.string(), port, protocol: protocolSchema.default("TCP") })).default([]),
+  ip: ip.describe("Backend IP address."),
+  nodeName: z.string().default("").describe('Node the backend runs on; its agent is reached through the tunnel. "" (or this node\'s name) dials the IP directly.'),
+  hostname: z.string().default("").describe("Gives the backend its own DNS record `<hostname>.<service>.<namespace>.svc.<clusterDomain>`."),
+  ready: z.boolean().default(true).describe("Only ready endpoints receive traffic or appear in DNS."),
+  ports: z
+    .array(
+      z.strictObject({
+        name: z.string().describe("Port name, matched by a service port's named `targetPort`."),
+        port: port.describe("Port number on the backend."),
+        protocol: protocolSchema.default("TCP").describe("Transport protocol of the port."),
+      }),
+    )
+    .default([])
+    .describe("Named container ports, so a named `targetPort` resolves per endpoint."),
 });
 
 const staticService = z.strictObject({
-  name: dnsName,
-  namespace: dnsName.default("default"),
-  // "None" makes the service headless (DNS answers with endpoint IPs)
-  clusterIP: z.union([ip, z.literal("None")]),
-  type: z.enum(["ClusterIP", "ExternalName"]).default("ClusterIP"),
-  externalName: z.string().default(""),
-  ports: z.array(staticPort).default([]),
-  endpoints: z.array(staticEndpoint).default([]),
-  sessionAffinity: z.enum(["None", "ClientIP"]).default("None"),
-  sessionAffinityTimeoutSeconds: z.number().int().min(1).max(86400).default(10800),
-  lbPolicy: lbPolicySchema.default("RoundRobin"),
+  name: dnsName.describe("Service name."),
+  namespace: dnsName.default("default").describe("Service namespace."),
+  clusterIP: z
+    .union([ip, z.literal("None")])
+    .describe('Virtual IP clients connect to (intercepted with iptables). "None" makes the service headless: DNS answers with the ready endpoints\' IPs.'),
+  type: z.enum(["ClusterIP", "ExternalName"]).default("ClusterIP").describe("ExternalName services are DNS aliases (CNAME to `externalName`) and get no listener."),
+  externalName: z.string().default("").describe("Target name when `type: ExternalName`."),
+  ports: z.array(staticPort).default([]).describe("Service ports."),
+  endpoints: z.array(staticEndpoint).default([]).describe("Backends of the service."),
+  sessionAffinity: z.enum(["None", "ClientIP"]).default("None").describe("ClientIP keeps a client on the same backend for `sessionAffinityTimeoutSeconds`; it wins over `lbPolicy`."),
+  sessionAffinityTimeoutSeconds: z.number().int().min(1).max(86400).default(10800).describe("How long (s) ClientIP affinity lasts after a client's last connection."),
+  lbPolicy: lbPolicySchema.default("RoundRobin").describe("How a backend is picked: RoundRobin, Random, or ConsistentHash on the client IP."),
 });
 
 const staticNode = z.strictObject({
-  name: dnsName,
-  // where the node's agent can be dialled: an IP (its tunnel.listenPort is
-  // assumed) or host:port
-  addresses: z.array(z.string().refine((s) => isIP(s) !== 0 || isHostPort(s), { message: "expected an IP address or host:port" })).default([]),
+  name: dnsName.describe("Node name (the `nodeName` its agent runs with)."),
+  addresses: z
+    .array(z.string().refine((s) => isIP(s) !== 0 || isHostPort(s), { message: "expected an IP address or host:port" }))
+    .default([])
+    .describe("Where the node's agent can be dialled: an IP (its `agent.tunnel.listenPort` is assumed) or host:port."),
 });
 
 export const configSchema = z.strictObject({
-  nodeName: dnsName.optional(),
-  psk: z.string({ message: "required: path of the file holding the mesh secret" }).min(1),
-  logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
-  adminListen: hostPort.optional(),
+  nodeName: dnsName
+    .optional()
+    .describe("This node's name, as Kubernetes knows it (EndpointSlice `nodeName`); it also derives the node's tunnel identity. Default: `$NODE_NAME`, else the hostname (lowercased)."),
+  psk: z
+    .string({ message: "required: path of the file holding the mesh secret" })
+    .min(1)
+    .describe("Path of the file holding the mesh secret, the same on every node (`edgemesh psk > FILE`, at least 16 bytes). A relative path is relative to the config file."),
+  logLevel: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Least severe level that is logged (to stderr, one line per event)."),
+  adminListen: hostPort
+    .optional()
+    .describe("Admin HTTP endpoint (`/healthz`, `/readyz`, `/status`, `/metrics`), read by `edgemesh status`. Default: `127.0.0.1:10556` for the agent, `127.0.0.1:10557` for the server."),
   server: z
     .strictObject({
-      name: dnsName.default("server"),
-      listenPort: port.default(20004),
-      listenAddresses: z.array(ip).default(["0.0.0.0"]),
-      advertiseAddresses: z.array(z.string().min(1)).default([]),
-      maxReservations: z.number().int().min(1).default(1024),
-      maxConnectionsPerPeer: z.number().int().min(1).default(16),
-      // libp2p private network (pnet) on every connection; must match the agents
-      privateNetwork: z.boolean().default(true),
+      name: dnsName.default("server").describe('Name the server\'s tunnel identity is derived from; give each server of an HA set its own. Agents accept any name, but the peer must be a server.'),
+      listenPort: port.default(20004).describe("TCP port agents connect to."),
+      listenAddresses: z.array(ip).default(["0.0.0.0"]).describe("Local addresses to listen on."),
+      advertiseAddresses: z
+        .array(z.string().min(1))
+        .default([])
+        .describe("Public IPs or DNS names agents reach the server at (no port: `listenPort` is used), announced to peers so they can build relay addresses."),
+      maxReservations: z.number().int().min(1).default(1024).describe("Relay reservations held at once, over all agents; an agent beyond it is refused."),
+      maxConnectionsPerPeer: z.number().int().min(1).default(16).describe("Connections one peer may hold to the server."),
+      privateNetwork: z
+        .boolean()
+        .default(true)
+        .describe("Private network keyed from the psk (privnet v1, ChaCha20) on every connection: without the secret a peer cannot even start a handshake. Must match the agents."),
     })
-    .prefault({}),
+    .prefault({})
+    .describe("The tunnel server (`edgemesh server`), on a host with a public address."),
   agent: z
     .strictObject({
-      servers: z.array(hostPort).default([]),
+      servers: z
+        .array(hostPort)
+        .default([])
+        .describe("Tunnel servers as host:port; several for high availability. The agent keeps a relay reservation on each. Empty: only direct paths."),
       tunnel: z
         .strictObject({
-          listenPort: port.default(20006),
-          listenAddresses: z.array(ip).default(["0.0.0.0"]),
-          // extra addresses other agents may dial us at (e.g. a port-forward on the NAT)
-          advertiseAddresses: z.array(hostPort).default([]),
-          // private network (privnet v1): outsiders cannot start a handshake.
-          // false saves its cost on trusted networks; membership is still
-          // enforced by derived identities. Must match the server and all agents.
-          privateNetwork: z.boolean().default(true),
+          listenPort: port.default(20006).describe("TCP port other agents reach this one at."),
+          listenAddresses: z.array(ip).default(["0.0.0.0"]).describe("Local addresses to listen on."),
+          advertiseAddresses: z
+            .array(hostPort)
+            .default([])
+            .describe("Extra host:port other agents may dial this one at (e.g. a port forward on the NAT)."),
+          privateNetwork: z
+            .boolean()
+            .default(true)
+            .describe(
+              "Private network (privnet v1): outsiders cannot start a handshake. false saves its cost on trusted networks; membership is still enforced by the identities derived from the psk. Must match the server and all agents.",
+            ),
         })
-        .prefault({}),
+        .prefault({})
+        .describe("The agent's own tunnel endpoint (libp2p over TCP)."),
       metadata: z
         .strictObject({
-          source: z.enum(["kubernetes", "static"]).default("kubernetes"),
+          source: z.enum(["kubernetes", "static"]).default("kubernetes").describe("Where services, endpoints and nodes come from."),
           kubernetes: z
             .strictObject({
-              server: z.string().url({ message: "expected a URL such as http://127.0.0.1:10550" }).default("http://127.0.0.1:10550"),
-              kubeconfig: z.string().default(""),
-              inCluster: z.boolean().default(false),
+              server: z
+                .string()
+                .url({ message: "expected a URL such as http://127.0.0.1:10550" })
+                .default("http://127.0.0.1:10550")
+                .describe("KubeEdge MetaServer (edgecore `metaServer.enable: true`), or an apiserver URL. Used when neither `kubeconfig` nor `inCluster` is set."),
+              kubeconfig: z.string().default("").describe("Path of a kubeconfig (current context); when set it wins over `server` and `inCluster`."),
+              inCluster: z.boolean().default(false).describe("Use the pod's service-account token and CA (running as a pod); wins over `server`."),
             })
-            .prefault({}),
+            .prefault({})
+            .describe("The Kubernetes API to watch when `source: kubernetes`."),
           static: z
             .strictObject({
-              nodes: z.array(staticNode).default([]),
-              services: z.array(staticService).default([]),
+              nodes: z.array(staticNode).default([]).describe("Other nodes and the addresses their agents can be dialled at."),
+              services: z.array(staticService).default([]).describe("Services with their ports and endpoints."),
             })
-            .prefault({}),
+            .prefault({})
+            .describe("Services without Kubernetes, used when `source: static`; reloaded when this file changes or on SIGHUP."),
         })
-        .prefault({}),
+        .prefault({})
+        .describe("Service discovery."),
       proxy: z
         .strictObject({
-          enable: z.boolean().default(true),
-          bridgeDeviceName: z.string().min(1).max(15).default("edgemesh0"),
-          bridgeDeviceIP: ip.default("169.254.96.16"),
+          enable: z.boolean().default(true).describe("Intercept ClusterIP traffic with iptables (needs root or CAP_NET_ADMIN)."),
+          bridgeDeviceName: z.string().min(1).max(15).default("edgemesh0").describe("Device that carries the agent's listen IP; created (dummy, else bridge, else the IP goes on `lo`) when missing."),
+          bridgeDeviceIP: ip.default("169.254.96.16").describe("IP the per-service listeners bind to and ClusterIP traffic is DNATed to."),
         })
-        .prefault({}),
+        .prefault({})
+        .describe("ClusterIP interception."),
       dns: z
         .strictObject({
-          enable: z.boolean().default(true),
-          listen: hostPort.default("169.254.96.16:53"),
-          clusterDomain: z.string().min(1).default("cluster.local"),
-          upstreamServers: z.array(hostPort.or(ip)).default([]),
-          cacheTTL: z.number().int().min(0).max(86400).default(30),
-          ttl: z.number().int().min(0).max(3600).default(5),
+          enable: z.boolean().default(true).describe("Answer service names for applications on this node."),
+          listen: hostPort.default("169.254.96.16:53").describe("UDP and TCP address the DNS server listens on; point pods (edgecore `clusterDNS`) or the host's resolv.conf here."),
+          clusterDomain: z.string().min(1).default("cluster.local").describe("Cluster domain: names under it are answered from the service table, NXDOMAIN when unknown."),
+          upstreamServers: z
+            // IPs only: resolving an upstream's own name would need DNS
+            .array(z.string().refine((s) => isIP(s) !== 0 || isIP(parseHostPort(s)?.host ?? "") !== 0, { message: "expected an IP address or IP:port" }))
+            .default([])
+            .describe("Resolvers for other names (IP or IP:port). Default: the nameservers of /etc/resolv.conf, without this listener."),
+          cacheTTL: z.number().int().min(0).max(86400).default(30).describe("Longest time (s) a forwarded answer is cached."),
+          cacheSize: z.number().int().min(0).max(1_000_000).default(10_000).describe("Forwarded answers held in the cache at once; the least recently used go first. 0 turns the cache off."),
+          ttl: z.number().int().min(0).max(3600).default(5).describe("TTL (s) of answers about services, so changes propagate quickly."),
         })
-        .prefault({}),
+        .prefault({})
+        .describe("DNS for service names (`svc`, `svc.ns`, `svc.ns.svc.<clusterDomain>`); other names are forwarded."),
       socks5: z
         .strictObject({
-          enable: z.boolean().default(false),
-          listen: hostPort.default("169.254.96.16:10800"),
+          enable: z.boolean().default(false).describe("SOCKS5 entry for clients without root or iptables: `curl --socks5-hostname 169.254.96.16:10800 http://echo.demo:9000/`."),
+          listen: hostPort.default("169.254.96.16:10800").describe("Address of the SOCKS5 listener."),
         })
-        .prefault({}),
+        .prefault({})
+        .describe("SOCKS5 front door to services and to other nodes by name."),
     })
-    .prefault({}),
+    .prefault({})
+    .describe("The agent (`edgemesh agent`), on every edge node."),
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;
