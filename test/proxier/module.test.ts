@@ -163,6 +163,29 @@ for (const b of await availableBackends()) {
       });
     });
 
+    test("the nat table flushed, or our chains deleted, by something else: the periodic check restores rules and jumps", async () => {
+      await withNetns(async (ns) => {
+        const h = proxierIn(ns, b, { resyncMs: 100 });
+        await h.module.start();
+        try {
+          await h.publish(table(1, [{ clusterIPs: ["10.96.0.10"], port: 80, listenPort: 40001 }, { clusterIPs: ["10.96.0.11"], port: 81, listenPort: 40002 }]));
+          const want = (await ns.natSave(b)).filter((l) => l.includes("EDGEMESH")).sort();
+          const restored = () => until(async () => (JSON.stringify((await ns.natSave(b)).filter((l) => l.includes("EDGEMESH")).sort()) === JSON.stringify(want) ? true : undefined), 5000);
+          // a firewall reload: every nat chain flushed, ours included
+          await ns.exec([b.iptables, "-t", "nat", "-F"]);
+          await restored();
+          expect(h.logs.join("")).toContain("nat rules were changed by something else; restored");
+          // worse: our chains deleted too
+          await ns.exec([b.iptables, "-t", "nat", "-F"]);
+          await ns.exec([b.iptables, "-t", "nat", "-X"]);
+          await restored();
+          expect(h.logs.join("")).not.toContain("nat jump check failed");
+        } finally {
+          await h.module.stop();
+        }
+      });
+    });
+
     test("1,000 services × 2 ports: one apply well under 5 s", async () => {
       await withNetns(async (ns) => {
         const h = proxierIn(ns, b);

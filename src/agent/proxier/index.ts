@@ -7,7 +7,7 @@ import { ensureBridgeDevice, type BridgeDevice } from "./device.ts";
 import { createExec, type Exec } from "./exec.ts";
 import { Iptables } from "./iptables.ts";
 import { Routes } from "./routes.ts";
-import { listenerRuleset, natRuleset } from "./ruleset.ts";
+import { CHAIN_SERVICES, listenerRuleset, natRuleset } from "./ruleset.ts";
 
 export interface ProxierOptions {
   /** runs ip/iptables; tests pass one prefixed with `ip netns exec NS` */
@@ -50,6 +50,8 @@ class Proxier implements Module {
   private retryTimer?: ReturnType<typeof setTimeout>;
   private retryMs = RETRY_MIN_MS;
   private resyncTimer?: ReturnType<typeof setInterval>;
+  /** the last ruleset in effect, for the periodic check to restore */
+  private applied?: { text: string; interceptions: number };
   private state = { rules: 0, generation: -1, lastApplyMs: 0, snapshotToLiveMs: 0, lastError: "" };
   private readonly m;
 
@@ -128,7 +130,7 @@ class Proxier implements Module {
   private async applyTable(table: ListenerTable): Promise<void> {
     const { log } = this.ctx;
     const { text, interceptions } = listenerRuleset(table);
-    const rules = interceptions; // DNAT rules (in EDGEMESH-SERVICES)
+    const rules = interceptions; // DNAT rules (in EDGEMESH-SERVICES); each entry chain adds one jump
     const t0 = performance.now();
     try {
       await this.ipt.apply(text);
@@ -138,6 +140,7 @@ class Proxier implements Module {
       return;
     }
     const ms = Math.round(performance.now() - t0);
+    this.applied = { text, interceptions };
     Object.assign(this.state, { rules, lastApplyMs: ms });
     this.m.applies.inc();
     this.m.rules.set({}, rules);
@@ -174,10 +177,24 @@ class Proxier implements Module {
     }, delay);
   }
 
+  /**
+   * The periodic check: something else (a firewall reload, `iptables -t nat
+   * -F`, kube-proxy) may have flushed or deleted our chains or pushed our
+   * jumps down. Rules are put back from the last table, then the jumps.
+   */
   private resyncJumps(): void {
     this.serial(async () => {
       if (this.stopped) return;
       try {
+        const last = this.applied;
+        if (last) {
+          const have = await this.ipt.list(CHAIN_SERVICES);
+          const dnat = have?.filter((l) => l.startsWith("-A ")).length;
+          if (dnat !== last.interceptions) {
+            await this.ipt.apply(last.text);
+            this.ctx.log.warn("nat rules were changed by something else; restored", { expected: last.interceptions, found: dnat ?? "no chain" });
+          }
+        }
         if (await this.ipt.ensureJumps()) this.ctx.log.warn("nat jumps were missing or not first; restored");
       } catch (e) {
         this.ctx.log.error("nat jump check failed", { error: e });
