@@ -64,6 +64,10 @@ describe("config errors name the field path", () => {
     expect(problems({ psk: "psk", agent: { dns: { listen: "abc" } } })).toEqual(['agent.dns.listen: expected host:port, got "abc"']);
     expect(problems({ psk: "psk", agent: { servers: ["ok.example:20004", "bad"] } })).toEqual(['agent.servers[1]: expected host:port, got "bad"']);
     expect(problems({ psk: "psk", agent: { proxy: { bridgeDeviceIP: "1.2.3" } } })).toEqual(['agent.proxy.bridgeDeviceIP: expected an IP address, got "1.2.3"']);
+    // a port here would build a broken relay address: the server's listenPort is used
+    const roleServer = { ...opts, role: "server" as const };
+    expect(problems({ psk: "psk", server: { advertiseAddresses: ["203.0.113.10:20004"] } }, roleServer)[0]).toMatch(/^server\.advertiseAddresses\[0\]: give the address without a port/);
+    expect(problems({ psk: "psk", server: { advertiseAddresses: ["203.0.113.10", "relay.example.com", "2001:db8::1"] } }, roleServer)).toEqual([]);
   });
 
   test("range", () => {

@@ -136,6 +136,12 @@ describe("ClusterIP traffic through the mesh", () => {
     expect(r.code).not.toBe(0);
     const secs = Number(r.stdout.trim() || "9");
     expect(secs).toBeLessThan(0.1);
+    // the operator is told once, not once per refused client
+    await lab.exec("edge1", ["curl", "-sS", "-m", "5", "http://10.96.0.50/"]);
+    await waitFor(() => mesh.logs("edge1").includes("service has no ready endpoints"), { timeoutMs: 2000, description: "no-endpoints warning" });
+    const lines = mesh.logs("edge1").split("\n").filter((l) => l.includes("service has no ready endpoints"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("service=demo/empty address=10.96.0.50:80");
   }, 30_000);
 
   test("a dead backend is skipped: requests go to the live one without errors, and it is left out for a while", async () => {

@@ -4,6 +4,8 @@ export interface ServerStatus {
   address: string;
   connected: boolean;
   reservation: boolean;
+  /** why the last connect or reservation failed, while it keeps failing */
+  error?: string;
 }
 
 export interface PeerStatus {
@@ -11,12 +13,16 @@ export interface PeerStatus {
   peerId: string;
   path: "direct" | "relayed" | "none";
   rttMs: number | null;
+  /** for a relayed peer: why there is no direct path (when the tunnel knows) */
+  relayedReason?: string;
 }
 
 export interface ListenerStatus {
   service: string;
   protocol: string;
   address: string;
+  /** ready endpoints per node name ("(direct)" for endpoints without one) */
+  endpointsByNode?: Record<string, number>;
 }
 
 export interface StatusDoc {

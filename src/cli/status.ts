@@ -54,8 +54,8 @@ export function renderStatus(doc: StatusDoc): string {
       "SERVERS",
       doc.servers.length
         ? table(
-            ["ADDRESS", "CONNECTED", "RESERVATION"],
-            doc.servers.map((s) => [s.address, s.connected ? "yes" : "no", s.reservation ? "yes" : "no"]),
+            ["ADDRESS", "CONNECTED", "RESERVATION", "LAST ERROR"],
+            doc.servers.map((s) => [s.address, s.connected ? "yes" : "no", s.reservation ? "yes" : "no", s.error ?? ""]),
           )
         : "(none)",
     );
@@ -65,13 +65,32 @@ export function renderStatus(doc: StatusDoc): string {
     "PEERS",
     doc.peers.length
       ? table(
-          ["NODE", "PATH", "RTT", "PEER ID"],
-          doc.peers.map((p) => [p.nodeName || "?", p.path, p.rttMs === null ? "-" : `${p.rttMs.toFixed(1)}ms`, p.peerId]),
+          ["NODE", "PATH", "RTT", "PEER ID", "NOTE"],
+          doc.peers.map((p) => [
+            p.nodeName || "?",
+            p.path,
+            p.rttMs === null ? "-" : `${p.rttMs.toFixed(1)}ms`,
+            p.peerId,
+            // relayed traffic costs the server's bandwidth and a longer path: say so
+            p.path === "relayed" ? `! relay only${p.relayedReason ? `: ${p.relayedReason}` : ""}` : "",
+          ]),
         )
       : "(none)",
   );
   if (doc.listeners.length) {
-    out.push("", "LISTENERS", table(["SERVICE", "PROTO", "ADDRESS"], doc.listeners.map((l) => [l.service, l.protocol, l.address])));
+    const endpoints = (l: (typeof doc.listeners)[number]) => {
+      const by = Object.entries(l.endpointsByNode ?? {});
+      if (!l.endpointsByNode) return "";
+      return by.length ? by.map(([n, c]) => `${n}:${c}`).join(" ") : "! none (connections refused)";
+    };
+    out.push("", "LISTENERS", table(["SERVICE", "PROTO", "ADDRESS", "ENDPOINTS"], doc.listeners.map((l) => [l.service, l.protocol, l.address, endpoints(l)])));
+  }
+  const flagged = doc.listeners.filter((l) => l.endpointsByNode && Object.keys(l.endpointsByNode).length === 0).length;
+  const relayed = doc.peers.filter((p) => p.path === "relayed").length;
+  if (flagged || relayed) {
+    out.push("", "ATTENTION");
+    if (flagged) out.push(`  ${flagged} service port(s) without ready endpoints: their clients are refused`);
+    if (relayed) out.push(`  ${relayed} peer(s) reachable only through a tunnel server's relay`);
   }
   return out.join("\n") + "\n";
 }

@@ -87,7 +87,13 @@ export const configSchema = z.strictObject({
       listenPort: port.default(20004).describe("TCP port agents connect to."),
       listenAddresses: z.array(ip).default(["0.0.0.0"]).describe("Local addresses to listen on."),
       advertiseAddresses: z
-        .array(z.string().min(1))
+        .array(
+          z
+            .string()
+            .min(1)
+            .refine((v) => !/^[^:\s]+:\d+$/.test(v) && !/^\[.*\]:\d+$/.test(v), { message: "give the address without a port: agents use server.listenPort" })
+            .refine((v) => !/\s|\//.test(v), { message: "expected an IP address or DNS name" }),
+        )
         .default([])
         .describe("Public IPs or DNS names agents reach the server at (no port: `listenPort` is used), announced to peers so they can build relay addresses."),
       maxReservations: z.number().int().min(1).default(1024).describe("Relay reservations held at once, over all agents; an agent beyond it is refused."),

@@ -17,6 +17,8 @@ import { pipeSockets } from "../../tunnel/proxy/socket-pipe.ts";
 import { UdpForwarder } from "./udp.ts";
 import { resolveTarget } from "./resolve.ts";
 
+const NO_ENDPOINTS_WARN_EVERY_MS = 60_000;
+
 export const trafficModule: ModuleFactory = {
   name: "traffic",
   enabled: () => true,
@@ -46,6 +48,7 @@ class Traffic implements Module {
   private generation = 0;
   private readonly cooldown = new Cooldown();
   private syncing: Promise<void> = Promise.resolve();
+  private readonly lastNoEndpointsWarn = new Map<string, number>();
   private readonly stats = { connections: new Map<string, number>(), bytes: new Map<string, number>(), dialFailures: new Map<string, number>(), picks: new Map<string, number>(), refused: new Map<string, number>() };
 
   constructor(private readonly ctx: ModuleContext) {}
@@ -187,6 +190,7 @@ class Traffic implements Module {
     if (!l.service.endpoints.some((e) => e.ready)) {
       // no backend: refuse at once (RST), never leave the client hanging
       this.inc(this.stats.refused, name);
+      this.warnNoEndpoints(name, `${l.service.clusterIPs[0] ?? ""}:${l.port.port}`);
       resetSocket(client);
       return;
     }
@@ -208,6 +212,14 @@ class Traffic implements Module {
         resetSocket(client);
       },
     );
+  }
+
+  /** one line per service a minute, however many clients are refused: the counter has the rest */
+  private warnNoEndpoints(service: string, address: string): void {
+    const now = Date.now();
+    if (now - (this.lastNoEndpointsWarn.get(service) ?? -Infinity) < NO_ENDPOINTS_WARN_EVERY_MS) return;
+    this.lastNoEndpointsWarn.set(service, now);
+    this.ctx.log.warn("service has no ready endpoints, refusing its connections", { service, address, refused: this.stats.refused.get(service) ?? 0 });
   }
 
   private closeListener(l: Listener): void {

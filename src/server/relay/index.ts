@@ -13,6 +13,8 @@ import { tcpAddr, describeAddr, isCircuit } from "../../tunnel/addresses.ts";
 import { VERSION } from "../../version.ts";
 import { manageRelayedFlows } from "./flow.ts";
 
+const FULL_CHECK_MS = 2_000;
+
 export const relayModule: ModuleFactory = {
   name: "relay",
   enabled: () => true,
@@ -63,7 +65,18 @@ class Relay implements Module {
     metrics.collect("relay_connections_active", "Relayed connections open now.", "gauge", () => [{ value: this.relayed.active }]);
     metrics.collect("relay_bytes_total", "Bytes relayed between agents (both directions).", "counter", () => [{ value: this.relayed.bytes }]);
     metrics.collect("peers_connected", "Peers with an open connection.", "gauge", () => [{ value: node.getPeers().length }]);
+    // libp2p refuses reservations beyond the cap without a word on this side;
+    // the agents only see RESERVATION_REFUSED. Say it here, once per episode.
+    let full = false;
+    this.fullCheck = setInterval(() => {
+      const held = this.reservations().length;
+      if (!full && held >= s.maxReservations) log.warn("reservation table full: new agents are refused until one leaves; raise server.maxReservations", { held, max: s.maxReservations });
+      else if (full && held < s.maxReservations) log.info("reservation table has room again", { held, max: s.maxReservations });
+      full = held >= s.maxReservations;
+    }, FULL_CHECK_MS);
   }
+
+  private fullCheck?: ReturnType<typeof setInterval>;
 
   private reservations(): Array<{ nodeName: string; peerId: string; expires: string; address: string }> {
     const relay = (this.node?.services as { relay?: { reservations: Map<unknown, { expiry: Date }> & Iterable<[unknown, { expiry: Date }]> } })?.relay;
@@ -105,6 +118,7 @@ class Relay implements Module {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.fullCheck);
     await this.node?.stop();
   }
 }

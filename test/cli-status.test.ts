@@ -1,0 +1,34 @@
+// `edgemesh status` rendering: the failures operators hit most stand out.
+import { expect, test } from "bun:test";
+import { renderStatus } from "../src/cli/status.ts";
+import { emptyStatus, type StatusDoc } from "../src/admin/status.ts";
+
+test("servers show their last error; services without endpoints and relay-only peers are flagged", () => {
+  const doc: StatusDoc = {
+    ...emptyStatus("agent", "edge1", "1.0.0"),
+    ready: true,
+    services: 2,
+    servers: [{ address: "203.0.113.10:20004", connected: false, reservation: false, error: "connect ECONNREFUSED 203.0.113.10:20004" }],
+    peers: [
+      { nodeName: "edge3", peerId: "12D3KooWA", path: "direct", rttMs: 0.4 },
+      { nodeName: "edge2", peerId: "12D3KooWB", path: "relayed", rttMs: 3.2, relayedReason: "NAT randomises ports" },
+    ],
+    listeners: [
+      { service: "demo/web", protocol: "TCP", address: "10.96.0.10:80", endpointsByNode: { edge2: 2, edge3: 1 } },
+      { service: "demo/empty", protocol: "TCP", address: "10.96.0.11:80", endpointsByNode: {} },
+    ],
+  };
+  const text = renderStatus(doc);
+  expect(text).toMatch(/203\.0\.113\.10:20004\s+no\s+no\s+connect ECONNREFUSED 203\.0\.113\.10:20004/);
+  expect(text).toMatch(/edge2\s+relayed\s+3\.2ms\s+12D3KooWB\s+! relay only: NAT randomises ports/);
+  expect(text).toMatch(/edge3\s+direct\s+0\.4ms\s+12D3KooWA\n/);
+  expect(text).toMatch(/demo\/web\s+TCP\s+10\.96\.0\.10:80\s+edge2:2 edge3:1/);
+  expect(text).toMatch(/demo\/empty\s+TCP\s+10\.96\.0\.11:80\s+! none \(connections refused\)/);
+  expect(text).toContain("1 service port(s) without ready endpoints");
+  expect(text).toContain("1 peer(s) reachable only through a tunnel server's relay");
+});
+
+test("nothing to flag: no ATTENTION section", () => {
+  const text = renderStatus({ ...emptyStatus("agent", "edge1", "1.0.0"), peers: [{ nodeName: "edge3", peerId: "x", path: "direct", rttMs: 1 }] });
+  expect(text).not.toContain("ATTENTION");
+});
