@@ -5,6 +5,7 @@ import type { ModuleFactory } from "./module.ts";
 import { controllerModule } from "./controller/index.ts";
 import { tunnelModule } from "./tunnel/index.ts";
 import { proxierModule } from "./proxier/index.ts";
+import { dnsModule } from "./dns/index.ts";
 import { trafficModule } from "./traffic/index.ts";
 
-export const agentModules: ModuleFactory[] = [controllerModule, tunnelModule, proxierModule, trafficModule];
+export const agentModules: ModuleFactory[] = [controllerModule, tunnelModule, proxierModule, dnsModule, trafficModule];
