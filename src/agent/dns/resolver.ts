@@ -6,8 +6,10 @@ import { AnswerCache, cacheKey } from "./cache.ts";
 import type { Forwarded, Forwarder, Question } from "./forward.ts";
 import { encodeReply, parseQuery, replyLimit, type Query } from "./message.ts";
 import type { Zone } from "./zone.ts";
+import { ReplyMemo } from "./reply-memo.ts";
 
 export type Transport = "udp" | "tcp";
+type Source = "zone" | "cache" | "upstream" | "error";
 
 export interface ResolverEvents {
   /** every answered query: its type, rcode and where the answer came from */
@@ -25,6 +27,7 @@ const MAX_INFLIGHT = 512;
 
 export class Resolver {
   private readonly inflight = new Map<string, Promise<Forwarded | undefined>>();
+  private readonly memo = new ReplyMemo();
 
   constructor(
     private readonly zone: () => Zone,
@@ -33,8 +36,22 @@ export class Resolver {
     private readonly events: ResolverEvents = {},
   ) {}
 
-  /** the encoded reply, or undefined when the packet gets none */
-  async handle(packet: Buffer, transport: Transport): Promise<Buffer | undefined> {
+  /**
+   * The encoded reply, or undefined when the packet gets none. A repeated
+   * zone question is answered synchronously from the memo; the rest may wait
+   * for an upstream.
+   */
+  handle(packet: Buffer, transport: Transport): Buffer | undefined | Promise<Buffer | undefined> {
+    const zone = this.zone();
+    const hit = this.memo.get(zone, packet, transport);
+    if (hit) {
+      this.events.answered?.(hit.type, hit.rcode, "zone");
+      return hit.reply;
+    }
+    return this.handleFresh(packet, transport, zone);
+  }
+
+  private async handleFresh(packet: Buffer, transport: Transport, zone: Zone): Promise<Buffer | undefined> {
     const parsed = parseQuery(packet);
     if (!parsed.ok) {
       this.events.rejected?.(parsed.reason);
@@ -42,37 +59,43 @@ export class Resolver {
     }
     const q = parsed.query;
     let reply: Reply;
-    let source: "zone" | "cache" | "upstream" | "error";
+    let source: Source;
+    let pure = false;
     try {
-      [reply, source] = await this.resolve(q);
+      [reply, source, pure] = await this.resolve(q, zone);
     } catch {
       // a bug here must cost one query, not the server
       [reply, source] = [failure(), "error"];
     }
     this.events.answered?.(q.type, reply.rcode, source);
+    let encoded: Buffer;
     try {
-      return encodeReply(q, reply, replyLimit(q, transport));
+      encoded = encodeReply(q, reply, replyLimit(q, transport));
     } catch {
       // e.g. an upstream record dns-packet decodes but cannot encode again
       this.events.answered?.(q.type, RCODE.SERVFAIL, "error");
       return encodeReply(q, failure(), replyLimit(q, transport));
     }
+    if (pure) this.memo.put(zone, packet, transport, { reply: encoded, type: q.type, rcode: reply.rcode });
+    return encoded;
   }
 
-  private async resolve(q: Query): Promise<[Reply, "zone" | "cache" | "upstream" | "error"]> {
-    if (q.class !== "IN" && q.class !== "ANY") return [{ ...failure(), rcode: RCODE.NOTIMP }, "error"];
+  /** the reply, where it came from, and whether it depends on nothing but the query and the zone */
+  private async resolve(q: Query, zone: Zone): Promise<[Reply, Source, boolean]> {
+    if (q.class !== "IN" && q.class !== "ANY") return [{ ...failure(), rcode: RCODE.NOTIMP }, "error", false];
     // zone transfers are not offered: the zone is a view of the API, not data to copy
-    if (q.type === "AXFR" || q.type === "IXFR") return [{ ...failure(), rcode: RCODE.REFUSED }, "error"];
-    const found = answerFromZone(this.zone(), q.name, q.type);
+    if (q.type === "AXFR" || q.type === "IXFR") return [{ ...failure(), rcode: RCODE.REFUSED }, "error", false];
+    const found = answerFromZone(zone, q.name, q.type);
     if (found) {
       const own = asAsked(found, q.name);
-      if (!own.chase) return [own, "zone"];
+      // (also SERVFAIL before the first snapshot: the snapshot brings a new zone, which empties the memo)
+      if (!own.chase) return [own, "zone", true];
       // ExternalName pointing outside: add the target's records as a recursive server would
       const [target, source] = await this.lookup({ name: own.chase, type: q.type, class: q.class });
-      if (target.rcode !== RCODE.NOERROR && target.rcode !== RCODE.NXDOMAIN) return [own, "zone"];
-      return [{ ...own, rcode: target.rcode, answers: [...own.answers, ...target.answers], authorities: target.authorities }, source === "error" ? "zone" : source];
+      if (target.rcode !== RCODE.NOERROR && target.rcode !== RCODE.NXDOMAIN) return [own, "zone", false];
+      return [{ ...own, rcode: target.rcode, answers: [...own.answers, ...target.answers], authorities: target.authorities }, source === "error" ? "zone" : source, false];
     }
-    return this.lookup({ name: q.name, type: q.type, class: q.class });
+    return [...(await this.lookup({ name: q.name, type: q.type, class: q.class })), false];
   }
 
   private async lookup(q: Question): Promise<[Reply, "cache" | "upstream" | "error"]> {

@@ -60,7 +60,8 @@ function serveConnection(sock: Socket, handle: PacketHandler, onError: (e: unkno
       buf = buf.subarray(2 + len);
       pending++;
       if (pending >= limits.maxPipelined) sock.pause();
-      handle(Buffer.from(msg), "tcp")
+      Promise.resolve()
+        .then(() => handle(Buffer.from(msg), "tcp"))
         .then((reply) => {
           if (!reply || closed) return;
           const framed = Buffer.alloc(2 + reply.length);

@@ -5,7 +5,8 @@ import { createSocket, type Socket } from "node:dgram";
 import type { HostPort } from "../../config/net.ts";
 import { isIP } from "../../config/net.ts";
 
-export type PacketHandler = (packet: Buffer, transport: "udp" | "tcp") => Promise<Buffer | undefined>;
+/** a reply at once when it is known (the common case: no promise, no extra tick), else later */
+export type PacketHandler = (packet: Buffer, transport: "udp" | "tcp") => Buffer | undefined | Promise<Buffer | undefined>;
 
 export function listenUdp(addr: HostPort, handle: PacketHandler, onError: (e: unknown) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -13,12 +14,17 @@ export function listenUdp(addr: HostPort, handle: PacketHandler, onError: (e: un
     const failStart = (e: Error) => reject(e);
     sock.once("error", failStart);
     sock.on("message", (msg, rinfo) => {
-      handle(msg, "udp")
-        .then((reply) => {
-          // send() throws at once on a socket closed meanwhile (the module stopping)
-          if (reply) sock.send(reply, rinfo.port, rinfo.address, (e) => e && onError(e));
-        })
-        .catch(onError);
+      const send = (reply: Buffer | undefined) => {
+        // send() throws at once on a socket closed meanwhile (the module stopping)
+        if (reply) sock.send(reply, rinfo.port, rinfo.address, (e) => e && onError(e));
+      };
+      try {
+        const r = handle(msg, "udp");
+        if (r instanceof Promise) r.then(send).catch(onError);
+        else send(r);
+      } catch (e) {
+        onError(e);
+      }
     });
     sock.bind(addr.port, addr.host, () => {
       sock.off("error", failStart);
