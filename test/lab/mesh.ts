@@ -52,6 +52,10 @@ export interface MeshOptions {
   proxy?: boolean;
   /** YAML lines of agent.metadata.static.services entries, each starting with "- " */
   services?: string[];
+  /** take services from this apiserver URL instead of the static list */
+  kubernetes?: string;
+  /** answer DNS on the bridge IP (needs `proxy`), forwarding other names to these upstreams */
+  dns?: { upstreams: string[] };
 }
 
 function yamlList(xs: string[]): string {
@@ -117,14 +121,15 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         `  servers: ${yamlList([...(o.extraServers ?? []), `${serverIp}:${SERVER_PORT}`])}`,
         `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}}`,
         `  metadata:`,
-        `    source: static`,
+        o.kubernetes ? `    source: kubernetes` : `    source: static`,
+        ...(o.kubernetes ? [`    kubernetes: {server: "${o.kubernetes}"}`] : []),
         `    static:`,
         hints.length ? `      nodes:` : `      nodes: []`,
         ...(hints.length ? hints.map(([n, addrs]) => `        - {name: ${n}, addresses: ${yamlList(addrs)}}`) : []),
         o.services?.length ? `      services:` : `      services: []`,
         ...(o.services ?? []).map((l) => `        ${l}`),
         `  proxy: {enable: ${o.proxy ?? false}}`,
-        `  dns: {enable: false}`,
+        o.dns ? `  dns: {enable: true, upstreamServers: ${yamlList(o.dns.upstreams)}}` : `  dns: {enable: false}`,
         `  socks5: {enable: true, listen: "${SOCKS}"}`,
         "",
       ].join("\n"),
