@@ -6,6 +6,8 @@ export interface ServerStatus {
   reservation: boolean;
   /** why the last connect or reservation failed, while it keeps failing */
   error?: string;
+  /** seconds since the server was last usable, while it keeps failing */
+  downS?: number;
 }
 
 export interface PeerStatus {

@@ -55,7 +55,7 @@ export function renderStatus(doc: StatusDoc): string {
       doc.servers.length
         ? table(
             ["ADDRESS", "CONNECTED", "RESERVATION", "LAST ERROR"],
-            doc.servers.map((s) => [s.address, s.connected ? "yes" : "no", s.reservation ? "yes" : "no", s.error ?? ""]),
+            doc.servers.map((s) => [s.address, s.connected ? "yes" : "no", s.reservation ? "yes" : "no", s.error ? `${s.downS !== undefined ? `(down ${duration(s.downS)}) ` : ""}${s.error}` : ""]),
           )
         : "(none)",
     );

@@ -10,7 +10,7 @@ import { ping } from "@libp2p/ping";
 import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay-v2";
 import { dcutr } from "@libp2p/dcutr";
 import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
-import { isCircuit } from "./addresses.ts";
+import { describeAddr, isCircuit } from "./addresses.ts";
 import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { privateNetworkV1 } from "./privnet/index.ts";
@@ -29,6 +29,8 @@ export interface TunnelNodeOptions {
   privateNetwork?: boolean;
   relay?: { maxReservations: number };
   log?: (level: "info" | "warn", msg: string) => void;
+  /** a connection failed the mesh-secret check: the remote as "host:port" */
+  onSecretMismatch?: (remote: string, direction: "inbound" | "outbound") => void;
 }
 
 export type TunnelNode = Libp2p<Record<string, unknown>>;
@@ -86,7 +88,16 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     // our ChaCha20 private network (src/tunnel/privnet): same purpose as
     // @libp2p/pnet at a fraction of its cost; 5 s for its nonce exchange
     // leaves room for slow edge links
-    connectionProtector: o.privateNetwork === false ? undefined : outerOnly(privateNetworkV1(o.secret, { log: o.log, handshakeTimeoutMs: 5000 })),
+    connectionProtector:
+      o.privateNetwork === false
+        ? undefined
+        : outerOnly(
+            privateNetworkV1(o.secret, {
+              log: o.log,
+              handshakeTimeoutMs: 5000,
+              onKeyMismatch: o.onSecretMismatch && ((addr, direction) => o.onSecretMismatch!(describeAddr(addr), direction)),
+            }),
+          ),
     connectionGater: o.membership.gater(),
     connectionManager: { maxConnections: 4096, dialTimeout: 10_000 },
     connectionMonitor: { pingInterval: 10_000, abortConnectionOnPingFailure: true },

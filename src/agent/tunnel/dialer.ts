@@ -6,7 +6,8 @@ import type { Connection, PeerId } from "@libp2p/interface";
 import { multiaddr, type Multiaddr } from "@multiformats/multiaddr";
 import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
-import { isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
+import { describeAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
+import { SECRET_MISMATCH, type SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 
 export const RELAY_HEAD_START_MS = 300;
 
@@ -60,6 +61,7 @@ export class PeerDialer {
     private readonly node: TunnelNode,
     private readonly src: DialSources,
     private readonly log: Logger,
+    private readonly secretMismatches?: Pick<SecretMismatches, "since">,
   ) {}
 
   async connect(nodeName: string, peer: PeerId, timeoutMs = 10_000): Promise<Connection> {
@@ -76,6 +78,7 @@ export class PeerDialer {
 
   private async race(nodeName: string, peer: PeerId, timeoutMs: number): Promise<Connection> {
     const t0 = performance.now();
+    const started = Date.now();
     const uniqueDirect = await directAddresses(this.node, peer, this.src.hints(nodeName), this.src.defaultPort);
     const relayed = this.src.relays().map((prefix) => multiaddr(`${prefix}/p2p/${peer.toString()}`));
     if (uniqueDirect.length === 0 && relayed.length === 0) {
@@ -89,7 +92,9 @@ export class PeerDialer {
     if (uniqueDirect.length) {
       attempts.push(
         this.node.dial(uniqueDirect, { signal: overall }).catch((e: Error) => {
-          errors.push(`direct: ${e.message}`);
+          // the layers above word a failed secret check in many ways; say what it was
+          const mismatch = uniqueDirect.some((ma) => this.secretMismatches?.since(describeAddr(ma), started));
+          errors.push(`direct: ${mismatch ? SECRET_MISMATCH : e.message}`);
           directFailed();
           throw e;
         }),

@@ -20,6 +20,7 @@ import type { ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunne
 import type { ServiceConnector } from "../../model/connector.ts";
 import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
+import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 
 export const tunnelModule: ModuleFactory = {
   name: "tunnel",
@@ -49,6 +50,7 @@ class Tunnel implements Module {
     const ids = (this.ids = new Identities(config.pskSecret));
     const membership = (this.membership = new Membership(ids, log));
     const crypto = createNoiseCrypto((level, msg) => log[level](msg));
+    const secretMismatches = new SecretMismatches(log);
     const t = config.agent.tunnel;
     const node = (this.node = await createTunnelNode({
       role: "agent",
@@ -61,6 +63,7 @@ class Tunnel implements Module {
       membership,
       log: (level, msg) => log[level](msg),
       privateNetwork: t.privateNetwork,
+      onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
     }));
     if (!t.privateNetwork) log.warn("private network (pnet) is off: anyone can start a handshake; membership is still checked by identity");
     // address hints come only from the controller's `nodes` snapshot (which
@@ -89,9 +92,9 @@ class Tunnel implements Module {
       addresses: node.getMultiaddrs().map(describeAddr).join(","),
       crypto: crypto.provider,
     });
-    this.links = config.agent.servers.map((s) => new RelayLink(s, hostPortAddr(s), node, membership, log));
+    this.links = config.agent.servers.map((s) => new RelayLink(s, hostPortAddr(s), node, membership, log, secretMismatches));
     if (this.links.length === 0) log.warn("no tunnel servers configured (agent.servers): only direct paths are possible");
-    this.dialer = new PeerDialer(node, { hints, relays: () => this.links.filter((l) => l.reserved).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log);
+    this.dialer = new PeerDialer(node, { hints, relays: () => this.links.filter((l) => l.reserved).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log, secretMismatches);
     this.upgrader = new PathUpgrader(node, membership, hints, t.listenPort, [PROXY_PROTOCOL], log);
     const access: TunnelAccess = { open: (nodeName, target) => this.open(nodeName, target) };
     bus.publish("tunnel", access);
@@ -154,7 +157,7 @@ class Tunnel implements Module {
   }
 
   private servers(): ServerStatus[] {
-    return this.links.map((l) => ({ address: l.address, connected: l.connected, reservation: l.reserved, ...(l.lastError ? { error: l.lastError } : {}) }));
+    return this.links.map((l) => ({ address: l.address, connected: l.connected, reservation: l.reserved, ...(l.lastError ? { error: l.lastError } : {}), ...(l.downSince !== undefined && l.lastError ? { downS: Math.round((Date.now() - l.downSince) / 1000) } : {}) }));
   }
 
   private registerMetrics(): void {

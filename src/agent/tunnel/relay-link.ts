@@ -7,7 +7,8 @@ import type { Multiaddr } from "@multiformats/multiaddr";
 import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { Membership } from "../../tunnel/membership.ts";
-import { isCircuit } from "../../tunnel/addresses.ts";
+import { describeAddr, isCircuit } from "../../tunnel/addresses.ts";
+import { SECRET_MISMATCH, type SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 
 interface ReservationStore {
   addRelay(peer: PeerId, type: "configured"): Promise<unknown>;
@@ -36,11 +37,16 @@ export function nextBackoff(current: number, o: BackoffOptions, rand = Math.rand
   return Math.round(base * (0.75 + rand() * 0.5));
 }
 
+const STILL_DOWN_EVERY_MS = 60_000;
+
 export class RelayLink {
   peer?: PeerId;
   connected = false;
   reserved = false;
   lastError = "";
+  /** when the server stopped being usable (undefined while reserved) */
+  downSince?: number = Date.now();
+  private lastWarnAt = 0;
   private stopped = false;
   private wake?: () => void;
   private readonly loop: Promise<void>;
@@ -51,6 +57,7 @@ export class RelayLink {
     private readonly node: TunnelNode,
     private readonly membership: Membership,
     private readonly log: Logger,
+    private readonly secretMismatches?: Pick<SecretMismatches, "since">,
     private readonly backoff: BackoffOptions = { initialMs: 500, maxMs: 5_000 },
   ) {
     this.loop = this.run();
@@ -61,6 +68,7 @@ export class RelayLink {
     const store = reservationStore(this.node);
     while (!this.stopped) {
       let conn: Connection | undefined;
+      const attemptStart = Date.now();
       try {
         conn = await this.node.dial(this.addr, { signal: AbortSignal.timeout(10_000) });
         this.connected = true;
@@ -71,13 +79,24 @@ export class RelayLink {
         if (!store.hasReservation(conn.remotePeer)) await store.addRelay(conn.remotePeer, "configured");
         this.reserved = true;
         this.lastError = "";
-        this.log.info("relay reservation acquired", { server: this.address, name: claim.nodeName, peer: conn.remotePeer.toString() });
+        const after = this.downSince === undefined ? undefined : Math.round((Date.now() - this.downSince) / 1000);
+        this.downSince = undefined;
+        this.log.info("relay reservation acquired", { server: this.address, name: claim.nodeName, peer: conn.remotePeer.toString(), ...(after !== undefined && after >= 10 ? { downS: after } : {}) });
         delay = this.backoff.initialMs;
         await this.untilLost(conn, store);
+        this.downSince = Date.now();
         if (!this.stopped) this.log.warn("lost tunnel server, reconnecting", { server: this.address });
       } catch (e) {
-        const why = (e as Error).message || String(e);
-        if (why !== this.lastError) this.log.warn("cannot reach tunnel server", { server: this.address, error: why, retryMs: delay });
+        // whatever error the layers above saw, a failed secret check is the cause
+        const why = this.secretMismatches?.since(describeAddr(this.addr), attemptStart) ? SECRET_MISMATCH : (e as Error).message || String(e);
+        const now = Date.now();
+        this.downSince ??= now;
+        const downS = Math.round((now - this.downSince) / 1000);
+        // a new reason at once; the same one again once a minute, with how long it has lasted
+        if (why !== this.lastError || now - this.lastWarnAt >= STILL_DOWN_EVERY_MS) {
+          this.log.warn(why === this.lastError ? "tunnel server still unreachable" : "cannot reach tunnel server", { server: this.address, error: why, downS, retryMs: delay });
+          this.lastWarnAt = now;
+        }
         this.lastError = why;
       } finally {
         this.connected = false;

@@ -12,6 +12,7 @@ import { installCrashGuard } from "../../tunnel/crash-guard.ts";
 import { tcpAddr, describeAddr, isCircuit } from "../../tunnel/addresses.ts";
 import { VERSION } from "../../version.ts";
 import { manageRelayedFlows } from "./flow.ts";
+import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 
 const FULL_CHECK_MS = 2_000;
 
@@ -38,6 +39,7 @@ class Relay implements Module {
     membership.maxConnectionsPerPeer = config.server.maxConnectionsPerPeer;
     this.membership = membership;
     const crypto = createNoiseCrypto((level, msg) => log[level](msg));
+    const secretMismatches = new SecretMismatches(log);
     const s = config.server;
     this.node = await createTunnelNode({
       role: "server",
@@ -51,6 +53,7 @@ class Relay implements Module {
       log: (level, msg) => log[level](msg),
       relay: { maxReservations: s.maxReservations },
       privateNetwork: s.privateNetwork,
+      onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
     });
     manageRelayedFlows(this.node, this.relayed);
     await this.node.start();

@@ -30,6 +30,8 @@ export interface PrivnetConnectionInit {
   maxMessageSize: number;
   /** Abort if the remote's confirmation has not arrived within this many ms. */
   confirmTimeoutMs: number;
+  /** Called once when the remote's confirmation does not decrypt. */
+  onKeyMismatch?: () => void;
 }
 
 export class PrivnetConnection extends AbstractMultiaddrConnection {
@@ -39,6 +41,8 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
   #confirmLeft = CONFIRM_BYTES;
   #confirmTimer: ReturnType<typeof setTimeout> | undefined;
   #destroyed = false;
+  readonly #onKeyMismatch?: () => void;
+  #keyMismatch = false;
 
   constructor(init: PrivnetConnectionInit) {
     super({
@@ -50,6 +54,7 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
     this.#maConn = init.maConn;
     this.#tx = init.tx;
     this.#rx = init.rx;
+    this.#onKeyMismatch = init.onKeyMismatch;
 
     this.addEventListener('close', () => this.#destroy());
 
@@ -86,6 +91,8 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
       const n = Math.min(this.#confirmLeft, buf.byteLength);
       for (let i = 0; i < n; i++) {
         if (buf[i] !== 0) {
+          this.#keyMismatch = true;
+          this.#onKeyMismatch?.();
           this.abort(new PrivnetKeyMismatchError());
           return;
         }
@@ -129,6 +136,13 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
   }
 
   sendReset(err: Error): void {
+    // After a key mismatch, close with a FIN rather than a reset: a reset can
+    // discard our own confirmation still queued for the remote, which then
+    // sees only a dropped connection instead of the real reason.
+    if (this.#keyMismatch) {
+      this.#maConn.close({ signal: AbortSignal.timeout(2000) }).catch(() => this.#maConn.abort(err));
+      return;
+    }
     this.#maConn.abort(err);
   }
 

@@ -39,6 +39,8 @@ export interface PrivateNetworkV1Options extends PrivnetCipherOptions {
   handshakeTimeoutMs?: number;
   /** Largest plaintext run encrypted per send (bounds per-send allocation and latency). Default 64 KiB. */
   maxMessageSize?: number;
+  /** Told when a remote fails key confirmation (a different mesh secret), with its address as libp2p has it. */
+  onKeyMismatch?: (remoteAddr: MultiaddrConnection['remoteAddr'], direction: MultiaddrConnection['direction']) => void;
 }
 
 export interface PrivnetProtector extends ConnectionProtector {
@@ -53,6 +55,8 @@ export type PrivateNetworkV1Factory = ((components?: unknown) => PrivnetProtecto
 };
 
 const ZERO_IV = new Uint8Array(IV_BYTES);
+/** what a peer that does not even send a nonce most likely is */
+const NOT_MESH = 'not an edgemesh node, or its privateNetwork setting differs';
 
 class PrivnetV1Protector implements PrivnetProtector {
   readonly [Symbol.toStringTag] = 'edgemesh/privnet-v1';
@@ -64,6 +68,7 @@ class PrivnetV1Protector implements PrivnetProtector {
     private readonly cipher: KeystreamFactory,
     private readonly timeoutMs: number,
     private readonly maxMessageSize: number,
+    private readonly onKeyMismatch?: PrivateNetworkV1Options['onKeyMismatch'],
   ) {
     this.provider = cipher.provider;
     this.detail = cipher.detail;
@@ -98,6 +103,7 @@ class PrivnetV1Protector implements PrivnetProtector {
         rx,
         maxMessageSize: this.maxMessageSize,
         confirmTimeoutMs: this.timeoutMs,
+        onKeyMismatch: this.onKeyMismatch && (() => this.onKeyMismatch!(maConn.remoteAddr, maConn.direction)),
       });
     } catch (err) {
       tx?.destroy();
@@ -115,7 +121,7 @@ class PrivnetV1Protector implements PrivnetProtector {
     // passes no signal, and libp2p always passes one (10 s inbound).
     const ctl = new AbortController();
     const timer = setTimeout(() => {
-      ctl.abort(new PrivnetHandshakeError(`no nonce from remote within ${this.timeoutMs} ms`));
+      ctl.abort(new PrivnetHandshakeError(`no handshake from the other end within ${this.timeoutMs} ms (${NOT_MESH})`));
     }, this.timeoutMs);
     const parent = options?.signal;
     const onParentAbort = (): void => ctl.abort(parent?.reason);
@@ -137,7 +143,7 @@ class PrivnetV1Protector implements PrivnetProtector {
     } catch (err) {
       if (ctl.signal.aborted && ctl.signal.reason instanceof Error) throw ctl.signal.reason;
       if (err instanceof PrivnetHandshakeError) throw err;
-      throw new PrivnetHandshakeError('nonce exchange failed', { cause: err });
+      throw new PrivnetHandshakeError(`the other end closed the connection during the handshake (${NOT_MESH})`, { cause: err });
     } finally {
       clearTimeout(timer);
       parent?.removeEventListener('abort', onParentAbort);
@@ -157,6 +163,6 @@ export function privateNetworkV1(secret: Uint8Array, opts: PrivateNetworkV1Optio
   if (!Number.isInteger(maxMessageSize) || maxMessageSize < 1) throw new RangeError('privnet: maxMessageSize must be a positive integer');
   const swarmKey = deriveSwarmKey(secret);
   const cipher = loadPrivnetCipher(opts);
-  const factory = (): PrivnetProtector => new PrivnetV1Protector(swarmKey, cipher, timeoutMs, maxMessageSize);
+  const factory = (): PrivnetProtector => new PrivnetV1Protector(swarmKey, cipher, timeoutMs, maxMessageSize, opts.onKeyMismatch);
   return Object.assign(factory, { provider: cipher.provider, detail: cipher.detail });
 }
