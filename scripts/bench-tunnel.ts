@@ -39,6 +39,9 @@ function rssMiB(pid: number): number {
 
 const binary = await ensureBinary();
 const lab = await Lab.create({ name: "bench" });
+// port-randomising NATs: no hole punching, so edge1 → edge2 stays on the relay being measured
+await lab.setNatMapping("nat1", "random");
+await lab.setNatMapping("nat2", "random");
 try {
   const h = lab.hosts;
   const mesh = startMesh(lab, {

@@ -168,7 +168,19 @@ async function labDemo(): Promise<void> {
     await get("hello.demo", HELLO.ip);
     await path("edge3", "same LAN: the agents dial each other");
     await get("world.demo", WORLD.ip);
-    await path("edge2", "two NATs apart: the server on cloud relays");
+    // the first connection to edge2 goes through the server's relay; the agents
+    // then punch a hole through both NATs and move new streams to it
+    const punched = await waitDirect(async () => {
+      const st = await mesh.status<{ peers: Array<{ nodeName: string; path: string }>; holePunch?: { lastMsToDirect?: number } }>("edge1");
+      return { path: st.peers.find((x) => x.nodeName === "edge2")?.path, ms: st.holePunch?.lastMsToDirect };
+    });
+    if (punched.path === "direct") {
+      info(`edge1 → edge2: relayed through the server on cloud at first, then direct: hole punched through both NATs ${punched.ms ?? "?"} ms after the relayed connection opened`);
+      await get("world.demo", WORLD.ip);
+      await path("edge2", "this request went straight through the punched hole");
+    } else {
+      await path("edge2", "two NATs apart: the server on cloud relays");
+    }
 
     step("edge1: edgemesh status");
     const st = await lab.exec("edge1", [binary, "status", "--admin", ADMIN], { timeoutMs: 10_000 });
@@ -216,6 +228,17 @@ function kubeObjects(s: { name: string; ip: string }, ip: string, node: string):
       },
     ],
   });
+}
+
+/** polls until the path is direct, at most 3 s */
+async function waitDirect(read: () => Promise<{ path?: string; ms?: number }>): Promise<{ path?: string; ms?: number }> {
+  let last: { path?: string; ms?: number } = {};
+  for (let i = 0; i < 30; i++) {
+    last = await read();
+    if (last.path === "direct") return last;
+    await Bun.sleep(100);
+  }
+  return last;
 }
 
 /** a change may take a moment to reach every agent: a few tries, bounded */

@@ -26,6 +26,9 @@ async function count(url: string, n: number | string, local?: string): Promise<{
 beforeAll(async () => {
   const binary = await ensureBinary();
   lab = await Lab.create({ name: "mesh" });
+  // port-randomising NATs: edge1 ↔ edge2 stays relayed, which is the path under test here
+  await lab.setNatMapping("nat1", "random");
+  await lab.setNatMapping("nat2", "random");
   const h = lab.hosts;
   // second addresses so one node can hold two backends
   await lab.execOrThrow("edge3", ["ip", "addr", "add", "10.10.1.23/24", "dev", "eth0"]);

@@ -1,6 +1,8 @@
 // The tunnel end to end: the compiled server and agents in the NAT lab.
 // edge1 and edge3 share LAN1 behind nat1, edge2 is behind nat2, the server
-// (and one more agent, "cloudagent") sit on the WAN without NAT.
+// (and one more agent, "cloudagent") sit on the WAN without NAT. Both NATs
+// randomise ports here, so hole punching cannot work and the relay is what
+// carries edge1 ↔ edge2 (test/holepunch.lab.test.ts covers punching).
 import { beforeAll, afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
@@ -49,6 +51,8 @@ function probe(host: string, args: string[]): Promise<Record<string, any>> {
 beforeAll(async () => {
   const binary = await ensureBinary();
   lab = await Lab.create({ name: "tun" });
+  await lab.setNatMapping("nat1", "random");
+  await lab.setNatMapping("nat2", "random");
   const h = lab.hosts;
   mesh = startMesh(lab, {
     binary,
@@ -110,6 +114,22 @@ describe("tunnel across the NAT lab", () => {
     expect(mesh.logs("edge2")).toContain("path upgraded to direct node=cloudagent");
     expect(mesh.logs("cloudagent")).toContain("connected to peer node=edge2 path=relayed");
   }, 60_000);
+
+  test("NATs that randomise ports cannot be punched: the path stays relayed and working, and status says why", async () => {
+    const st = await waitFor(
+      async () => {
+        const s = await mesh.status<{ peers: Array<{ nodeName: string; path: string; relayedReason?: string }> }>("edge1");
+        const other = await mesh.status<{ peers: Array<{ nodeName: string; path: string; relayedReason?: string }> }>("edge2");
+        const p = [...s.peers, ...other.peers].find((x) => (x.nodeName === "edge2" || x.nodeName === "edge1") && x.relayedReason);
+        return p ? { s, p } : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 250, description: "a relayed reason for edge1 ↔ edge2" },
+    );
+    expect(st.p.path).toBe("relayed");
+    expect(st.p.relayedReason).toMatch(/hole punching failed \(timeout[^)]*\); next try in 30 s/);
+    expect(await peerPath("edge1", "edge2")).toBe("relayed");
+    expect(await socks("edge1", "edge2", 9001, "echo")).toMatchObject({ ok: true });
+  }, 30_000);
 
   test("UDP echo through the tunnel, two sessions", async () => {
     const r = await probe("edge1", ["udp", mesh.psk, `${lab.hosts.edge3.ip}:${TUNNEL_PORT}`, "edge3", "9002"]);

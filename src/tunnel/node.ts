@@ -1,6 +1,8 @@
 // Builds the libp2p node both roles run: TCP, pnet, noise (with our
 // OpenSSL-backed crypto), yamux, identify, ping; plus the relay server on the
-// server and the relay transport + dcutr on agents.
+// server, and on agents the relay transport and our shared-port TCP
+// transport (transport/tcp.ts), whose dials can leave from the listening
+// port for hole punching (agent/tunnel/hole-punch.ts replaces dcutr).
 import { createLibp2p, type Libp2p } from "libp2p";
 import { tcp } from "@libp2p/tcp";
 import { noise } from "@chainsafe/libp2p-noise";
@@ -8,12 +10,12 @@ import { yamux } from "@chainsafe/libp2p-yamux";
 import { identify } from "@libp2p/identify";
 import { ping } from "@libp2p/ping";
 import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay-v2";
-import { dcutr } from "@libp2p/dcutr";
 import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
 import { describeAddr, isCircuit } from "./addresses.ts";
 import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { privateNetworkV1 } from "./privnet/index.ts";
+import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tcp.ts";
 import type { Membership } from "./membership.ts";
 
 export interface TunnelNodeOptions {
@@ -70,15 +72,16 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
       maxInboundHopStreams: 4096,
       maxOutboundStopStreams: 4096,
     });
-  } else {
-    services.dcutr = dcutr();
   }
   const node = await createLibp2p({
     privateKey: o.privateKey,
     start: false,
     nodeInfo: { userAgent: o.userAgent },
     addresses: { listen: o.listen, announce: o.announce },
-    transports: o.role === "agent" ? [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 }), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })] : [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 })],
+    transports:
+      o.role === "agent"
+        ? [sharedPortTcp({ log: o.log }), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })]
+        : [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 })],
     connectionEncrypters: [noise({ crypto: o.crypto })],
     // yamux's default of 1,000 streams per connection caps an agent pair at
     // 1,000 concurrent proxied connections (upstream EdgeMesh reset or hung
@@ -109,4 +112,10 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
   return node as TunnelNode;
+}
+
+/** the agent's shared-port TCP transport (not public API; isolated here) */
+export function sharedPortTransport(node: TunnelNode): SharedPortTcp | undefined {
+  const tm = (node as unknown as { components: { transportManager: { getTransports(): Array<{ [Symbol.toStringTag]?: string }> } } }).components.transportManager;
+  return tm.getTransports().find((t) => t[Symbol.toStringTag] === TRANSPORT_TAG) as SharedPortTcp | undefined;
 }

@@ -40,16 +40,17 @@ function leftovers(pid: number): string[] {
 }
 
 describe.skipIf(!isRoot)("the demo in the NAT lab", () => {
-  test("requests by service name reach edge3 over the LAN (direct) and edge2 across NATs (relayed); status shows the paths; nothing is left", async () => {
+  test("requests by service name reach edge3 over the LAN (direct) and edge2 across NATs (relayed, then hole-punched to direct); status shows the paths; nothing is left", async () => {
     const { code, out, pid } = await demo([]);
     expect(code, out).toBe(0);
     expect(out).toContain("response in");
     expect(out).toMatch(/curl http:\/\/hello\.demo\/[^\n]*\n\s+response in \d+ ms: hello from edge3/);
     expect(out).toMatch(/curl http:\/\/world\.demo\/[^\n]*\n\s+response in \d+ ms: world from edge2/);
     expect(out).toContain("edge1 → edge3: direct");
-    expect(out).toContain("edge1 → edge2: relayed");
+    expect(out).toMatch(/edge1 → edge2: relayed through the server on cloud at first, then direct: hole punched through both NATs \d+ ms after/);
+    expect(out).toContain("edge1 → edge2: direct, RTT");
     // the status table of edge1: its peers with their paths, the services it intercepts
-    expect(out).toMatch(/PEERS[\s\S]*edge2\s+relayed[\s\S]*edge3\s+direct\s+\d/);
+    expect(out).toMatch(/PEERS[\s\S]*edge2\s+direct\s+\d[\s\S]*edge3\s+direct\s+\d/);
     expect(out).toMatch(/demo\/hello\s+TCP\s+10\.96\.0\.10:80\s+edge3:1/);
     expect(out).toContain("everything the demo started has been removed");
     expect(leftovers(pid)).toEqual([]);

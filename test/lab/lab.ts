@@ -649,6 +649,19 @@ export class Lab implements AsyncDisposable {
     await runOrThrow([tool("ip"), "-n", p.host.ns, "-batch", "-"], { stdin: cmds.map((c) => `${c}\n`).join(""), timeoutMs: 20_000 });
   }
 
+  /**
+   * How a NAT maps LAN source ports from now on: "preserve" (the default,
+   * endpoint-independent: a free LAN port is kept) or "random"
+   * (`--random-fully`: a fresh random port per connection, as carrier-grade
+   * and some home NATs do; hole punching cannot work through it).
+   * Connections already open keep their mapping.
+   */
+  async setNatMapping(nat: "nat1" | "nat2", mode: "preserve" | "random"): Promise<void> {
+    this.assertUsable();
+    const rule = ["-o", "wan0", "-j", "MASQUERADE", ...(mode === "random" ? ["--random-fully"] : [])];
+    await runOrThrow([tool("ip"), "netns", "exec", this.nsOf(nat), tool("iptables"), "-t", "nat", "-R", "POSTROUTING", "1", ...rule], { timeoutMs: 10_000 });
+  }
+
   private async natRules(ns: string): Promise<void> {
     // Plain MASQUERADE (no --random): Linux keeps the LAN source port when it is
     // free on the WAN side, which hole punching relies on. Filtering is

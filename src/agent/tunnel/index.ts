@@ -6,7 +6,7 @@ import { peerIdFromString } from "@libp2p/peer-id";
 import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
 import { Identities } from "../../tunnel/identity.ts";
 import { Membership } from "../../tunnel/membership.ts";
-import { createTunnelNode, type TunnelNode } from "../../tunnel/node.ts";
+import { createTunnelNode, sharedPortTransport, type TunnelNode } from "../../tunnel/node.ts";
 import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
 import { formatAgentVersion } from "../../tunnel/agent-version.ts";
 import { installCrashGuard } from "../../tunnel/crash-guard.ts";
@@ -21,6 +21,8 @@ import type { ServiceConnector } from "../../model/connector.ts";
 import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
+import { HolePuncher } from "./hole-punch.ts";
+import { hostPortOf } from "./punch-protocol.ts";
 
 export const tunnelModule: ModuleFactory = {
   name: "tunnel",
@@ -35,6 +37,7 @@ class Tunnel implements Module {
   private links: RelayLink[] = [];
   private dialer?: PeerDialer;
   private upgrader?: PathUpgrader;
+  private puncher?: HolePuncher;
   private membership?: Membership;
   private ids?: Identities;
   private socks?: SocksFrontDoor;
@@ -65,6 +68,15 @@ class Tunnel implements Module {
       privateNetwork: t.privateNetwork,
       onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
     }));
+    const transport = sharedPortTransport(node);
+    // dials to tunnel servers leave from the listening port, so the address a
+    // server observes for us is the one a NATed peer can punch to; other dials
+    // use ephemeral ports, so they never open our NAT towards a peer early
+    // with the 4-tuple a punch needs (transport/tcp.ts)
+    const serverTargets = new Set(config.agent.servers.map((hp) => hostPortOf(hostPortAddr(hp).toString())).filter(Boolean));
+    if (transport) transport.fromListenPort = (d) => serverTargets.has(hostPortOf(d.ma.toString()));
+    this.puncher = new HolePuncher(node, transport, membership, t.listenPort, log);
+    await this.puncher.start();
     if (!t.privateNetwork) log.warn("private network (pnet) is off: anyone can start a handshake; membership is still checked by identity");
     // address hints come only from the controller's `nodes` snapshot (which
     // carries agent.metadata.static.nodes when the source is static)
@@ -151,6 +163,7 @@ class Tunnel implements Module {
         peerId: p.toString(),
         path: isCircuit(conn.remoteAddr) ? "relayed" : "direct",
         rttMs: typeof conn.rtt === "number" ? conn.rtt : (this.firstRtt.get(p.toString()) ?? null),
+        ...(isCircuit(conn.remoteAddr) && this.puncher?.relayReason(p) ? { relayedReason: this.puncher.relayReason(p) } : {}),
       });
     }
     return out.sort((a, b) => a.nodeName.localeCompare(b.nodeName));
@@ -183,7 +196,15 @@ class Tunnel implements Module {
       { labels: { direction: "in" }, value: this.counters.bytesIn },
       { labels: { direction: "out" }, value: this.counters.bytesOut },
     ]);
-    m.collect("tunnel_path_upgrades_total", "Relayed peers upgraded to a direct connection.", "counter", () => [{ value: this.upgrader?.upgrades ?? 0 }]);
+    m.collect("tunnel_path_upgrades_total", "Relayed peers upgraded to a direct connection by dialling back.", "counter", () => [{ value: this.upgrader?.upgrades ?? 0 }]);
+    m.collect("tunnel_hole_punch_attempts_total", "Hole-punch attempts this agent started.", "counter", () => [{ value: this.puncher?.stats.attempts ?? 0 }]);
+    m.collect("tunnel_hole_punch_successes_total", "Relayed peers that became direct by hole punching.", "counter", () => [{ value: this.puncher?.stats.successes ?? 0 }]);
+    m.collect("tunnel_hole_punch_failures_total", "Failed hole-punch attempts by reason.", "counter", () =>
+      Object.entries(this.puncher?.stats.failures ?? {}).map(([reason, value]) => ({ labels: { reason }, value: value ?? 0 })),
+    );
+    m.collect("tunnel_hole_punch_last_ms_to_direct", "From a relayed connection's start to the punched direct one, last time.", "gauge", () =>
+      this.puncher?.stats.lastMsToDirect === undefined ? [] : [{ value: this.puncher.stats.lastMsToDirect }],
+    );
   }
 
   status(): Record<string, unknown> {
@@ -193,6 +214,7 @@ class Tunnel implements Module {
       servers: this.servers(),
       peers: this.peers(),
       tunnelAddresses: this.node.getMultiaddrs().map(String),
+      holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: sharedPortTransport(this.node)?.mode },
     };
   }
 
@@ -200,6 +222,7 @@ class Tunnel implements Module {
     for (const u of this.unsubscribe) u();
     await this.socks?.stop();
     this.upgrader?.shutdown();
+    this.puncher?.stop();
     await Promise.all(this.links.map((l) => l.stop()));
     await this.node?.stop();
   }

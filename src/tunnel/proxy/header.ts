@@ -104,7 +104,7 @@ export class HeaderDecoder<T> {
   #done = false;
 
   constructor(
-    private readonly what: 'request' | 'reply',
+    private readonly what: string,
     maxBytes: number,
     private readonly validate: (v: unknown) => T,
   ) {
