@@ -1,12 +1,13 @@
 // The pure parts of hole-punch coordination: what may be said on the wire,
 // who starts, when to try again.
 import { describe, expect, test } from "bun:test";
-import { encodePunchMessage, hostPortOf, initiates, retryDelayMs, splitHostPort, validatePunchMessage } from "../../src/agent/tunnel/punch-protocol.ts";
+import { encodePunchMessage, hostPortOf, type PunchMessage, initiates, retryDelayMs, splitHostPort, validatePunchMessage } from "../../src/agent/tunnel/punch-protocol.ts";
 import { FrameReader } from "../../src/tunnel/proxy/frame.ts";
 
 describe("punch messages", () => {
   test("CONNECT with host:port addresses and SYNC round-trip through the proxy framing", () => {
-    for (const m of [{ type: "connect", addrs: ["192.0.2.11:20006", "[2001:db8::1]:20006"] }, { type: "connect", addrs: [] }, { type: "sync" }] as const) {
+    const messages: PunchMessage[] = [{ type: "connect", addrs: ["192.0.2.11:20006", "[2001:db8::1]:20006"] }, { type: "connect", addrs: [] }, { type: "sync" }];
+    for (const m of messages) {
       const frame = encodePunchMessage(m);
       const body = new FrameReader().read(frame).frame!;
       expect(validatePunchMessage(JSON.parse(new TextDecoder().decode(body)))).toEqual(m);
