@@ -17,7 +17,8 @@ import { createNoiseCrypto } from '../../src/tunnel/crypto/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { PROXY_HANDLER_OPTIONS, PROXY_PROTOCOL, ProxyServer } from '../../src/tunnel/proxy/server.ts';
 import type { ProxyServerContext, SessionSummary } from '../../src/tunnel/proxy/server.ts';
-import { openProxyStream, proxyTcp } from '../../src/tunnel/proxy/client.ts';
+import { proxyTcp } from '../../src/tunnel/proxy/client.ts';
+import { openProxy } from '../../src/agent/tunnel/proxy.ts';
 import type { ProxyChannel } from '../../src/tunnel/proxy/client.ts';
 import type { ProxyRequest } from '../../src/tunnel/proxy/header.ts';
 
@@ -71,7 +72,8 @@ export async function startPair(ctx: Partial<ProxyServerContext> = {}): Promise<
     logs,
     sessions,
     rawStream,
-    open: async (h) => openProxyStream(await rawStream(), { fromNode: 'edge1', ...h }, { timeoutMs: 5_000 }),
+    // as the agent opens them: protocol selected optimistically with the request
+    open: async (h) => openProxy(await a.dial(bAddr), { fromNode: 'edge1', ...h }, 5_000),
     stop: async () => {
       server.closeAll();
       await Promise.all([a.stop(), b.stop()]);

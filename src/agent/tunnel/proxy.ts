@@ -1,6 +1,6 @@
 // Wires the proxy protocol (src/tunnel/proxy) into the agent's node: serve
 // inbound streams from verified members, open outbound ones on a connection.
-import type { Connection } from "@libp2p/interface";
+import type { Connection, Stream } from "@libp2p/interface";
 import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { TunnelChannel } from "../../model/tunnel.ts";
@@ -36,7 +36,19 @@ export async function serveProxyStreams(node: TunnelNode, o: ServeOptions): Prom
   return server;
 }
 
+type Muxer = { createStream(): Promise<Stream> };
+
 export async function openProxy(conn: Connection, header: ProxyRequest, timeoutMs = 15_000): Promise<TunnelChannel> {
+  // A bare muxed stream (libp2p internals, isolated here): the protocol is
+  // selected optimistically together with the request, one round trip fewer
+  // than conn.newStream's negotiation (tunnel/proxy/optimistic-select.ts).
+  const muxer = (conn as unknown as { muxer?: Muxer }).muxer;
+  if (muxer?.createStream && conn.status === "open") {
+    const stream = await muxer.createStream();
+    // what libp2p would record after negotiating; PathUpgrader counts flows by it
+    stream.protocol = PROXY_PROTOCOL;
+    return openProxyStream(stream, header, { timeoutMs, selectProtocol: PROXY_PROTOCOL });
+  }
   const stream = await conn.newStream(PROXY_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(timeoutMs) });
   return openProxyStream(stream, header, { timeoutMs });
 }

@@ -15,6 +15,7 @@ import type { ProxyRequest } from './header.ts';
 import { pipeSocketStream } from './pipe.ts';
 import type { PipeOptions, PipeResult } from './pipe.ts';
 import { readHeader } from './read-header.ts';
+import { AfterSelectDecoder, selectAndSend } from './optimistic-select.ts';
 import { UdpSession } from './udp-session.ts';
 import type { UdpSessionOptions } from './udp-session.ts';
 
@@ -37,6 +38,12 @@ export interface ProxyChannel {
 
 export interface OpenOptions {
   timeoutMs?: number;
+  /**
+   * The stream has not negotiated a protocol yet: send the multistream-select
+   * lines for this protocol in front of the request and check their answer in
+   * front of the reply (optimistic-select.ts), saving a round trip.
+   */
+  selectProtocol?: string;
 }
 
 /**
@@ -45,8 +52,11 @@ export interface OpenOptions {
  */
 export async function openProxyStream(stream: Stream, header: ProxyRequest, opts: OpenOptions = {}): Promise<ProxyChannel> {
   try {
-    stream.send(encodeRequest(header)); // tiny: queued even if the muxer asks us to wait
-    const { value, rest } = await readHeader(stream, replyDecoder(), opts.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, 'proxy reply');
+    // tiny: queued even if the muxer asks us to wait
+    const request = encodeRequest(header);
+    stream.send(opts.selectProtocol ? selectAndSend(opts.selectProtocol, request) : request);
+    const decoder = opts.selectProtocol ? new AfterSelectDecoder(opts.selectProtocol, replyDecoder()) : replyDecoder();
+    const { value, rest } = await readHeader(stream, decoder, opts.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, 'proxy reply');
     if (!value.ok) throw new ProxyRemoteError(value.error);
     return { stream, initial: copy(rest) };
   } catch (err) {

@@ -7,7 +7,12 @@
 import type { Stream } from '@libp2p/interface';
 import type { StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
 import { flatten } from './bytes.ts';
-import type { Decoded, HeaderDecoder } from './header.ts';
+import type { Decoded } from './header.ts';
+
+/** anything that turns chunks into one decoded header */
+export interface ChunkDecoder<T> {
+  push(chunk: Uint8Array): Decoded<T> | undefined;
+}
 
 export class HeaderTimeoutError extends Error {
   override name = 'HeaderTimeoutError';
@@ -17,7 +22,7 @@ export class StreamEndedError extends Error {
   override name = 'StreamEndedError';
 }
 
-export function readHeader<T>(stream: Stream, decoder: HeaderDecoder<T>, timeoutMs: number, what: string): Promise<Decoded<T>> {
+export function readHeader<T>(stream: Stream, decoder: ChunkDecoder<T>, timeoutMs: number, what: string): Promise<Decoded<T>> {
   return new Promise((resolve, reject) => {
     const finish = (err: Error | undefined, value?: Decoded<T>): void => {
       clearTimeout(timer);
