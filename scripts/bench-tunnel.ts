@@ -2,7 +2,9 @@
 // tunnel edge1→edge3 (direct, LAN) and edge1→edge2 (relayed through the
 // server), each against a plain TCP transfer between the same namespaces in
 // the same run; 64-byte echo RTT; time to first byte of a new proxied
-// connection; agent CPU per GiB; agent RSS idle and under load.
+// connection; agent CPU per GiB; agent RSS idle and under load. Last, the
+// NATs stop randomising ports and edge1/edge2 restart, so they punch a hole:
+// edge1→edge2 direct through both NATs, against plain TCP edge1→cloud.
 // Usage: bun scripts/bench-tunnel.ts [MiB per transfer, default 256]
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
@@ -113,12 +115,31 @@ try {
   ttfbPlain.sort((a, b) => a - b);
   const med = (xs: number[]) => xs[Math.floor(xs.length / 2)] ?? NaN;
 
+  // hole punching: port-preserving NATs, fresh agents on both sides
+  await lab.setNatMapping("nat1", "preserve");
+  await lab.setNatMapping("nat2", "preserve");
+  for (const n of ["edge1", "edge2"]) await mesh.agents.get(n)!.proc.stop(5000);
+  for (const n of ["edge1", "edge2"]) mesh.startAgent(n);
+  await mesh.waitReserved(["edge1", "edge2"]);
+  await client("edge1", SOCKS, "edge2", 9000, "digest", 8 << 20);
+  const until = Date.now() + 10_000;
+  let punchedPath = "";
+  while (Date.now() < until) {
+    punchedPath = (await mesh.status<{ peers: Array<{ nodeName: string; path: string }> }>("edge1")).peers.find((p) => p.nodeName === "edge2")?.path ?? "";
+    if (punchedPath === "direct") break;
+    await Bun.sleep(100);
+  }
+  if (punchedPath !== "direct") throw new Error(`edge1 → edge2 not direct after hole punching (${punchedPath})`);
+  const tunPunched = await measured("tunnel edge1→edge2 (hole-punched)", () => client("edge1", SOCKS, "edge2", 9000, "digest", BYTES), ["edge1", "edge2"]);
+  const rttPunched = await client("edge1", SOCKS, "edge2", 9001, "rtt", 2000);
+
   const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
   const rows = [
     ["plain TCP edge1→edge3 (LAN)", `${plainLan.mbps} MB/s`, "1.00 (baseline)"],
     ["tunnel edge1→edge3 (direct)", `${tunDirect.mbps} MB/s`, fmt(tunDirect.mbps! / plainLan.mbps!)],
     ["plain TCP edge1→cloud (NAT)", `${plainWan.mbps} MB/s`, "1.00 (baseline)"],
     ["tunnel edge1→edge2 (relayed)", `${tunRelay.mbps} MB/s`, `${fmt(tunRelay.mbps! / plainWan.mbps!)} of plain, ${fmt(tunRelay.mbps! / tunDirect.mbps!)} of direct tunnel`],
+    ["tunnel edge1→edge2 (hole-punched, both behind NAT)", `${tunPunched.mbps} MB/s`, `${fmt(tunPunched.mbps! / plainWan.mbps!)} of plain edge1→cloud`],
   ];
   const out: string[] = [];
   out.push(`pnet: ${PNET ? "on" : "off"}; transfer: ${MIB} MiB, one stream; sender/receiver/sink are bun processes in the lab namespaces (2 cores shared by all)`);
@@ -130,6 +151,7 @@ try {
     `| plain TCP edge1→edge3 | ${rttPlain.p50Us} µs | ${rttPlain.p99Us} µs |`,
     `| tunnel edge1→edge3 (direct) | ${rttDirect.p50Us} µs (+${(rttDirect.p50Us ?? 0) - (rttPlain.p50Us ?? 0)} µs) | ${rttDirect.p99Us} µs |`,
     `| tunnel edge1→edge2 (relayed) | ${rttRelay.p50Us} µs | ${rttRelay.p99Us} µs |`,
+    `| tunnel edge1→edge2 (hole-punched) | ${rttPunched.p50Us} µs | ${rttPunched.p99Us} µs |`,
   );
   out.push(
     "",

@@ -208,7 +208,11 @@ export class SharedPortTcp implements Transport {
     } else if (punch) {
       throw new Error(this.mode.sharedPort ? "not listening yet" : `hole punching needs dials from the listening port: ${this.mode.reason}`);
     }
-    socket ??= await this.ordinaryConnect(target.host, target.port, options.signal);
+    if (!socket) {
+      // an ordinary dial from an ephemeral port: stock @libp2p/tcp's
+      this.counters.ephemeral++;
+      return this.inner.dial(ma, options);
+    }
     if (!socket.listenerCount("error")) socket.on("error", () => {});
     socket.setNoDelay(true);
     socket.setKeepAlive(true);
@@ -222,35 +226,6 @@ export class SharedPortTcp implements Transport {
       maConn.abort(e as Error);
       throw e;
     }
-  }
-
-  private ordinaryConnect(host: string, port: number, signal: AbortSignal): Promise<net.Socket> {
-    signal.throwIfAborted();
-    this.counters.ephemeral++;
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port });
-      // Bun may emit 'error' after an aborted dial is destroyed; keep a
-      // listener for the socket's whole life (DESIGN §7 "Aborted dials")
-      socket.on("error", () => {});
-      const done = (err?: Error) => {
-        socket.off("error", onError);
-        socket.off("connect", onConnect);
-        signal.removeEventListener("abort", onAbort);
-        if (err) {
-          socket.destroy();
-          reject(err);
-        } else resolve(socket);
-      };
-      const onError = (err: Error) => {
-        err.message = `connection error ${host}:${port}: ${err.message}`;
-        done(err);
-      };
-      const onConnect = () => done();
-      const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new Error("dial aborted"));
-      socket.once("error", onError);
-      socket.once("connect", onConnect);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
   }
 }
 
