@@ -15,5 +15,6 @@ export interface ServiceTarget {
 export interface ServiceConnector {
   /** `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<zone>` or a ClusterIP, with a TCP service port */
   resolve(host: string, port: number): ServiceTarget | undefined;
-  connect(service: Service, port: ServicePort, clientIp: string): Promise<Upstream>;
+  /** `early`: the client's first bytes, taken when the first backend is asked (see traffic/connect.ts) */
+  connect(service: Service, port: ServicePort, clientIp: string, early?: () => Uint8Array | undefined): Promise<Upstream>;
 }

@@ -15,6 +15,10 @@ export interface TunnelChannel {
 }
 
 export interface TunnelAccess {
-  /** opens a proxied stream to `target`, dialled by the agent on node `nodeName` */
-  open(nodeName: string, target: ProxyTarget): Promise<TunnelChannel>;
+  /**
+   * opens a proxied stream to `target`, dialled by the agent on node
+   * `nodeName`; `early` is the client's first bytes, sent with the request
+   * (the far agent writes them to the target once it has dialled it)
+   */
+  open(nodeName: string, target: ProxyTarget, early?: Uint8Array): Promise<TunnelChannel>;
 }

@@ -20,6 +20,13 @@ export interface ConnectDeps {
   onFailure?: (endpoint: Endpoint, error: string) => void;
   /** endpoints that failed recently, tried only when nothing else is left */
   coolingDown?: ReadonlySet<string>;
+  /**
+   * The client's first bytes, read when the first backend is about to be
+   * asked (the same bytes for every try). They go with the tunnel request,
+   * saving the round trip that waiting for its reply would cost, or are
+   * written to a local backend as soon as it is connected.
+   */
+  early?: () => Uint8Array | undefined;
 }
 
 /** how long an endpoint whose dial failed is passed over */
@@ -67,10 +74,12 @@ export async function connectBackend(service: Service, port: ServicePort, policy
     try {
       if (isLocal(ep, deps.nodeName)) {
         const socket = await dialTcp({ host: ep.ip, port: target }, Math.min(left, 5000));
+        const early = deps.early?.();
+        if (early?.byteLength) socket.write(early);
         return { kind: "socket", socket, endpoint: ep };
       }
       if (!deps.tunnel) throw new Error("tunnel not up");
-      const channel = await withTimeout(deps.tunnel.open(ep.nodeName, { protocol: "tcp", host: ep.ip, port: target }), Math.min(left, 8000));
+      const channel = await withTimeout(deps.tunnel.open(ep.nodeName, { protocol: "tcp", host: ep.ip, port: target }, deps.early?.()), Math.min(left, 8000));
       return { kind: "tunnel", channel, endpoint: ep };
     } catch (e) {
       const why = (e as Error).message;

@@ -74,7 +74,7 @@ class Traffic implements Module {
     );
     bus.publish("connector", {
       resolve: (host, port) => resolveTarget(this.services, host, port, this.ctx.config.agent.dns.clusterDomain),
-      connect: (service, port, clientIp) => this.connect(service, port, clientIp),
+      connect: (service, port, clientIp, early) => this.connect(service, port, clientIp, early),
     });
     this.registerMetrics();
   }
@@ -83,7 +83,7 @@ class Traffic implements Module {
     m.set(key, (m.get(key) ?? 0) + by);
   }
 
-  private connect(service: Service, port: ServicePort, clientIp: string): Promise<Upstream> {
+  private connect(service: Service, port: ServicePort, clientIp: string, early?: () => Uint8Array | undefined): Promise<Upstream> {
     const key = listenerKey(service, port.port, port.protocol);
     const l = this.listeners.get(key);
     const policy = l?.policy ?? policyFor(service);
@@ -92,6 +92,7 @@ class Traffic implements Module {
       nodeName: this.ctx.config.nodeName,
       tunnel: this.tunnel,
       coolingDown: this.cooldown.active(),
+      early,
       onFailure: (ep, error) => {
         this.cooldown.add(ep.ip);
         this.inc(this.stats.dialFailures, name);
@@ -195,7 +196,8 @@ class Traffic implements Module {
       return;
     }
     this.inc(this.stats.connections, name);
-    this.connect(l.service, l.port, clientIp).then(
+    const early = earlyBytes(client);
+    this.connect(l.service, l.port, clientIp, early.take).then(
       (up) => {
         if (client.destroyed) {
           if (up.kind === "socket") up.socket.destroy();
@@ -203,6 +205,7 @@ class Traffic implements Module {
           return;
         }
         const count = (_d: string, n: number) => this.inc(this.stats.bytes, name, n);
+        if (early.taken) count("out", early.taken.byteLength);
         if (up.kind === "socket") void pipeSockets(client, up.socket, count);
         else void pipeSocketStream(client, up.channel.stream, { toSocket: up.channel.initial, onBytes: count });
         client.resume();
@@ -268,4 +271,22 @@ class Traffic implements Module {
     for (const l of this.listeners.values()) this.closeListener(l);
     this.listeners.clear();
   }
+}
+
+/** what a paused client has sent so far, taken once (at most 64 KiB; the rest stays for the pipe) */
+const MAX_EARLY_BYTES = 64 * 1024;
+function earlyBytes(client: Socket): { take: () => Uint8Array | undefined; taken?: Uint8Array } {
+  let done = false;
+  const e: { take: () => Uint8Array | undefined; taken?: Uint8Array } = {
+    take: () => {
+      if (!done) {
+        done = true;
+        const n = Math.min(client.readableLength, MAX_EARLY_BYTES);
+        const b = n > 0 ? (client.read(n) as Buffer | null) : null;
+        if (b?.byteLength) e.taken = new Uint8Array(b);
+      }
+      return e.taken;
+    },
+  };
+  return e;
 }

@@ -108,7 +108,7 @@ class Tunnel implements Module {
     if (this.links.length === 0) log.warn("no tunnel servers configured (agent.servers): only direct paths are possible");
     this.dialer = new PeerDialer(node, { hints, relays: () => this.links.filter((l) => l.reserved).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log, secretMismatches);
     this.upgrader = new PathUpgrader(node, membership, hints, t.listenPort, [PROXY_PROTOCOL], log);
-    const access: TunnelAccess = { open: (nodeName, target) => this.open(nodeName, target) };
+    const access: TunnelAccess = { open: (nodeName, target, early) => this.open(nodeName, target, early) };
     bus.publish("tunnel", access);
     if (config.agent.socks5.enable) {
       // known nodes, or any single-label name (a node we have no hint for may still hold a reservation)
@@ -135,14 +135,14 @@ class Tunnel implements Module {
   private readonly firstRtt = new Map<string, number>();
 
   /** opens a proxy stream to a target reached through node `nodeName` */
-  async open(nodeName: string, target: ProxyTarget): Promise<TunnelChannel> {
+  async open(nodeName: string, target: ProxyTarget, early?: Uint8Array): Promise<TunnelChannel> {
     if (!this.node || !this.dialer || !this.ids) throw new Error("tunnel not started");
     const peer = await this.ids.peerId(nodeName);
     const conn = await this.dialer.connect(nodeName, peer);
     await this.membership!.trust(peer, { role: "agent", nodeName });
     this.counters.streamsOut++;
     try {
-      return await openProxy(conn, { ...target, fromNode: this.ctx.config.nodeName });
+      return await openProxy(conn, { ...target, fromNode: this.ctx.config.nodeName }, undefined, early);
     } catch (e) {
       this.counters.streamErrors++;
       throw e;

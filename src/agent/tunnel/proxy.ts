@@ -38,7 +38,7 @@ export async function serveProxyStreams(node: TunnelNode, o: ServeOptions): Prom
 
 type Muxer = { createStream(): Promise<Stream> };
 
-export async function openProxy(conn: Connection, header: ProxyRequest, timeoutMs = 15_000): Promise<TunnelChannel> {
+export async function openProxy(conn: Connection, header: ProxyRequest, timeoutMs = 15_000, early?: Uint8Array): Promise<TunnelChannel> {
   // A bare muxed stream (libp2p internals, isolated here): the protocol is
   // selected optimistically together with the request, one round trip fewer
   // than conn.newStream's negotiation (tunnel/proxy/optimistic-select.ts).
@@ -47,8 +47,8 @@ export async function openProxy(conn: Connection, header: ProxyRequest, timeoutM
     const stream = await muxer.createStream();
     // what libp2p would record after negotiating; PathUpgrader counts flows by it
     stream.protocol = PROXY_PROTOCOL;
-    return openProxyStream(stream, header, { timeoutMs, selectProtocol: PROXY_PROTOCOL });
+    return openProxyStream(stream, header, { timeoutMs, selectProtocol: PROXY_PROTOCOL, early });
   }
   const stream = await conn.newStream(PROXY_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(timeoutMs) });
-  return openProxyStream(stream, header, { timeoutMs });
+  return openProxyStream(stream, header, { timeoutMs, early });
 }

@@ -44,6 +44,12 @@ export interface OpenOptions {
    * front of the reply (optimistic-select.ts), saving a round trip.
    */
   selectProtocol?: string;
+  /**
+   * Payload to send right behind the request, without waiting for the reply
+   * (the receiver writes it to the target once connected). It costs nothing
+   * when the target refuses: the caller still has these bytes for another.
+   */
+  early?: Uint8Array;
 }
 
 /**
@@ -53,7 +59,7 @@ export interface OpenOptions {
 export async function openProxyStream(stream: Stream, header: ProxyRequest, opts: OpenOptions = {}): Promise<ProxyChannel> {
   try {
     // tiny: queued even if the muxer asks us to wait
-    const request = encodeRequest(header);
+    const request = opts.early?.byteLength ? concatBytes(encodeRequest(header), opts.early) : encodeRequest(header);
     stream.send(opts.selectProtocol ? selectAndSend(opts.selectProtocol, request) : request);
     const decoder = opts.selectProtocol ? new AfterSelectDecoder(opts.selectProtocol, replyDecoder()) : replyDecoder();
     const { value, rest } = await readHeader(stream, decoder, opts.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, 'proxy reply');
@@ -64,6 +70,13 @@ export async function openProxyStream(stream: Stream, header: ProxyRequest, opts
     stream.abort(e);
     throw e;
   }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
 }
 
 /** Pipes a local TCP socket through an opened TCP proxy channel (see pipe.ts). */
