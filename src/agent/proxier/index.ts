@@ -50,6 +50,8 @@ class Proxier implements Module {
   private retryTimer?: ReturnType<typeof setTimeout>;
   private retryMs = RETRY_MIN_MS;
   private resyncTimer?: ReturnType<typeof setInterval>;
+  /** our jumps were put first once; from then on the periodic check keeps them there */
+  private jumpsPlaced = false;
   /** the last ruleset in effect, for the periodic check to restore */
   private applied?: { text: string; interceptions: number };
   private state = { rules: 0, generation: -1, lastApplyMs: 0, snapshotToLiveMs: 0, lastError: "" };
@@ -132,10 +134,23 @@ class Proxier implements Module {
     const { text, interceptions } = listenerRuleset(table);
     const rules = interceptions; // DNAT rules (in EDGEMESH-SERVICES); each entry chain adds one jump
     const t0 = performance.now();
+    // Routes and rules are independent: both run at once. The jumps into our
+    // chains do not change with the table; they are put in place by the first
+    // apply and kept there by the periodic check, so a change costs one
+    // iptables-restore (plus route commands for new ClusterIPs), not also the
+    // listing of PREROUTING and OUTPUT.
+    const routing = this.routes!.ensureRoutes(table.entries.flatMap((e) => e.clusterIPs)).then(
+      (r) => ({ ok: true as const, r }),
+      (e: unknown) => ({ ok: false as const, e }),
+    );
     try {
       await this.ipt.apply(text);
-      await this.ipt.ensureJumps();
+      if (!this.jumpsPlaced) {
+        await this.ipt.ensureJumps();
+        this.jumpsPlaced = true;
+      }
     } catch (e) {
+      await routing;
       this.failed("rules", table, e);
       return;
     }
@@ -147,13 +162,12 @@ class Proxier implements Module {
     this.m.lastSeconds.set({}, ms / 1000);
     this.m.sumSeconds.inc({}, ms / 1000);
 
-    let routes = { added: 0, removed: 0 };
-    try {
-      routes = await this.routes!.ensureRoutes(table.entries.flatMap((e) => e.clusterIPs));
-    } catch (e) {
-      this.failed("routes", table, e);
+    const routed = await routing;
+    if (!routed.ok) {
+      this.failed("routes", table, routed.e);
       return;
     }
+    const routes = routed.r;
     this.m.routes.set({}, this.routes!.added.size);
     // Only now is the table fully in effect: a connect() to its ClusterIPs works.
     const toLive = table.snapshotAt === undefined ? 0 : Math.round((performance.now() - table.snapshotAt) * 10) / 10;
