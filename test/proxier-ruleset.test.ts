@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { interceptions, listenerKey, natRuleset } from "../src/agent/proxier/ruleset.ts";
+import { interceptions, listenerKey, natRuleset, natRulesetDelta } from "../src/agent/proxier/ruleset.ts";
 import type { Service } from "../src/model/index.ts";
 
 const svc = (name: string, extra: Partial<Service>): Service => ({
@@ -52,4 +52,20 @@ test("no services: the chains are declared and emptied", () => {
   expect(natRuleset([], "169.254.96.16")).toBe(
     "*nat\n:EDGEMESH-PREROUTING - [0:0]\n:EDGEMESH-OUTPUT - [0:0]\n:EDGEMESH-SERVICES - [0:0]\n-A EDGEMESH-PREROUTING -j EDGEMESH-SERVICES\n-A EDGEMESH-OUTPUT -j EDGEMESH-SERVICES\nCOMMIT\n",
   );
+});
+
+test("a change is a delta: only the rules that differ are deleted or appended; nothing → empty; another layout → whole ruleset", () => {
+  const one = [{ service: "demo/web:http", clusterIP: "10.96.0.10", port: 80, protocol: "TCP" as const, listenPort: 40001 }];
+  const two = [...one, { service: "demo/api:http", clusterIP: "10.96.0.11", port: 8080, protocol: "TCP" as const, listenPort: 40002 }];
+  const a = natRuleset(one, "169.254.96.16");
+  const b = natRuleset(two, "169.254.96.16");
+  const added = natRulesetDelta(a, b)!;
+  expect(added.split("\n")).toEqual(["*nat", '-A EDGEMESH-SERVICES -d 10.96.0.11/32 -p tcp -m tcp --dport 8080 -m comment --comment "demo/api:http" -j DNAT --to-destination 169.254.96.16:40002', "COMMIT", ""]);
+  const removed = natRulesetDelta(b, a)!;
+  expect(removed.split("\n")[1]).toBe('-D EDGEMESH-SERVICES -d 10.96.0.11/32 -p tcp -m tcp --dport 8080 -m comment --comment "demo/api:http" -j DNAT --to-destination 169.254.96.16:40002');
+  // a listener port that moved: the old rule goes, the new one comes, in one transaction
+  const moved = natRulesetDelta(a, natRuleset([{ ...one[0]!, listenPort: 40009 }], "169.254.96.16"))!.split("\n");
+  expect(moved.map((l) => l.slice(0, 2))).toEqual(["*n", "-D", "-A", "CO", ""]);
+  expect(natRulesetDelta(a, a)).toBe("");
+  expect(natRulesetDelta(a, natRuleset(one, "169.254.96.99").replace(":EDGEMESH-OUTPUT - [0:0]\n", ""))).toBeUndefined();
 });

@@ -1,7 +1,7 @@
 // Iptables against both backends, inside a namespace, next to foreign rules.
 import { describe, expect, test } from "bun:test";
 import { Iptables, parseRule, words } from "../../src/agent/proxier/iptables.ts";
-import { listenerRuleset, natRuleset } from "../../src/agent/proxier/ruleset.ts";
+import { listenerRuleset, natRuleset, natRulesetDelta } from "../../src/agent/proxier/ruleset.ts";
 import { availableBackends, withNetns, type Netns } from "./netns.ts";
 import { BRIDGE_IP, FOREIGN_NAT, chainRules, foreign, table } from "./fixtures.ts";
 
@@ -62,6 +62,25 @@ for (const b of backends) {
         expect(rules).toHaveLength(1);
         expect(rules[0]).toContain(`-d 10.96.0.20/32 -p tcp -m tcp --dport 443`);
         for (const chain of ["EDGEMESH-PREROUTING", "EDGEMESH-OUTPUT"]) expect(chainRules(save, chain)).toHaveLength(1);
+      });
+    });
+
+    test("a delta (one service added, one port moved, one removed) leaves the chain exactly as the whole ruleset would", async () => {
+      await withNetns(async (ns) => {
+        const ipt = make(ns);
+        const before = listenerRuleset(table(1, [
+          { clusterIPs: ["10.96.0.10"], port: 80, listenPort: 40001 },
+          { clusterIPs: ["10.96.0.11"], port: 53, protocol: "UDP", listenPort: 40002 },
+        ])).text;
+        const after = listenerRuleset(table(2, [
+          { clusterIPs: ["10.96.0.10"], port: 80, listenPort: 40005 },
+          { clusterIPs: ["10.96.0.12"], port: 443, listenPort: 40003 },
+        ])).text;
+        await ipt.apply(after);
+        const whole = await ipt.list("EDGEMESH-SERVICES");
+        await ipt.apply(before);
+        await ipt.apply(natRulesetDelta(before, after)!);
+        expect((await ipt.list("EDGEMESH-SERVICES"))!.sort()).toEqual(whole!.sort());
       });
     });
 

@@ -7,7 +7,7 @@ import { ensureBridgeDevice, type BridgeDevice } from "./device.ts";
 import { createExec, type Exec } from "./exec.ts";
 import { Iptables } from "./iptables.ts";
 import { Routes } from "./routes.ts";
-import { CHAIN_SERVICES, listenerRuleset, natRuleset } from "./ruleset.ts";
+import { CHAIN_SERVICES, listenerRuleset, natRuleset, natRulesetDelta } from "./ruleset.ts";
 
 export interface ProxierOptions {
   /** runs ip/iptables; tests pass one prefixed with `ip netns exec NS` */
@@ -144,7 +144,10 @@ class Proxier implements Module {
       (e: unknown) => ({ ok: false as const, e }),
     );
     try {
-      await this.ipt.apply(text);
+      // only what changed, when our chains are as we left them; else the whole ruleset
+      const delta = this.applied ? natRulesetDelta(this.applied.text, text) : undefined;
+      if (delta === undefined) await this.ipt.apply(text);
+      else if (delta) await this.ipt.apply(delta).catch(() => this.ipt.apply(text));
       if (!this.jumpsPlaced) {
         await this.ipt.ensureJumps();
         this.jumpsPlaced = true;

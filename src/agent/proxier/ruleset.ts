@@ -1,7 +1,9 @@
 // The iptables nat ruleset, as a pure function of the service table and the
-// ports our listeners got. Applied whole with `iptables-restore --noflush`:
-// declaring our chains flushes and refills only them, atomically; no other
-// chain's rules are touched.
+// ports our listeners got. Applied whole with `iptables-restore --noflush`
+// at start and whenever our chains may differ from what we left (declaring
+// our chains flushes and refills only them, atomically; no other chain's
+// rules are touched); otherwise as a delta of the rules that changed, also
+// one atomic transaction.
 import type { Protocol, Service } from "../../model/index.ts";
 import type { ListenerEntry, ListenerTable } from "../../model/listeners.ts";
 
@@ -82,4 +84,32 @@ export function interceptionsFromListeners(entries: ReadonlyArray<ListenerEntry>
 export function listenerRuleset(table: ListenerTable): { text: string; interceptions: number } {
   const list = interceptionsFromListeners(table.entries);
   return { text: natRuleset(list, table.bridgeIP), interceptions: list.length };
+}
+
+/**
+ * iptables-restore input that turns the applied ruleset into `next` by
+ * deleting and appending only the rules that differ, in one transaction. No
+ * chain is declared, so nothing is flushed: a change to one service hands
+ * iptables a few lines instead of every service's (the DNAT rules match
+ * distinct ClusterIP:port/protocol, so their order does not matter).
+ * "" when nothing differs; undefined when the chain layout itself differs
+ * and the whole ruleset must be applied.
+ */
+export function natRulesetDelta(applied: string, next: string): string | undefined {
+  const split = (text: string) => {
+    const rules = new Set<string>();
+    const layout: string[] = [];
+    for (const l of text.split("\n")) {
+      if (l.startsWith(`-A ${CHAIN_SERVICES} `)) rules.add(l);
+      else layout.push(l);
+    }
+    return { rules, layout: layout.join("\n") };
+  };
+  const a = split(applied);
+  const b = split(next);
+  if (a.layout !== b.layout) return undefined;
+  const ops: string[] = [];
+  for (const r of a.rules) if (!b.rules.has(r)) ops.push(`-D${r.slice(2)}`);
+  for (const r of b.rules) if (!a.rules.has(r)) ops.push(r);
+  return ops.length ? ["*nat", ...ops, "COMMIT", ""].join("\n") : "";
 }
