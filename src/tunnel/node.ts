@@ -13,6 +13,7 @@ import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay
 import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
 import { describeAddr, isCircuit } from "./addresses.ts";
 import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
+import { batchWindowUpdates } from "./yamux-window.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { privateNetworkV1 } from "./privnet/index.ts";
 import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tcp.ts";
@@ -111,6 +112,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
   });
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
+  if (!batchWindowUpdates()) o.log?.("warn", "yamux internals changed: every data frame is answered by a window update");
   return node as TunnelNode;
 }
 
