@@ -48,9 +48,10 @@ describe.skipIf(!isRoot)("the demo in the NAT lab", () => {
     expect(out).toMatch(/curl http:\/\/world\.demo\/[^\n]*\n\s+response in \d+ ms: world from edge2/);
     expect(out).toContain("edge1 → edge3: direct");
     expect(out).toMatch(/edge1 → edge2: relayed through the server on cloud at first, then direct: hole punched through both NATs \d+ ms after/);
-    expect(out).toContain("edge1 → edge2: direct, RTT");
+    // the request after the punch went direct (the RTT shows once the first ping is back)
+    expect(out).toMatch(/curl http:\/\/world\.demo\/[^\n]*\n\s+response in \d+ ms: world from edge2\n\s+edge1 → edge2: direct/);
     // the status table of edge1: its peers with their paths, the services it intercepts
-    expect(out).toMatch(/PEERS[\s\S]*edge2\s+direct\s+\d[\s\S]*edge3\s+direct\s+\d/);
+    expect(out).toMatch(/PEERS[\s\S]*edge2\s+direct\s[\s\S]*edge3\s+direct\s/);
     expect(out).toMatch(/demo\/hello\s+TCP\s+10\.96\.0\.10:80\s+edge3:1/);
     expect(out).toContain("everything the demo started has been removed");
     expect(leftovers(pid)).toEqual([]);
