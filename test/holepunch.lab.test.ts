@@ -78,13 +78,11 @@ beforeAll(async () => {
   });
   lab.spawn("edge2", [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9000", "digest"]);
   lab.spawn("edge2", [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
-  mesh.startServer();
-  for (const n of mesh.agents.keys()) mesh.startAgent(n);
-  await mesh.waitReserved();
+  await mesh.startAll();
 }, 60_000);
 
 afterAll(async () => {
-  if (process.env.EDGEMESH_TEST_LOGS) for (const n of ["server", ...mesh.agents.keys()]) console.error(`---- ${n}\n${mesh.logs(n)}`);
+  mesh?.dumpLogsIfAsked();
   await lab?.destroy();
 }, 30_000);
 

@@ -76,15 +76,13 @@ beforeAll(async () => {
       svc("ports", "10.96.0.71", [[h.edge3.ip, "edge3"]]),
     ],
   });
-  mesh.startServer();
-  for (const n of mesh.agents.keys()) mesh.startAgent(n);
-  await mesh.waitReserved();
+  await mesh.startAll();
   // rules are in once the listeners table is applied
   await waitFor(async () => ((await mesh.status<{ proxier?: { rules: number } }>("edge1")).proxier?.rules ?? 0) > 0, { timeoutMs: 15_000, description: "rules programmed" });
 }, 90_000);
 
 afterAll(async () => {
-  if (process.env.EDGEMESH_TEST_LOGS) for (const n of ["server", ...mesh.agents.keys()]) console.error(`---- ${n}\n${mesh.logs(n)}`);
+  mesh?.dumpLogsIfAsked();
   await lab?.destroy();
 }, 30_000);
 

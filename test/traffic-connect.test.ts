@@ -8,21 +8,10 @@ import { connectBackend } from "../src/agent/traffic/connect.ts";
 import { RoundRobin } from "../src/agent/traffic/policy.ts";
 import type { Endpoint, Service } from "../src/model/index.ts";
 import type { ProxyTarget, TunnelAccess } from "../src/model/tunnel.ts";
+import { endpoint, service } from "./util/service.ts";
 
-const svc = (endpoints: Endpoint[], targetPort = 8080): Service => ({
-  namespace: "demo",
-  name: "web",
-  type: "ClusterIP",
-  clusterIPs: ["10.96.0.1"],
-  headless: false,
-  externalName: "",
-  ports: [{ name: "", port: 80, protocol: "TCP", targetPort }],
-  endpoints,
-  sessionAffinity: "None",
-  sessionAffinityTimeoutSeconds: 10800,
-  lbPolicy: "RoundRobin",
-});
-const ep = (ip: string, nodeName: string): Endpoint => ({ ip, nodeName, ready: true, hostname: "", ports: [] });
+const svc = (endpoints: Endpoint[], targetPort = 8080): Service => service({ endpoints, ports: [{ name: "", port: 80, protocol: "TCP", targetPort }] });
+const ep = (ip: string, nodeName: string): Endpoint => endpoint(ip, nodeName);
 
 test("tunnel: the first backend refuses, the second gets the same early bytes; they are read once", async () => {
   const opens: Array<{ node: string; target: ProxyTarget; early?: string }> = [];

@@ -1,22 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { ClientIPAffinity, ConsistentHash, Random, RoundRobin, policyFor } from "../src/agent/traffic/policy.ts";
 import type { Endpoint, Service } from "../src/model/index.ts";
+import { endpoint, service } from "./util/service.ts";
 
-const ep = (ip: string, ready = true): Endpoint => ({ ip, nodeName: "n", ready, hostname: "", ports: [] });
-const svc = (ips: string[], extra: Partial<Service> = {}): Service => ({
-  namespace: "demo",
-  name: "web",
-  type: "ClusterIP",
-  clusterIPs: ["10.96.0.1"],
-  headless: false,
-  externalName: "",
-  ports: [{ name: "", port: 80, protocol: "TCP", targetPort: 8080 }],
-  endpoints: ips.map((ip) => ep(ip)),
-  sessionAffinity: "None",
-  sessionAffinityTimeoutSeconds: 10800,
-  lbPolicy: "RoundRobin",
-  ...extra,
-});
+const ep = (ip: string, ready = true): Endpoint => endpoint(ip, "n", ready);
+const svc = (ips: string[], extra: Partial<Service> = {}): Service => service({ endpoints: ips.map((ip) => ep(ip)), ...extra });
 
 describe("RoundRobin", () => {
   test("cycles through ready endpoints", () => {

@@ -70,13 +70,11 @@ beforeAll(async () => {
     lab.spawn(host, [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
     lab.spawn(host, [BUN, join(FIX, "udp-echo.ts"), "127.0.0.1", "9002"]);
   }
-  mesh.startServer();
-  for (const name of mesh.agents.keys()) mesh.startAgent(name);
-  await mesh.waitReserved();
+  await mesh.startAll();
 }, 60_000);
 
 afterAll(async () => {
-  if (process.env.EDGEMESH_TEST_LOGS) for (const n of ["server", ...mesh.agents.keys()]) console.error(`---- ${n}\n${mesh.logs(n)}`);
+  mesh?.dumpLogsIfAsked();
   await lab?.destroy();
 }, 30_000);
 

@@ -35,7 +35,11 @@ export interface Mesh {
   serverStatus<T = any>(): Promise<T>;
   /** waits until every agent holds a reservation on the server */
   waitReserved(names?: string[], timeoutMs?: number): Promise<void>;
+  /** the server, then every agent; resolves once all hold a reservation */
+  startAll(): Promise<void>;
   logs(name: string): string;
+  /** every process's log on stderr, when EDGEMESH_TEST_LOGS is set (for a test's afterAll) */
+  dumpLogsIfAsked(): void;
 }
 
 export interface MeshOptions {
@@ -102,9 +106,17 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         );
       }
     },
+    async startAll() {
+      mesh.startServer();
+      for (const n of agents.keys()) mesh.startAgent(n);
+      await mesh.waitReserved();
+    },
     logs(name) {
       const p = name === "server" ? mesh.server : agents.get(name)?.proc;
       return p?.output("both") ?? "";
+    },
+    dumpLogsIfAsked() {
+      if (process.env.EDGEMESH_TEST_LOGS) for (const n of ["server", ...agents.keys()]) console.error(`---- ${n}\n${mesh.logs(n)}`);
     },
   };
   for (const spec of o.agents) {
