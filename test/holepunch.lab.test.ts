@@ -4,6 +4,7 @@
 // have no address hints for each other: the only paths are the server's relay
 // and a hole punched through both NATs.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
 import { startMesh, SOCKS, TUNNEL_PORT, SERVER_PORT, type Mesh } from "./lab/mesh.ts";
@@ -157,7 +158,46 @@ describe("hole punching between two NATed agents", () => {
       expect(why.relayedReason).toMatch(/hole punching failed .*; next try in 30 s/);
       expect(await socks("edge2", 9000, "digest", 4 * MiB)).toMatchObject({ ok: true });
     } finally {
+      // back to a port-preserving NAT with no mapping left from the random one
+      // (conntrack keeps a 4-tuple's mapping after the rule changes): agents
+      // stopped first, so their connections end cleanly
+      await Promise.all(["edge1", "edge2"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
       await lab.setNatMapping("nat2", "preserve");
+      await lab.exec("nat2", ["conntrack", "-D", "-p", "tcp", "--orig-src", lab.hosts.edge2.ip]);
+      for (const n of ["edge1", "edge2"]) mesh.startAgent(n);
+      await mesh.waitReserved(["edge1", "edge2"]);
+    }
+  }, 60_000);
+});
+
+describe("tunnel servers given by name", () => {
+  test("the name is resolved and dialled from the listening port, so agents still punch (and status names the server as configured)", async () => {
+    const made = !existsSync("/etc/netns");
+    const dirs = ["edge1", "edge2"].map((n) => `/etc/netns/${lab.host(n).ns}`);
+    try {
+      // `ip netns exec` mounts these over /etc/hosts for the agents
+      for (const d of dirs) {
+        mkdirSync(d, { recursive: true });
+        writeFileSync(join(d, "hosts"), `127.0.0.1 localhost\n${lab.hosts.cloud.ip} tunnel.lab\n`);
+      }
+      for (const n of ["edge1", "edge2"]) {
+        const a = mesh.agents.get(n)!;
+        await a.proc.stop(5000);
+        writeFileSync(a.config, readFileSync(a.config, "utf8").replace(`${lab.hosts.cloud.ip}:${SERVER_PORT}`, `tunnel.lab:${SERVER_PORT}`));
+        mesh.startAgent(n);
+      }
+      for (const n of ["edge1", "edge2"]) {
+        await waitFor(
+          async () => (await mesh.status<{ servers: Array<{ address: string; reservation: boolean }> }>(n)).servers.some((s) => s.address === `tunnel.lab:${SERVER_PORT}` && s.reservation),
+          { timeoutMs: 20_000, intervalMs: 200, description: `${n} reserved on tunnel.lab` },
+        );
+      }
+      const { msToDirect } = await firstStreamToDirect();
+      expect(msToDirect).toBeLessThan(2000);
+      expect(await nat2Flows()).toContain(`${lab.hosts.nat1.wanIp}:${TUNNEL_PORT}`);
+    } finally {
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      if (made) rmSync("/etc/netns", { recursive: true, force: true });
     }
   }, 60_000);
 });

@@ -73,6 +73,7 @@ class Tunnel implements Module {
     // server observes for us is the one a NATed peer can punch to; other dials
     // use ephemeral ports, so they never open our NAT towards a peer early
     // with the 4-tuple a punch needs (transport/tcp.ts)
+    // (servers given by name join the set once resolved: RelayLink's onDialTarget)
     const serverTargets = new Set(config.agent.servers.map((hp) => hostPortOf(hostPortAddr(hp).toString())).filter(Boolean));
     if (transport) transport.fromListenPort = (d) => serverTargets.has(hostPortOf(d.ma.toString()));
     this.puncher = new HolePuncher(node, transport, membership, t.listenPort, log);
@@ -104,7 +105,7 @@ class Tunnel implements Module {
       addresses: node.getMultiaddrs().map(describeAddr).join(","),
       crypto: crypto.provider,
     });
-    this.links = config.agent.servers.map((s) => new RelayLink(s, hostPortAddr(s), node, membership, log, secretMismatches));
+    this.links = config.agent.servers.map((s) => new RelayLink(s, hostPortAddr(s), node, membership, log, { secretMismatches, onDialTarget: (hp) => serverTargets.add(hp) }));
     if (this.links.length === 0) log.warn("no tunnel servers configured (agent.servers): only direct paths are possible");
     this.dialer = new PeerDialer(node, { hints, relays: () => this.links.filter((l) => l.reserved).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log, secretMismatches);
     this.upgrader = new PathUpgrader(node, membership, hints, t.listenPort, [PROXY_PROTOCOL], log);

@@ -7,7 +7,8 @@ import type { Multiaddr } from "@multiformats/multiaddr";
 import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { Membership } from "../../tunnel/membership.ts";
-import { describeAddr, isCircuit } from "../../tunnel/addresses.ts";
+import { lookup } from "node:dns/promises";
+import { describeAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
 import { SECRET_MISMATCH, type SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 
 interface ReservationStore {
@@ -50,6 +51,9 @@ export class RelayLink {
   private stopped = false;
   private wake?: () => void;
   private readonly loop: Promise<void>;
+  private readonly backoff: BackoffOptions;
+  /** the address the last attempt dialled: `addr`, or `addr` with its name resolved */
+  private dialed: Multiaddr;
 
   constructor(
     readonly address: string,
@@ -57,9 +61,15 @@ export class RelayLink {
     private readonly node: TunnelNode,
     private readonly membership: Membership,
     private readonly log: Logger,
-    private readonly secretMismatches?: Pick<SecretMismatches, "since">,
-    private readonly backoff: BackoffOptions = { initialMs: 500, maxMs: 5_000 },
+    private readonly opts: {
+      secretMismatches?: Pick<SecretMismatches, "since">;
+      /** told the "ip:port" each attempt dials (a server given by name is resolved first) */
+      onDialTarget?: (hostPort: string) => void;
+      backoff?: BackoffOptions;
+    } = {},
   ) {
+    this.backoff = opts.backoff ?? { initialMs: 500, maxMs: 5_000 };
+    this.dialed = addr;
     this.loop = this.run();
   }
 
@@ -70,7 +80,12 @@ export class RelayLink {
       let conn: Connection | undefined;
       const attemptStart = Date.now();
       try {
-        conn = await this.node.dial(this.addr, { signal: AbortSignal.timeout(10_000) });
+        // a name is resolved here, each attempt, so the dial targets an IP:
+        // the transport dials servers from the listening port only by IP, and
+        // a server that moves to a new address is found again
+        this.dialed = await resolveServer(this.addr);
+        this.opts.onDialTarget?.(describeAddr(this.dialed));
+        conn = await this.node.dial(this.dialed, { signal: AbortSignal.timeout(10_000) });
         this.connected = true;
         const claim = await this.membership.waitVerified(conn.remotePeer, 10_000);
         if (!claim) throw new Error("server did not identify as a mesh member");
@@ -88,7 +103,7 @@ export class RelayLink {
         if (!this.stopped) this.log.warn("lost tunnel server, reconnecting", { server: this.address });
       } catch (e) {
         // whatever error the layers above saw, a failed secret check is the cause
-        const why = this.secretMismatches?.since(describeAddr(this.addr), attemptStart) ? SECRET_MISMATCH : (e as Error).message || String(e);
+        const why = this.opts.secretMismatches?.since(describeAddr(this.dialed), attemptStart) ? SECRET_MISMATCH : (e as Error).message || String(e);
         const now = Date.now();
         this.downSince ??= now;
         const downS = Math.round((now - this.downSince) / 1000);
@@ -142,12 +157,24 @@ export class RelayLink {
   /** the circuit address prefix through this server, when reserved */
   relayPrefix(): string | undefined {
     if (!this.peer) return undefined;
-    return `${this.addr.toString()}/p2p/${this.peer.toString()}/p2p-circuit`;
+    return `${this.dialed.toString()}/p2p/${this.peer.toString()}/p2p-circuit`;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+  }
+}
+
+/** /dns…/NAME/tcp/PORT → /ip4|ip6/IP/tcp/PORT (the system resolver, so /etc/hosts counts); IP addresses unchanged */
+async function resolveServer(ma: Multiaddr): Promise<Multiaddr> {
+  const m = /^\/dns[46]?\/([^/]+)\/tcp\/(\d+)$/.exec(ma.toString());
+  if (!m) return ma;
+  try {
+    const { address } = await lookup(m[1]!);
+    return tcpAddr(address, Number(m[2]));
+  } catch (e) {
+    throw new Error(`cannot resolve ${m[1]}: ${(e as { code?: string }).code ?? (e as Error).message}`);
   }
 }
