@@ -14,6 +14,7 @@ import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
 import { describeAddr, isCircuit } from "./addresses.ts";
 import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
 import { batchWindowUpdates } from "./yamux-window.ts";
+import { libp2pLoggerOption } from "./silent-logger.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { privateNetworkV1 } from "./privnet/index.ts";
 import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tcp.ts";
@@ -75,6 +76,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     });
   }
   const node = await createLibp2p({
+    ...libp2pLoggerOption(),
     privateKey: o.privateKey,
     start: false,
     nodeInfo: { userAgent: o.userAgent },
