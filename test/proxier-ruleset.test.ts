@@ -1,21 +1,10 @@
 import { expect, test } from "bun:test";
 import { interceptions, listenerKey, natRuleset, natRulesetDelta } from "../src/agent/proxier/ruleset.ts";
 import type { Service } from "../src/model/index.ts";
+import { service } from "./util/service.ts";
 
-const svc = (name: string, extra: Partial<Service>): Service => ({
-  namespace: "demo",
-  name,
-  type: "ClusterIP",
-  clusterIPs: ["10.96.0.10"],
-  headless: false,
-  externalName: "",
-  ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }],
-  endpoints: [],
-  sessionAffinity: "None",
-  sessionAffinityTimeoutSeconds: 10800,
-  lbPolicy: "RoundRobin",
-  ...extra,
-});
+const svc = (name: string, extra: Partial<Service>): Service =>
+  service({ name, clusterIPs: ["10.96.0.10"], ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }], ...extra });
 
 test("a ruleset is our two chains, filled whole, DNAT per ClusterIP:port/proto", () => {
   const services = [

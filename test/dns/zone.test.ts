@@ -4,22 +4,11 @@ import { describe, expect, test } from "bun:test";
 import { answerFromZone, RCODE } from "../../src/agent/dns/answer.ts";
 import { buildZone, reverseName } from "../../src/agent/dns/zone.ts";
 import type { Endpoint, Service, ServiceSnapshot } from "../../src/model/index.ts";
+import { service } from "../util/service.ts";
 
 const ep = (ip: string, extra: Partial<Endpoint> = {}): Endpoint => ({ ip, nodeName: "edge2", ready: true, hostname: "", ports: [{ name: "http", port: 8080, protocol: "TCP" }], ...extra });
-const svc = (name: string, extra: Partial<Service> = {}): Service => ({
-  namespace: "demo",
-  name,
-  type: "ClusterIP",
-  clusterIPs: ["10.96.0.10"],
-  headless: false,
-  externalName: "",
-  ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }],
-  endpoints: [ep("10.1.0.1")],
-  sessionAffinity: "None",
-  sessionAffinityTimeoutSeconds: 10800,
-  lbPolicy: "RoundRobin",
-  ...extra,
-});
+const svc = (name: string, extra: Partial<Service> = {}): Service =>
+  service({ name, clusterIPs: ["10.96.0.10"], ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }], endpoints: [ep("10.1.0.1")], ...extra });
 
 const snapshot: ServiceSnapshot = {
   generation: 7,
