@@ -100,6 +100,10 @@ describe("hole punching between two NATed agents", () => {
     const m2 = await (await lab.exec("edge2", ["curl", "-sS", "http://127.0.0.1:10556/metrics"])).stdout;
     expect(`${m}\n${m2}`).toMatch(/edgemesh_tunnel_hole_punch_successes_total [1-9]/);
     expect(`${m}\n${m2}`).toMatch(/edgemesh_tunnel_hole_punch_last_ms_to_direct \d+/);
+    // status says the dial mode, and that the server and punch dials left from the listening port
+    const hp = (await mesh.status<{ holePunch: { transport: { sharedPort: boolean; dials: { fromListenPort: number } } } }>("edge1")).holePunch;
+    expect(hp.transport.sharedPort).toBe(true);
+    expect(hp.transport.dials.fromListenPort).toBeGreaterThanOrEqual(2);
   }, 30_000);
 
   test("the server stopped after the upgrade: the direct path keeps working", async () => {

@@ -9,6 +9,7 @@ import { FakeApiServer } from "../kube/fake-apiserver/index.ts";
 import { startUpstream, type FakeUpstream } from "../fixtures/dns-upstream.ts";
 import { ensureBinary, freePort, tempConfigDir, until } from "../util/run.ts";
 import { dig, rdata, type DigResult } from "./dig.ts";
+import { seededRandom } from "../util/xorshift.ts";
 
 const ZONE = "svc.cluster.local";
 let api: FakeApiServer;
@@ -235,13 +236,7 @@ describe("forwarding", () => {
 
 describe("robustness", () => {
   test("fuzz: 100,000 random and mutated packets over UDP (and garbage over TCP); the server still answers correctly", async () => {
-    let seed = 0x2545f491;
-    const rand = (n: number) => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const rand = seededRandom(0x2545f491);
     const seeds = [`echo.demo.${ZONE}`, `_http._tcp.db.demo.${ZONE}`, "10.1.96.10.in-addr.arpa", `many.demo.${ZONE}`].map((name, i) =>
       dnsPacket.encode({ type: "query", id: i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: i === 1 ? "SRV" : i === 2 ? "PTR" : "A" }] }),
     );

@@ -9,6 +9,7 @@ import { Resolver } from "../../src/agent/dns/resolver.ts";
 import { buildZone } from "../../src/agent/dns/zone.ts";
 import type { Question } from "../../src/agent/dns/forward.ts";
 import type { Service } from "../../src/model/index.ts";
+import { seededRandom } from "../util/xorshift.ts";
 
 const headless = (n: number): Service => ({
   namespace: "demo",
@@ -124,13 +125,7 @@ describe("wire format", () => {
 
   test("fuzz: 100,000 random and mutated packets never throw, every reply decodes with the sender's ID, and the resolver still answers", async () => {
     const { r } = resolver();
-    let seed = 0x12345678;
-    const rand = (n: number) => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const rand = seededRandom(0x12345678);
     const seeds = [
       query("echo.demo.svc.cluster.local"),
       query("many.demo.svc.cluster.local", "A", {}, 1232),

@@ -215,8 +215,14 @@ class Tunnel implements Module {
       servers: this.servers(),
       peers: this.peers(),
       tunnelAddresses: this.node.getMultiaddrs().map(String),
-      holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: sharedPortTransport(this.node)?.mode },
+      holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus() },
     };
+  }
+
+  /** which dial mode is active, and how many dials left from the listening port, from ephemeral ports, or fell back */
+  private transportStatus(): Record<string, unknown> | undefined {
+    const t = this.node && sharedPortTransport(this.node);
+    return t && { ...t.mode, dials: { ...t.counters } };
   }
 
   async stop(): Promise<void> {

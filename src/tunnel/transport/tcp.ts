@@ -37,8 +37,6 @@ export type PunchRole = "initiator" | "responder";
 export interface SharedPortTcpInit {
   /** a plain-text log line (info/warn) for the mode in use */
   log?: (level: "info" | "warn", msg: string) => void;
-  /** use ordinary dials only (what stock @libp2p/tcp does) */
-  disable?: boolean;
 }
 
 export interface DialPolicyInput {
@@ -96,7 +94,7 @@ export class SharedPortTcp implements Transport {
       listenOpts: { reusePort: true } as never,
     })(components as never);
     const support = reusePortDialSupport();
-    this.mode = init.disable ? { sharedPort: false, reason: "turned off" } : { sharedPort: support.available, reason: support.reason };
+    this.mode = { sharedPort: support.available, reason: support.reason };
   }
 
   listenFilter = (addrs: Multiaddr[]): Multiaddr[] => this.inner.listenFilter(addrs);
