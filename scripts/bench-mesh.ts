@@ -9,6 +9,8 @@
 // then the control plane: 1,000 services × 2 ports programmed, 20 single
 // changes, idle CPU with 1,000 services.
 // Usage: bun scripts/bench-mesh.ts [MiB per transfer, default 256]
+//   BENCH_ONLY=rtt,ttfb (any of conns, bulk, rtt, ttfb, control) runs only
+//   those parts, for quick iterations; the table shows n/a for the rest.
 import { join } from "node:path";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Lab, BUN } from "../test/lab/index.ts";
@@ -18,6 +20,8 @@ import { ensureBinary, ROOT } from "../test/util/run.ts";
 const MIB = Number(process.argv[2] ?? 256);
 const BYTES = MIB * 1024 * 1024;
 const FIX = join(ROOT, "test/fixtures");
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : undefined;
+const want = (part: string) => !ONLY || ONLY.has(part);
 const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
 const fmt = (x: number | undefined, d = 2) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : "n/a");
 
@@ -87,76 +91,97 @@ try {
   // 1,000 connections first, from idle: the bulk transfers below grow the
   // heap, which would be counted against the connections otherwise
   const before1k = rssMiB(pid("edge1"));
-  let peak1k = { edge1: 0, edge3: 0 };
-  const sampler = setInterval(() => {
-    peak1k = { edge1: Math.max(peak1k.edge1, rssMiB(pid("edge1"))), edge3: Math.max(peak1k.edge3, rssMiB(pid("edge3"))) };
-  }, 100);
-  const held = await json<{ opened: number; served: number; errors: Record<string, number> }>([join(FIX, "many-conns.ts"), ECHO, "9001", "1000", "60000", "3000"], 90_000);
-  clearInterval(sampler);
-  const closedAt = performance.now();
+  let peak1k = { edge1: NaN, edge3: NaN };
+  let held: { opened: number; served: number; errors: Record<string, number> } = { opened: 0, served: 0, errors: {} };
   const after: Array<[number, number]> = [];
-  for (let s = 0; s < 30; s++) {
-    await Bun.sleep(1000);
-    after.push([Math.round((performance.now() - closedAt) / 1000), rssMiB(pid("edge1"))]);
+  if (want("conns")) {
+    peak1k = { edge1: 0, edge3: 0 };
+    const sampler = setInterval(() => {
+      peak1k = { edge1: Math.max(peak1k.edge1, rssMiB(pid("edge1"))), edge3: Math.max(peak1k.edge3, rssMiB(pid("edge3"))) };
+    }, 100);
+    held = await json([join(FIX, "many-conns.ts"), ECHO, "9001", "1000", "60000", "3000"], 90_000);
+    clearInterval(sampler);
+    const closedAt = performance.now();
+    for (let s = 0; s < 30; s++) {
+      await Bun.sleep(1000);
+      after.push([Math.round((performance.now() - closedAt) / 1000), rssMiB(pid("edge1"))]);
+    }
+    say(`1,000 connections: ${held.served} served, peak edge1 ${fmt(peak1k.edge1, 1)} MiB`);
   }
   const nearIdle = after.find(([, r]) => r <= before1k + 10);
-  say(`1,000 connections: ${held.served} served, peak edge1 ${fmt(peak1k.edge1, 1)} MiB`);
 
   // warm the path (tunnel connection, JIT) before measuring
   must("warm-up", await json<Xfer>([join(FIX, "socks-client.ts"), "direct", BULK, "9000", "digest", String(8 << 20)]));
 
-  const plain1 = must("plain single", await single(h.edge3.ip));
+  const noXfer: Xfer = { ok: true, mbps: NaN };
+  const noTimes = { ok: true, p50Us: NaN, p99Us: NaN, errors: 0 };
+  let plain1 = noXfer, mesh1 = noXfer, plain16 = noXfer, mesh16 = noXfer;
+  let cpuPerGiB = NaN;
   const rssBeforeBulk = rssMiB(pid("edge1"));
-  const cpu0 = agentsCpu();
-  const mesh1 = must("mesh single", await single(BULK));
-  const cpuPerGiB = (agentsCpu() - cpu0) / (BYTES / 2 ** 30);
-  say(`single stream: plain ${plain1.mbps} MB/s, mesh ${mesh1.mbps} MB/s`);
-  const plain16 = must("plain 16", await parallel(h.edge3.ip));
-  const mesh16 = must("mesh 16", await parallel(BULK));
-  say(`16 streams: plain ${plain16.mbps} MB/s, mesh ${mesh16.mbps} MB/s`);
-  const rttPlain = await rtt(h.edge3.ip);
-  const rttMesh = await rtt(ECHO);
-  say(`rtt p50: plain ${rttPlain.p50Us} µs, mesh ${rttMesh.p50Us} µs`);
-  const ttfbPlain = must("plain ttfb", await ttfb(h.edge3.ip));
-  const ttfbMesh = must("mesh ttfb", await ttfb(ECHO));
-  say(`ttfb p50: plain ${ttfbPlain.p50Us} µs, mesh ${ttfbMesh.p50Us} µs`);
+  if (want("bulk")) {
+    plain1 = must("plain single", await single(h.edge3.ip));
+    const cpu0 = agentsCpu();
+    mesh1 = must("mesh single", await single(BULK));
+    cpuPerGiB = (agentsCpu() - cpu0) / (BYTES / 2 ** 30);
+    say(`single stream: plain ${plain1.mbps} MB/s, mesh ${mesh1.mbps} MB/s`);
+    plain16 = must("plain 16", await parallel(h.edge3.ip));
+    mesh16 = must("mesh 16", await parallel(BULK));
+    say(`16 streams: plain ${plain16.mbps} MB/s, mesh ${mesh16.mbps} MB/s`);
+  }
+  let rttPlain: { p50Us: number; p99Us: number } = noTimes, rttMesh = rttPlain, ttfbPlain = noTimes, ttfbMesh = noTimes;
+  if (want("rtt")) {
+    rttPlain = await rtt(h.edge3.ip);
+    rttMesh = await rtt(ECHO);
+    say(`rtt p50: plain ${rttPlain.p50Us} µs, mesh ${rttMesh.p50Us} µs`);
+  }
+  if (want("ttfb")) {
+    ttfbPlain = must("plain ttfb", await ttfb(h.edge3.ip));
+    ttfbMesh = must("mesh ttfb", await ttfb(ECHO));
+    say(`ttfb p50: plain ${ttfbPlain.p50Us} µs, mesh ${ttfbMesh.p50Us} µs`);
+  }
   await Bun.sleep(5000);
   const rssAfterBulk = rssMiB(pid("edge1"));
 
   // ---- control plane: 1,000 services × 2 ports from a static config reload
-  const cfg = mesh.agents.get("edge1")!.config;
-  const base = readFileSync(cfg, "utf8");
-  const ipOf = (i: number) => `10.97.${Math.floor(i / 250)}.${(i % 250) + 1}`;
-  const many = (n: number) =>
-    Array.from({ length: n }, (_, i) => `        - {name: s${String(i).padStart(4, "0")}, namespace: scale, clusterIP: ${ipOf(i)}, ports: [{name: a, port: 80, targetPort: 9001}, {name: b, port: 81, targetPort: 9001}], endpoints: [{ip: ${h.edge3.ip}, nodeName: edge3}]}`);
-  const withServices = (n: number) => base.replace("      services:\n", `      services:\n${many(n).join("\n")}\n`);
-  /** the timestamp of the last "static metadata reloaded" line for n services */
-  const reloadedAt = (n: number): number => {
-    const lines = mesh.logs("edge1").split("\n").filter((l) => l.includes("static metadata reloaded") && l.includes(`services=${n} `));
-    const last = lines.at(-1);
-    return last ? Date.parse(last.slice(0, 24)) : NaN;
-  };
-  const changeTo = async (n: number, probeIp: string) => {
-    const probe = json<{ ok: boolean; at: number }>([join(FIX, "probe-connect.ts"), probeIp, "81", "20000"], 30_000);
-    await Bun.sleep(400); // the probe is up (bun start) before the change
-    const wrote = Date.now();
-    writeFileSync(cfg, withServices(n));
-    const p = await probe;
-    if (!p.ok) throw new Error(`service ${probeIp} never came alive`);
-    const st = (await mesh.status<{ proxier: { rules: number; snapshotToLiveMs: number; lastApplyMs: number } }>("edge1")).proxier;
-    return { writeToLive: p.at - wrote, snapshotToLive: p.at - reloadedAt(n + 2), internal: st.snapshotToLiveMs, applyMs: st.lastApplyMs, rules: st.rules };
-  };
-  const bulk = await changeTo(1000, ipOf(999));
-  say(`1,000 services: snapshot → last rule live ${bulk.snapshotToLive} ms (${bulk.rules} rules)`);
-  const changes: Array<Awaited<ReturnType<typeof changeTo>>> = [];
-  for (let k = 1; k <= 20; k++) changes.push(await changeTo(1000 + k, ipOf(999 + k)));
-  say(`one change: snapshot → live p50 ${quantile(changes.map((c) => c.snapshotToLive), 0.5)} ms`);
-  await Bun.sleep(3000);
-  const idleCpu0 = cpuSeconds(pid("edge1"));
-  const t0 = performance.now();
-  await Bun.sleep(30_000);
-  const idleCpuPct = ((cpuSeconds(pid("edge1")) - idleCpu0) / ((performance.now() - t0) / 1000)) * 100;
-  const rss1000 = rssMiB(pid("edge1"));
+  type Change = { writeToLive: number; snapshotToLive: number; internal: number; applyMs: number; rules: number };
+  let bulk: Change = { writeToLive: NaN, snapshotToLive: NaN, internal: NaN, applyMs: NaN, rules: NaN };
+  const changes: Change[] = [];
+  let idleCpuPct = NaN;
+  let rss1000 = NaN;
+  if (want("control")) {
+    const cfg = mesh.agents.get("edge1")!.config;
+    const base = readFileSync(cfg, "utf8");
+    const ipOf = (i: number) => `10.97.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+    const many = (n: number) =>
+      Array.from({ length: n }, (_, i) => `        - {name: s${String(i).padStart(4, "0")}, namespace: scale, clusterIP: ${ipOf(i)}, ports: [{name: a, port: 80, targetPort: 9001}, {name: b, port: 81, targetPort: 9001}], endpoints: [{ip: ${h.edge3.ip}, nodeName: edge3}]}`);
+    const withServices = (n: number) => base.replace("      services:\n", `      services:\n${many(n).join("\n")}\n`);
+    /** the timestamp of the last "static metadata reloaded" line for n services */
+    const reloadedAt = (n: number): number => {
+      const lines = mesh.logs("edge1").split("\n").filter((l) => l.includes("static metadata reloaded") && l.includes(`services=${n} `));
+      const last = lines.at(-1);
+      return last ? Date.parse(last.slice(0, 24)) : NaN;
+    };
+    const changeTo = async (n: number, probeIp: string): Promise<Change> => {
+      const probe = json<{ ok: boolean; at: number }>([join(FIX, "probe-connect.ts"), probeIp, "81", "20000"], 30_000);
+      await Bun.sleep(400); // the probe is up (bun start) before the change
+      const wrote = Date.now();
+      writeFileSync(cfg, withServices(n));
+      const p = await probe;
+      if (!p.ok) throw new Error(`service ${probeIp} never came alive`);
+      const st = (await mesh.status<{ proxier: { rules: number; snapshotToLiveMs: number; lastApplyMs: number } }>("edge1")).proxier;
+      return { writeToLive: p.at - wrote, snapshotToLive: p.at - reloadedAt(n + 2), internal: st.snapshotToLiveMs, applyMs: st.lastApplyMs, rules: st.rules };
+    };
+    bulk = await changeTo(1000, ipOf(999));
+    say(`1,000 services: snapshot → last rule live ${bulk.snapshotToLive} ms (${bulk.rules} rules)`);
+    for (let k = 1; k <= 20; k++) changes.push(await changeTo(1000 + k, ipOf(999 + k)));
+    say(`one change: snapshot → live p50 ${quantile(changes.map((c) => c.snapshotToLive), 0.5)} ms`);
+    await Bun.sleep(3000);
+    const idleCpu0 = cpuSeconds(pid("edge1"));
+    const t0 = performance.now();
+    await Bun.sleep(30_000);
+    idleCpuPct = ((cpuSeconds(pid("edge1")) - idleCpu0) / ((performance.now() - t0) / 1000)) * 100;
+    rss1000 = rssMiB(pid("edge1"));
+  }
 
   const snapLive = changes.map((c) => c.snapshotToLive);
   const internal = changes.map((c) => c.internal);

@@ -3,7 +3,7 @@
 // service's policy, exactly as intercepted traffic would.
 import type { Socket } from "node:net";
 import type { Endpoint, Service, ServicePort } from "./index.ts";
-import type { TunnelChannel } from "./tunnel.ts";
+import type { EarlyBytes, TunnelChannel } from "./tunnel.ts";
 
 export type Upstream = { kind: "socket"; socket: Socket; endpoint: Endpoint } | { kind: "tunnel"; channel: TunnelChannel; endpoint: Endpoint };
 
@@ -15,6 +15,6 @@ export interface ServiceTarget {
 export interface ServiceConnector {
   /** `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<zone>` or a ClusterIP, with a TCP service port */
   resolve(host: string, port: number): ServiceTarget | undefined;
-  /** `early`: the client's first bytes, taken when the first backend is asked (see traffic/connect.ts) */
-  connect(service: Service, port: ServicePort, clientIp: string, early?: () => Uint8Array | undefined): Promise<Upstream>;
+  /** `early`: the client's bytes while backends are asked (see traffic/connect.ts) */
+  connect(service: Service, port: ServicePort, clientIp: string, early?: EarlyBytes): Promise<Upstream>;
 }

@@ -14,11 +14,24 @@ export interface TunnelChannel {
   initial: Uint8Array;
 }
 
+/**
+ * The client's bytes while a backend is being asked: they go out with the
+ * request and behind it, before the far agent has answered, so a new
+ * connection costs one tunnel round trip. Whatever went to a backend that
+ * then refuses is still here for the next one.
+ */
+export interface EarlyBytes {
+  /** everything the client has sent so far */
+  read(): Uint8Array | undefined;
+  /** bytes the client sends from now on also go to `send`, until the returned stop is called */
+  follow(send: (chunk: Uint8Array) => void): () => void;
+}
+
 export interface TunnelAccess {
   /**
    * opens a proxied stream to `target`, dialled by the agent on node
-   * `nodeName`; `early` is the client's first bytes, sent with the request
-   * (the far agent writes them to the target once it has dialled it)
+   * `nodeName`; `early` are the client's bytes, sent with the request and
+   * behind it (the far agent writes them to the target once it has dialled it)
    */
-  open(nodeName: string, target: ProxyTarget, early?: Uint8Array): Promise<TunnelChannel>;
+  open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel>;
 }

@@ -5,6 +5,8 @@
  * bounded by timeouts so a bug fails a test instead of hanging `bun test`.
  */
 import { createServer, connect } from 'node:net';
+import type { EarlyBytes } from '../../src/model/tunnel.ts';
+import { acceptDirectly, type DirectAcceptStats } from '../../src/tunnel/proxy/direct-accept.ts';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { createLibp2p } from 'libp2p';
 import type { Libp2p } from 'libp2p';
@@ -40,14 +42,16 @@ export interface Pair {
   server: ProxyServer;
   logs: string[];
   sessions: SessionSummary[];
+  /** B's inbound proxy streams: taken directly, or through libp2p's negotiation */
+  accepted: DirectAcceptStats;
   /** Raw stream A → B on the proxy protocol (no header sent). */
   rawStream(): Promise<Stream>;
   /** Stream A → B with the header exchanged. */
-  open(header: Omit<ProxyRequest, 'fromNode'> & { fromNode?: string }): Promise<ProxyChannel>;
+  open(header: Omit<ProxyRequest, 'fromNode'> & { fromNode?: string }, early?: EarlyBytes): Promise<ProxyChannel>;
   stop(): Promise<void>;
 }
 
-export async function startPair(ctx: Partial<ProxyServerContext> = {}): Promise<Pair> {
+export async function startPair(ctx: Partial<ProxyServerContext> = {}, opts: { directAccept?: boolean } = {}): Promise<Pair> {
   const [a, b] = await Promise.all([node(), node()]);
   const logs: string[] = [];
   const sessions: SessionSummary[] = [];
@@ -60,6 +64,9 @@ export async function startPair(ctx: Partial<ProxyServerContext> = {}): Promise<
     metrics: { onSessionEnd: (_req, _peer, s) => void sessions.push(s), ...ctx.metrics },
   });
   await b.handle(PROXY_PROTOCOL, server.handler, PROXY_HANDLER_OPTIONS);
+  const accepted: DirectAcceptStats = { direct: 0, stock: 0 };
+  // as the agent does (agent/tunnel/proxy.ts)
+  if (opts.directAccept !== false) b.addEventListener('connection:open', (e) => void acceptDirectly(e.detail, PROXY_PROTOCOL, server.handler, accepted));
   await a.handle(PROXY_PROTOCOL, () => {}, PROXY_HANDLER_OPTIONS); // sets A's outbound stream limit
   const bAddr = b.getMultiaddrs().find((m) => m.toString().startsWith('/ip4/127.0.0.1/'));
   if (!bAddr) throw new Error('B has no loopback address');
@@ -71,9 +78,10 @@ export async function startPair(ctx: Partial<ProxyServerContext> = {}): Promise<
     server,
     logs,
     sessions,
+    accepted,
     rawStream,
     // as the agent opens them: protocol selected optimistically with the request
-    open: async (h) => openProxy(await a.dial(bAddr), { fromNode: 'edge1', ...h }, 5_000),
+    open: async (h, early) => openProxy(await a.dial(bAddr), { fromNode: 'edge1', ...h }, 5_000, early),
     stop: async () => {
       server.closeAll();
       await Promise.all([a.stop(), b.stop()]);

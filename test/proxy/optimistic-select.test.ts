@@ -36,7 +36,7 @@ test('"na" (protocol not served) is a refusal', () => {
 });
 
 test("against a stock libp2p handler: the stream works, and a node that does not serve the protocol refuses it", async () => {
-  const pair = await startPair();
+  const pair = await startPair({}, { directAccept: false });
   const echo = await echoServer();
   try {
     const ch = await pair.open({ protocol: "tcp", host: "127.0.0.1", port: echo.port });

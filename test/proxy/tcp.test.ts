@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Socket } from 'node:net';
 import { ProxyRemoteError } from '../../src/tunnel/proxy/client.ts';
 import { encodeRequest, replyDecoder } from '../../src/tunnel/proxy/header.ts';
-import { resetSocket } from '../../src/tunnel/proxy/pipe.ts';
+import { pipeSocketStream, resetSocket } from '../../src/tunnel/proxy/pipe.ts';
+import { ClientPrefix } from '../../src/agent/traffic/client-prefix.ts';
 import {
   closedPort,
   collect,
@@ -190,6 +191,30 @@ describe('proxy TCP', () => {
       await echo.close();
     }
   });
+
+  test('a client that writes and half-closes before the open is answered: bytes, then EOF, reach the target; its reply comes back', async () => {
+    const echo = await echoServer();
+    // the agent's front door: the client flows from accept on (ClientPrefix)
+    const door = await listen((s) => {
+      const prefix = new ClientPrefix(s);
+      pair
+        .open({ protocol: 'tcp', host: '127.0.0.1', port: echo.port }, prefix)
+        .then((ch) => pipeSocketStream(s, ch.stream, { toSocket: ch.initial, toStream: prefix.release() }))
+        .catch(() => s.destroy());
+    });
+    try {
+      const client = await connectTo(door.port);
+      const outcome = collect(client);
+      client.end('ping, then EOF at once');
+      const { data, ended, error } = await outcome;
+      expect(error).toBeUndefined();
+      expect(ended).toBe(true);
+      expect(data.toString()).toBe('ping, then EOF at once');
+    } finally {
+      await door.close();
+      await echo.close();
+    }
+  }, 15_000);
 
   test('a reset by the target reaches the client as a reset, not a hang', async () => {
     const target = await listen((s) => s.once('data', () => resetSocket(s)));

@@ -4,7 +4,7 @@
 // most 3 tries within a bounded time.
 import type { Endpoint, Service, ServicePort } from "../../model/index.ts";
 import { targetPortFor } from "../../model/index.ts";
-import type { TunnelAccess } from "../../model/tunnel.ts";
+import type { EarlyBytes, TunnelAccess } from "../../model/tunnel.ts";
 import type { Upstream } from "../../model/connector.ts";
 import { dialTcp } from "../../tunnel/proxy/dial.ts";
 import type { Policy } from "./policy.ts";
@@ -21,12 +21,13 @@ export interface ConnectDeps {
   /** endpoints that failed recently, tried only when nothing else is left */
   coolingDown?: ReadonlySet<string>;
   /**
-   * The client's first bytes, read when the first backend is about to be
-   * asked (the same bytes for every try). They go with the tunnel request,
-   * saving the round trip that waiting for its reply would cost, or are
-   * written to a local backend as soon as it is connected.
+   * The client's bytes while backends are asked (the same bytes for every
+   * try). They go with the tunnel request and behind it, saving the round
+   * trip that waiting for its reply would cost, or are written to a local
+   * backend as soon as it is connected (and later ones as they come, until
+   * the caller takes the client over).
    */
-  early?: () => Uint8Array | undefined;
+  early?: EarlyBytes;
 }
 
 /** how long an endpoint whose dial failed is passed over */
@@ -74,12 +75,13 @@ export async function connectBackend(service: Service, port: ServicePort, policy
     try {
       if (isLocal(ep, deps.nodeName)) {
         const socket = await dialTcp({ host: ep.ip, port: target }, Math.min(left, 5000));
-        const early = deps.early?.();
+        const early = deps.early?.read();
         if (early?.byteLength) socket.write(early);
+        deps.early?.follow((chunk) => socket.write(chunk));
         return { kind: "socket", socket, endpoint: ep };
       }
       if (!deps.tunnel) throw new Error("tunnel not up");
-      const channel = await withTimeout(deps.tunnel.open(ep.nodeName, { protocol: "tcp", host: ep.ip, port: target }, deps.early?.()), Math.min(left, 8000));
+      const channel = await withTimeout(deps.tunnel.open(ep.nodeName, { protocol: "tcp", host: ep.ip, port: target }, deps.early), Math.min(left, 8000));
       return { kind: "tunnel", channel, endpoint: ep };
     } catch (e) {
       const why = (e as Error).message;

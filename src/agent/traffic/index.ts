@@ -7,7 +7,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import { createSocket } from "node:dgram";
 import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
 import type { Service, ServicePort } from "../../model/index.ts";
-import type { TunnelAccess } from "../../model/tunnel.ts";
+import type { EarlyBytes, TunnelAccess } from "../../model/tunnel.ts";
+import { ClientPrefix } from "./client-prefix.ts";
 import type { ListenerEntry } from "../../model/listeners.ts";
 import { listenerKey } from "../proxier/ruleset.ts";
 import { resetSocket, pipeSocketStream } from "../../tunnel/proxy/pipe.ts";
@@ -83,7 +84,7 @@ class Traffic implements Module {
     m.set(key, (m.get(key) ?? 0) + by);
   }
 
-  private connect(service: Service, port: ServicePort, clientIp: string, early?: () => Uint8Array | undefined): Promise<Upstream> {
+  private connect(service: Service, port: ServicePort, clientIp: string, early?: EarlyBytes): Promise<Upstream> {
     const key = listenerKey(service, port.port, port.protocol);
     const l = this.listeners.get(key);
     const policy = l?.policy ?? policyFor(service);
@@ -184,7 +185,6 @@ class Traffic implements Module {
   }
 
   private onTcp(l: Listener, client: Socket): void {
-    client.pause();
     client.on("error", () => {});
     const name = `${l.service.namespace}/${l.service.name}`;
     const clientIp = client.remoteAddress ?? "";
@@ -196,21 +196,25 @@ class Traffic implements Module {
       return;
     }
     this.inc(this.stats.connections, name);
-    const early = earlyBytes(client);
-    this.connect(l.service, l.port, clientIp, early.take).then(
+    const prefix = new ClientPrefix(client);
+    this.connect(l.service, l.port, clientIp, prefix).then(
       (up) => {
+        const count = (_d: string, n: number) => this.inc(this.stats.bytes, name, n);
+        const unsent = prefix.release();
+        // the pipe counts what it sends itself
+        count("out", up.kind === "socket" ? prefix.byteLength : prefix.byteLength - (unsent?.byteLength ?? 0));
         if (client.destroyed) {
           if (up.kind === "socket") up.socket.destroy();
           else up.channel.stream.abort(new Error("client gone"));
           return;
         }
-        const count = (_d: string, n: number) => this.inc(this.stats.bytes, name, n);
-        if (early.taken) count("out", early.taken.byteLength);
-        if (up.kind === "socket") void pipeSockets(client, up.socket, count);
-        else void pipeSocketStream(client, up.channel.stream, { toSocket: up.channel.initial, onBytes: count });
-        client.resume();
+        if (up.kind === "socket") {
+          if (unsent) up.socket.write(unsent);
+          void pipeSockets(client, up.socket, count);
+        } else void pipeSocketStream(client, up.channel.stream, { toSocket: up.channel.initial, toStream: unsent, onBytes: count });
       },
       (e) => {
+        prefix.release();
         this.ctx.log.warn("no backend reachable, closing client connection", { service: name, client: clientIp, error: e instanceof NoBackendError ? e.message : String(e) });
         resetSocket(client);
       },
@@ -271,22 +275,4 @@ class Traffic implements Module {
     for (const l of this.listeners.values()) this.closeListener(l);
     this.listeners.clear();
   }
-}
-
-/** what a paused client has sent so far, taken once (at most 64 KiB; the rest stays for the pipe) */
-const MAX_EARLY_BYTES = 64 * 1024;
-function earlyBytes(client: Socket): { take: () => Uint8Array | undefined; taken?: Uint8Array } {
-  let done = false;
-  const e: { take: () => Uint8Array | undefined; taken?: Uint8Array } = {
-    take: () => {
-      if (!done) {
-        done = true;
-        const n = Math.min(client.readableLength, MAX_EARLY_BYTES);
-        const b = n > 0 ? (client.read(n) as Buffer | null) : null;
-        if (b?.byteLength) e.taken = new Uint8Array(b);
-      }
-      return e.taken;
-    },
-  };
-  return e;
 }

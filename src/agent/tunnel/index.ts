@@ -16,7 +16,7 @@ import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
 import { RelayLink } from "./relay-link.ts";
 import { PeerDialer, bestConnection } from "./dialer.ts";
 import { PathUpgrader } from "./upgrade.ts";
-import type { ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
+import type { EarlyBytes, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
 import type { ServiceConnector } from "../../model/connector.ts";
 import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
@@ -43,7 +43,7 @@ class Tunnel implements Module {
   private socks?: SocksFrontDoor;
   private hintsByNode = new Map<string, string[]>();
   private unsubscribe: Array<() => void> = [];
-  private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0 };
+  private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0, accepted: { direct: 0, stock: 0 } };
 
   constructor(private readonly ctx: ModuleContext) {}
 
@@ -136,7 +136,7 @@ class Tunnel implements Module {
   private readonly firstRtt = new Map<string, number>();
 
   /** opens a proxy stream to a target reached through node `nodeName` */
-  async open(nodeName: string, target: ProxyTarget, early?: Uint8Array): Promise<TunnelChannel> {
+  async open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel> {
     if (!this.node || !this.dialer || !this.ids) throw new Error("tunnel not started");
     const peer = await this.ids.peerId(nodeName);
     const conn = await this.dialer.connect(nodeName, peer);
@@ -216,6 +216,7 @@ class Tunnel implements Module {
       peers: this.peers(),
       tunnelAddresses: this.node.getMultiaddrs().map(String),
       holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus() },
+      proxyStreams: { out: this.counters.streamsOut, in: this.counters.streamsIn, outFailed: this.counters.streamErrors, acceptedDirect: this.counters.accepted.direct, acceptedByLibp2p: this.counters.accepted.stock },
     };
   }
 

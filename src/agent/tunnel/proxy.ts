@@ -3,8 +3,9 @@
 import type { Connection, Stream } from "@libp2p/interface";
 import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
-import type { TunnelChannel } from "../../model/tunnel.ts";
+import type { EarlyBytes, TunnelChannel } from "../../model/tunnel.ts";
 import { PROXY_PROTOCOL, PROXY_HANDLER_OPTIONS, ProxyServer, openProxyStream, type ProxyRequest } from "../../tunnel/proxy/index.ts";
+import { acceptDirectly, type DirectAcceptStats } from "../../tunnel/proxy/direct-accept.ts";
 
 export { PROXY_PROTOCOL };
 
@@ -12,6 +13,8 @@ export interface ProxyCounters {
   streamsIn: number;
   bytesIn: number;
   bytesOut: number;
+  /** inbound proxy streams recognised by their first bytes, and those left to libp2p's negotiation */
+  accepted: DirectAcceptStats;
 }
 
 export interface ServeOptions {
@@ -33,12 +36,21 @@ export async function serveProxyStreams(node: TunnelNode, o: ServeOptions): Prom
     },
   });
   await node.handle(PROXY_PROTOCOL, server.handler, PROXY_HANDLER_OPTIONS);
+  // registered with libp2p above for any opener; ours are taken straight off each new connection
+  let warned = false;
+  const install = (conn: Connection): void => {
+    if (acceptDirectly(conn, PROXY_PROTOCOL, server.handler, o.counters.accepted) || warned) return;
+    warned = true;
+    o.log.warn("libp2p internals changed: inbound proxy streams take libp2p's protocol negotiation");
+  };
+  node.addEventListener("connection:open", (e) => install(e.detail));
+  for (const conn of node.getConnections()) install(conn);
   return server;
 }
 
 type Muxer = { createStream(): Promise<Stream> };
 
-export async function openProxy(conn: Connection, header: ProxyRequest, timeoutMs = 15_000, early?: Uint8Array): Promise<TunnelChannel> {
+export async function openProxy(conn: Connection, header: ProxyRequest, timeoutMs = 15_000, early?: EarlyBytes): Promise<TunnelChannel> {
   // A bare muxed stream (libp2p internals, isolated here): the protocol is
   // selected optimistically together with the request, one round trip fewer
   // than conn.newStream's negotiation (tunnel/proxy/optimistic-select.ts).

@@ -45,11 +45,18 @@ export interface OpenOptions {
    */
   selectProtocol?: string;
   /**
-   * Payload to send right behind the request, without waiting for the reply
-   * (the receiver writes it to the target once connected). It costs nothing
-   * when the target refuses: the caller still has these bytes for another.
+   * The client's bytes, sent right behind the request and, until the reply,
+   * as they come, without waiting for it (the receiver writes them to the
+   * target once connected). It costs nothing when the target refuses: the
+   * source still has these bytes for another.
    */
-  early?: Uint8Array;
+  early?: EarlySource;
+}
+
+/** structurally the model's EarlyBytes (model/tunnel.ts) */
+export interface EarlySource {
+  read(): Uint8Array | undefined;
+  follow(send: (chunk: Uint8Array) => void): () => void;
 }
 
 /**
@@ -57,10 +64,15 @@ export interface OpenOptions {
  * the promise rejects (ProxyRemoteError when the receiver said no).
  */
 export async function openProxyStream(stream: Stream, header: ProxyRequest, opts: OpenOptions = {}): Promise<ProxyChannel> {
+  let stopFollowing: (() => void) | undefined;
   try {
-    // tiny: queued even if the muxer asks us to wait
-    const request = opts.early?.byteLength ? concatBytes(encodeRequest(header), opts.early) : encodeRequest(header);
+    // small (the early bytes are bounded by their source): queued even if the muxer asks us to wait
+    const early = opts.early?.read();
+    const request = early?.byteLength ? concatBytes(encodeRequest(header), early) : encodeRequest(header);
     stream.send(opts.selectProtocol ? selectAndSend(opts.selectProtocol, request) : request);
+    stopFollowing = opts.early?.follow((chunk) => {
+      if (stream.status === 'open' && stream.writeStatus === 'writable') stream.send(chunk);
+    });
     const decoder = opts.selectProtocol ? new AfterSelectDecoder(opts.selectProtocol, replyDecoder()) : replyDecoder();
     const { value, rest } = await readHeader(stream, decoder, opts.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, 'proxy reply');
     if (!value.ok) throw new ProxyRemoteError(value.error);
@@ -69,6 +81,8 @@ export async function openProxyStream(stream: Stream, header: ProxyRequest, opts
     const e = err instanceof Error ? err : new Error(String(err));
     stream.abort(e);
     throw e;
+  } finally {
+    stopFollowing?.();
   }
 }
 

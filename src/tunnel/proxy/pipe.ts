@@ -183,6 +183,8 @@ export function pipeSocketStream(socket: Socket, stream: Stream, opts: PipeOptio
 
     writeToSocket(opts.toSocket ?? EMPTY);
     sendToStream(opts.toStream ?? EMPTY);
+    // the socket's EOF came while the caller was still connecting
+    if (socket.readableEnded) onSocketEnd();
     if (sawRemoteFin && stream.readableEnded && stream.readBufferLength === 0) endSocket();
     else stream.addEventListener('end', onEnd);
     stream.addEventListener('message', onMessage);

@@ -17,6 +17,7 @@ import type { ProxyRequest, ProxyTransport } from './header.ts';
 import { pipeSocketStream } from './pipe.ts';
 import type { ByteDirection } from './pipe.ts';
 import { readHeader } from './read-header.ts';
+import { withHeldAcks } from './held-acks.ts';
 import { UdpSession } from './udp-session.ts';
 
 export const PROXY_PROTOCOL = '/edgemesh/proxy/1.0.0';
@@ -238,7 +239,7 @@ function sendReply(stream: Stream, ok: false, error: string): boolean;
 function sendReply(stream: Stream, ok: boolean, error = ''): boolean {
   if (stream.status !== 'open' || stream.writeStatus !== 'writable') return false;
   try {
-    stream.send(encodeReply(ok ? { ok: true } : { ok: false, error }));
+    stream.send(withHeldAcks(stream, encodeReply(ok ? { ok: true } : { ok: false, error })));
     return true;
   } catch {
     return false;

@@ -47,6 +47,14 @@ export function pipeSockets(client: Socket, backend: Socket, onBytes?: (dir: "up
     };
     one(client, backend, "up");
     one(backend, client, "down");
+    // an EOF that came while the caller was still connecting
+    for (const [from, to] of [[client, backend], [backend, client]] as const) {
+      if (from.readableEnded) {
+        to.end();
+        ended++;
+      }
+    }
+    if (ended === 2) finish();
     // callers may hand over paused sockets (so nothing was read too early)
     client.resume();
     backend.resume();

@@ -1,0 +1,25 @@
+/**
+ * multistream-select acknowledgements held back until the proxy reply, so
+ * both go in one frame. Only for openers that sent their request behind the
+ * protocol line without waiting (optimistic-select.ts): they read the acks in
+ * front of the reply anyway. An opener that waits for the acks gets them at
+ * once (see tunnel/proxy-accept.ts).
+ */
+import type { Stream } from '@libp2p/interface';
+
+const held = new WeakMap<Stream, Uint8Array>();
+
+export function holdAcks(stream: Stream, acks: Uint8Array): void {
+  held.set(stream, acks);
+}
+
+/** `payload` with the stream's held acknowledgements in front, if any (taken once) */
+export function withHeldAcks(stream: Stream, payload: Uint8Array): Uint8Array {
+  const acks = held.get(stream);
+  if (!acks) return payload;
+  held.delete(stream);
+  const out = new Uint8Array(acks.byteLength + payload.byteLength);
+  out.set(acks);
+  out.set(payload, acks.byteLength);
+  return out;
+}
