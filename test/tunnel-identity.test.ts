@@ -28,6 +28,10 @@ describe("derived identities", () => {
     expect(await a.matches(id, "edge1")).toBe(true);
     expect(await a.matches(id, "edge2")).toBe(false);
     expect(await a.matches(id, "")).toBe(false);
+    // the text form, as the proxy server authorizes openers
+    expect(await a.matchesText(id.toString(), "edge1")).toBe(true);
+    expect(await a.matchesText(id.toString(), "edge2")).toBe(false);
+    expect(await a.matchesText(id.toString(), "")).toBe(false);
   });
 
   test("the pnet key is a swarm.key derived from the secret", () => {

@@ -44,6 +44,12 @@ export class Identities {
     return p;
   }
 
+  /** as matches, for a peer ID in text form (no parsing: the derived ID's text is compared) */
+  async matchesText(peer: string, nodeName: string): Promise<boolean> {
+    if (!nodeName) return false;
+    return (await this.peerId(nodeName)).toString() === peer;
+  }
+
   /** true when `peer` is the identity the secret gives `nodeName` */
   async matches(peer: PeerId, nodeName: string): Promise<boolean> {
     if (!nodeName) return false;

@@ -14,6 +14,7 @@ import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
 import { describeAddr, isCircuit } from "./addresses.ts";
 import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
 import { batchWindowUpdates } from "./yamux-window.ts";
+import { decodeWithoutThrowing } from "./frame-decoder.ts";
 import { libp2pLoggerOption } from "./silent-logger.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { privateNetworkV1 } from "./privnet/index.ts";
@@ -115,6 +116,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
   if (!batchWindowUpdates()) o.log?.("warn", "yamux internals changed: every data frame is answered by a window update");
+  if (!decodeWithoutThrowing()) o.log?.("warn", "libp2p internals changed: noise frames are decoded the stock way");
   return node as TunnelNode;
 }
 

@@ -2,7 +2,6 @@
 // tunnel servers, reaches other agents directly or through a relay, accepts
 // proxied streams from verified mesh members, and offers other modules a way
 // to open streams to a node (published on the bus as `tunnel`).
-import { peerIdFromString } from "@libp2p/peer-id";
 import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
 import { Identities } from "../../tunnel/identity.ts";
 import { Membership } from "../../tunnel/membership.ts";
@@ -96,7 +95,7 @@ class Tunnel implements Module {
     const hints = (name: string) => this.hintsByNode.get(name) ?? [];
     await serveProxyStreams(node, {
       log,
-      authorize: (peer: string, fromNode: string) => ids.matches(peerIdFromString(peer), fromNode),
+      authorize: (peer: string, fromNode: string) => ids.matchesText(peer, fromNode),
       counters: this.counters,
     });
     await node.start();
