@@ -6,10 +6,13 @@
 //   single-stream and 16-stream MB/s, 64-byte echo RTT p50/p99, time to first
 //   byte of 500 new connections, agent CPU-seconds per GiB, agent RSS idle,
 //   with 1,000 connections open and after they close;
+// the floor: the same RTT and first byte through two bare relay processes
+// (test/fixtures/bare-relay.ts) where the agents are, i.e. what two extra
+// userspace hops cost on this machine before any encryption or muxing;
 // then the control plane: 1,000 services × 2 ports programmed, 20 single
 // changes, idle CPU with 1,000 services.
 // Usage: bun scripts/bench-mesh.ts [MiB per transfer, default 256]
-//   BENCH_ONLY=rtt,ttfb (any of conns, bulk, rtt, ttfb, control) runs only
+//   BENCH_ONLY=rtt,ttfb (any of conns, bulk, rtt, ttfb, floor, control) runs only
 //   those parts, for quick iterations; the table shows n/a for the rest.
 import { join } from "node:path";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -139,6 +142,21 @@ try {
     ttfbMesh = must("mesh ttfb", await ttfb(ECHO));
     say(`ttfb p50: plain ${ttfbPlain.p50Us} µs, mesh ${ttfbMesh.p50Us} µs`);
   }
+  // two bare relays where the agents are: edge1:40010 → edge3:40011 → echo
+  const floor: Array<{ mode: string; rtt: { p50Us: number; p99Us: number }; ttfb: { p50Us: number; p99Us: number } }> = [];
+  if (want("floor")) {
+    for (const [mode, a, b] of [["net", 40010, 40011], ["bun", 40020, 40021]] as const) {
+      const r3 = lab.spawn("edge3", [BUN, join(FIX, "bare-relay.ts"), mode, String(b), "127.0.0.1", "9001"]);
+      const r1 = lab.spawn("edge1", [BUN, join(FIX, "bare-relay.ts"), mode, String(a), h.edge3.ip, String(b)]);
+      await Bun.sleep(1500); // both listening (bun start-up)
+      const viaRtt = await json<{ p50Us: number; p99Us: number }>([join(FIX, "socks-client.ts"), "direct", "127.0.0.1", String(a), "rtt", "2000"]);
+      const viaTtfb = must(`floor ${mode} ttfb`, await json<{ ok: boolean; p50Us: number; p99Us: number }>([join(FIX, "ttfb.ts"), "127.0.0.1", String(a), "500"]));
+      floor.push({ mode, rtt: viaRtt, ttfb: viaTtfb });
+      r1.kill("SIGKILL");
+      r3.kill("SIGKILL");
+      say(`floor (${mode}): rtt p50 ${viaRtt.p50Us} µs, ttfb p50 ${viaTtfb.p50Us} µs`);
+    }
+  }
   await Bun.sleep(5000);
   const rssAfterBulk = rssMiB(pid("edge1"));
 
@@ -197,6 +215,10 @@ try {
     `| 64-byte echo RTT p99 | ${rttPlain.p99Us} µs | ${rttMesh.p99Us} µs | +${rttMesh.p99Us - rttPlain.p99Us} µs |`,
     `| new connection, first byte p50 (500) | ${ttfbPlain.p50Us} µs | ${ttfbMesh.p50Us} µs | +${ttfbMesh.p50Us - ttfbPlain.p50Us} µs |`,
     `| new connection, first byte p99 (500) | ${ttfbPlain.p99Us} µs | ${ttfbMesh.p99Us} µs | +${ttfbMesh.p99Us - ttfbPlain.p99Us} µs |`,
+    ...floor.flatMap((f) => [
+      `| 64-byte echo RTT p50, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) instead of the agents | ${rttPlain.p50Us} µs | ${f.rtt.p50Us} µs | +${f.rtt.p50Us - rttPlain.p50Us} µs |`,
+      `| new connection, first byte p50, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) | ${ttfbPlain.p50Us} µs | ${f.ttfb.p50Us} µs | +${f.ttfb.p50Us - ttfbPlain.p50Us} µs |`,
+    ]),
     "",
     `agent CPU-seconds per GiB (edge1 + edge3, single stream): ${fmt(cpuPerGiB)}`,
     `agent RSS: idle edge1 ${fmt(idle.edge1, 1)} MiB (anonymous ${fmt(idleParts.anon, 1)} MiB + file-backed ${fmt(idleParts.file, 1)} MiB of the executable's pages), edge3 ${fmt(idle.edge3, 1)} MiB; with 1,000 connections open (${held.served}/1000 served${Object.keys(held.errors).length ? `, errors ${JSON.stringify(held.errors)}` : ""}) peak edge1 ${fmt(peak1k.edge1, 1)} MiB, edge3 ${fmt(peak1k.edge3, 1)} MiB; edge1 before ${fmt(before1k, 1)} MiB, after closing: ${after

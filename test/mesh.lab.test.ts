@@ -99,6 +99,11 @@ describe("ClusterIP traffic through the mesh", () => {
     const peers = (await mesh.status<{ peers: Array<{ nodeName: string; path: string }> }>("edge1")).peers;
     expect(peers.find((p) => p.nodeName === "edge3")?.path).toBe("direct");
     expect(peers.find((p) => p.nodeName === "edge2")?.path).toBe("relayed");
+    // the far agents took those streams straight off the connection, direct and relayed alike
+    for (const far of ["edge3", "edge2"]) {
+      const streams = (await mesh.status<{ proxyStreams: { in: number; acceptedDirect: number } }>(far)).proxyStreams;
+      expect(streams.acceptedDirect).toBeGreaterThanOrEqual(1);
+    }
   }, 60_000);
 
   test("a multi-port service reaches each target port", async () => {

@@ -215,7 +215,7 @@ class Tunnel implements Module {
       peers: this.peers(),
       tunnelAddresses: this.node.getMultiaddrs().map(String),
       holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus() },
-      proxyStreams: { out: this.counters.streamsOut, in: this.counters.streamsIn, outFailed: this.counters.streamErrors, acceptedDirect: this.counters.accepted.direct, acceptedByLibp2p: this.counters.accepted.stock },
+      proxyStreams: { out: this.counters.streamsOut, in: this.counters.streamsIn, outFailed: this.counters.streamErrors, acceptedDirect: this.counters.accepted.direct },
     };
   }
 

@@ -13,7 +13,7 @@ export interface ProxyCounters {
   streamsIn: number;
   bytesIn: number;
   bytesOut: number;
-  /** inbound proxy streams recognised by their first bytes, and those left to libp2p's negotiation */
+  /** inbound streams recognised as proxy streams by their first bytes, and the others (left to libp2p) */
   accepted: DirectAcceptStats;
 }
 
