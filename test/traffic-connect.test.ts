@@ -134,3 +134,24 @@ test("local backend: a client that sent its request and EOF while the backend wa
   await clientEnded;
   expect(reply).toBe("got 12 bytes");
 });
+
+test("a tunnel open that answers after its timeout is aborted, not left open; the next backend serves", async () => {
+  const aborted: string[] = [];
+  const channel = (name: string) => ({ stream: { abort: (e: Error) => void aborted.push(`${name}: ${e.message}`) } as never, initial: new Uint8Array(0) });
+  let opens = 0;
+  const tunnel: TunnelAccess = {
+    open: async (node) => {
+      opens++;
+      if (node === "edge2") {
+        await Bun.sleep(150); // longer than the per-open timeout below
+        return channel("late");
+      }
+      return channel("second");
+    },
+  };
+  const up = await connectBackend(svc([ep("10.1.0.1", "edge2"), ep("10.1.0.2", "edge3")]), svc([]).ports[0]!, new RoundRobin(), "10.0.0.9", { nodeName: "edge1", tunnel, tunnelOpenTimeoutMs: 50 });
+  expect(up.kind === "tunnel" && up.endpoint.nodeName).toBe("edge3");
+  expect(opens).toBe(2);
+  await until(() => aborted.length === 1);
+  expect(aborted).toEqual(["late: tunnel open answered after its timeout"]);
+});

@@ -28,7 +28,11 @@ export interface ConnectDeps {
    * the caller takes the client over).
    */
   early?: EarlyBytes;
+  /** how long one tunnel open may take (default TUNNEL_OPEN_TIMEOUT_MS) */
+  tunnelOpenTimeoutMs?: number;
 }
+
+export const TUNNEL_OPEN_TIMEOUT_MS = 8000;
 
 /** how long an endpoint whose dial failed is passed over */
 export const COOLDOWN_MS = 10_000;
@@ -81,7 +85,9 @@ export async function connectBackend(service: Service, port: ServicePort, policy
         return { kind: "socket", socket, endpoint: ep };
       }
       if (!deps.tunnel) throw new Error("tunnel not up");
-      const channel = await withTimeout(deps.tunnel.open(ep.nodeName, { protocol: "tcp", host: ep.ip, port: target }, deps.early), Math.min(left, 8000));
+      const opening = deps.tunnel.open(ep.nodeName, { protocol: "tcp", host: ep.ip, port: target }, deps.early);
+      // an open that answers after we gave up on it must not leave its stream (and the far agent's backend connection) open
+      const channel = await withTimeout(opening, Math.min(left, deps.tunnelOpenTimeoutMs ?? TUNNEL_OPEN_TIMEOUT_MS), (late) => late.stream.abort(new Error("tunnel open answered after its timeout")));
       return { kind: "tunnel", channel, endpoint: ep };
     } catch (e) {
       const why = (e as Error).message;
@@ -92,13 +98,18 @@ export async function connectBackend(service: Service, port: ServicePort, policy
   throw new NoBackendError(errors.length ? errors.join("; ") : "no ready endpoints");
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+function withTimeout<T>(p: Promise<T>, ms: number, onLate: (value: T) => void): Promise<T> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    let timedOut = false;
+    const t = setTimeout(() => {
+      timedOut = true;
+      reject(new Error(`no answer in ${ms} ms`));
+    }, ms);
     p.then(
       (v) => {
         clearTimeout(t);
-        resolve(v);
+        if (timedOut) onLate(v);
+        else resolve(v);
       },
       (e) => {
         clearTimeout(t);
