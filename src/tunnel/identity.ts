@@ -51,8 +51,7 @@ export class Identities {
   }
 
   /** true when `peer` is the identity the secret gives `nodeName` */
-  async matches(peer: PeerId, nodeName: string): Promise<boolean> {
-    if (!nodeName) return false;
-    return (await this.peerId(nodeName)).equals(peer);
+  matches(peer: PeerId, nodeName: string): Promise<boolean> {
+    return this.matchesText(peer.toString(), nodeName);
   }
 }

@@ -8,8 +8,7 @@ import { PROXY_PROTOCOL } from "../../src/tunnel/proxy/server.ts";
 import { encodeRequest } from "../../src/tunnel/proxy/header.ts";
 import { openProxyStream } from "../../src/tunnel/proxy/client.ts";
 import { MULTISTREAM_ID, selectAndSend } from "../../src/tunnel/proxy/optimistic-select.ts";
-import { collect, connectTo, echoServer, listen, startPair, type Pair } from "./fixtures.ts";
-import { proxyTcp } from "../../src/tunnel/proxy/client.ts";
+import { collect, connectTo, echoServer, frontDoor, startPair, type Pair } from "./fixtures.ts";
 
 const ECHO_PROTOCOL = "/test/echo/1.0.0";
 let pair: Pair;
@@ -62,10 +61,7 @@ test("an optimistic opener is served directly; the acknowledgements arrive in th
 });
 
 test("a proxied connection through the direct path carries data both ways and half-closes", async () => {
-  const door = await listen((s) => {
-    s.pause();
-    pair.open({ protocol: "tcp", host: "127.0.0.1", port: echo.port }).then((ch) => proxyTcp(s, ch), () => s.destroy());
-  });
+  const door = await frontDoor(pair, { host: "127.0.0.1", port: echo.port });
   try {
     const client = await connectTo(door.port);
     const outcome = collect(client);

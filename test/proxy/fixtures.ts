@@ -20,6 +20,7 @@ import { createLogger } from '../../src/log.ts';
 import { PROXY_HANDLER_OPTIONS, PROXY_PROTOCOL, ProxyServer } from '../../src/tunnel/proxy/server.ts';
 import type { ProxyServerContext, SessionSummary } from '../../src/tunnel/proxy/server.ts';
 import { proxyTcp } from '../../src/tunnel/proxy/client.ts';
+import { ClientPrefix } from '../../src/agent/traffic/client-prefix.ts';
 import { openProxy } from '../../src/agent/tunnel/proxy.ts';
 import type { ProxyChannel } from '../../src/tunnel/proxy/client.ts';
 import type { ProxyRequest } from '../../src/tunnel/proxy/header.ts';
@@ -122,12 +123,14 @@ export function echoServer() {
  * The app side of A: a loopback listener whose connections are carried to
  * `target` through a proxy stream A → B (what the agent's proxier does).
  */
-export function frontDoor(pair: Pair, target: { host: string; port: number }) {
+export function frontDoor(pair: Pair, target: { host: string; port: number }, opts: { flowing?: boolean } = {}) {
   return listen((s) => {
-    s.pause();
+    // flowing: as the agent's traffic module, the client is read from accept on (ClientPrefix)
+    const prefix = opts.flowing ? new ClientPrefix(s) : undefined;
+    if (!prefix) s.pause();
     pair
-      .open({ protocol: 'tcp', ...target })
-      .then((ch) => proxyTcp(s, ch))
+      .open({ protocol: 'tcp', ...target }, prefix)
+      .then((ch) => proxyTcp(s, ch, { toStream: prefix?.release() }))
       .catch(() => s.destroy());
   });
 }

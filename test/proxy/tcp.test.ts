@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Socket } from 'node:net';
 import { ProxyRemoteError } from '../../src/tunnel/proxy/client.ts';
 import { encodeRequest, replyDecoder } from '../../src/tunnel/proxy/header.ts';
-import { pipeSocketStream, resetSocket } from '../../src/tunnel/proxy/pipe.ts';
-import { ClientPrefix } from '../../src/agent/traffic/client-prefix.ts';
+import { resetSocket } from '../../src/tunnel/proxy/pipe.ts';
 import {
   closedPort,
   collect,
@@ -194,14 +193,7 @@ describe('proxy TCP', () => {
 
   test('a client that writes and half-closes before the open is answered: bytes, then EOF, reach the target; its reply comes back', async () => {
     const echo = await echoServer();
-    // the agent's front door: the client flows from accept on (ClientPrefix)
-    const door = await listen((s) => {
-      const prefix = new ClientPrefix(s);
-      pair
-        .open({ protocol: 'tcp', host: '127.0.0.1', port: echo.port }, prefix)
-        .then((ch) => pipeSocketStream(s, ch.stream, { toSocket: ch.initial, toStream: prefix.release() }))
-        .catch(() => s.destroy());
-    });
+    const door = await frontDoor(pair, { host: '127.0.0.1', port: echo.port }, { flowing: true });
     try {
       const client = await connectTo(door.port);
       const outcome = collect(client);

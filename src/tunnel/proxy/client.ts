@@ -9,7 +9,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Stream } from '@libp2p/interface';
-import { copy } from './bytes.ts';
+import { EMPTY, concat, copy } from './bytes.ts';
 import { encodeRequest, replyDecoder } from './header.ts';
 import type { ProxyRequest } from './header.ts';
 import { pipeSocketStream } from './pipe.ts';
@@ -68,7 +68,7 @@ export async function openProxyStream(stream: Stream, header: ProxyRequest, opts
   try {
     // small (the early bytes are bounded by their source): queued even if the muxer asks us to wait
     const early = opts.early?.read();
-    const request = early?.byteLength ? concatBytes(encodeRequest(header), early) : encodeRequest(header);
+    const request = concat(encodeRequest(header), early ?? EMPTY);
     stream.send(opts.selectProtocol ? selectAndSend(opts.selectProtocol, request) : request);
     stopFollowing = opts.early?.follow((chunk) => {
       if (stream.status === 'open' && stream.writeStatus === 'writable') stream.send(chunk);
@@ -84,13 +84,6 @@ export async function openProxyStream(stream: Stream, header: ProxyRequest, opts
   } finally {
     stopFollowing?.();
   }
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
-  return out;
 }
 
 /** Pipes a local TCP socket through an opened TCP proxy channel (see pipe.ts). */

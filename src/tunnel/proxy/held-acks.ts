@@ -6,6 +6,7 @@
  * once (see tunnel/proxy-accept.ts).
  */
 import type { Stream } from '@libp2p/interface';
+import { concat } from './bytes.ts';
 
 const held = new WeakMap<Stream, Uint8Array>();
 
@@ -18,8 +19,5 @@ export function withHeldAcks(stream: Stream, payload: Uint8Array): Uint8Array {
   const acks = held.get(stream);
   if (!acks) return payload;
   held.delete(stream);
-  const out = new Uint8Array(acks.byteLength + payload.byteLength);
-  out.set(acks);
-  out.set(payload, acks.byteLength);
-  return out;
+  return concat(acks, payload);
 }
