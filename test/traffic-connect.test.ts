@@ -17,7 +17,7 @@ const ep = (ip: string, nodeName: string): Endpoint => endpoint(ip, nodeName);
 const text = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString() : "");
 
 const servers: Server[] = [];
-const sockets: Socket[] = [];
+const sockets: Array<{ destroy(): void }> = [];
 afterEach(() => {
   for (const s of sockets.splice(0)) s.destroy();
   for (const s of servers.splice(0)) s.close();
@@ -97,7 +97,7 @@ test("a local backend receives the client's bytes first, then those sent while i
   client.write("big ");
   await until(() => prefix.byteLength === 10);
   expect(prefix.release()).toBeUndefined(); // already written to the backend
-  up.socket.write("world");
+  up.socket.write(Buffer.from("world"));
   await until(() => Buffer.concat(got).toString() === "hello big world");
 });
 

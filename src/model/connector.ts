@@ -1,7 +1,7 @@
 // What the traffic module offers the SOCKS5 front door (via the bus): find a
 // service by name or ClusterIP, and connect to one of its backends with the
 // service's policy, exactly as intercepted traffic would.
-import type { Socket } from "node:net";
+import type { ByteSocket as Socket } from "../net/byte-socket.ts";
 import type { Endpoint, Service, ServicePort } from "./index.ts";
 import type { EarlyBytes, TunnelChannel } from "./tunnel.ts";
 

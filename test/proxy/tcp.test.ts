@@ -191,6 +191,28 @@ describe('proxy TCP', () => {
     }
   });
 
+  test('a target that greets on connect, with bytes behind the header: the reply still comes first, then the greeting; the target gets the bytes', async () => {
+    let got = '';
+    const target = await listen((s) => {
+      s.write('220 hello\n'); // speaks first, like SMTP or SSH
+      s.on('data', (d) => (got += d.toString()));
+      s.on('end', () => s.end());
+    });
+    try {
+      const stream = await pair.rawStream();
+      const done = drainStream(stream);
+      stream.send(new Uint8Array([...encodeRequest({ protocol: 'tcp', host: '127.0.0.1', port: target.port, fromNode: 'edge1' }), ...Buffer.from('EHLO edge1\n')]));
+      await waitFor(() => got === 'EHLO edge1\n', 3_000, 'early bytes at the target');
+      await stream.close();
+      const { data } = await done;
+      const reply = replyDecoder().push(data);
+      expect(reply?.value).toEqual({ ok: true });
+      expect(Buffer.from(reply!.rest).toString()).toBe('220 hello\n');
+    } finally {
+      await target.close();
+    }
+  });
+
   test('a client that writes and half-closes before the open is answered: bytes, then EOF, reach the target; its reply comes back', async () => {
     const echo = await echoServer();
     const door = await frontDoor(pair, { host: '127.0.0.1', port: echo.port }, { flowing: true });

@@ -4,7 +4,7 @@
 // connection, because the client's first bytes usually arrive just after the
 // accept. Every byte is kept until a backend has accepted the connection, so
 // one that refuses loses nothing: the next gets the same bytes from the start.
-import type { Socket } from "node:net";
+import type { ByteSocket as Socket } from "../../net/byte-socket.ts";
 import type { EarlyBytes } from "../../model/tunnel.ts";
 
 /** beyond this the client is paused until a backend has answered */

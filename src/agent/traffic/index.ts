@@ -3,12 +3,12 @@
 // connection by the service's policy, and bytes carried to it directly or
 // through the tunnel. It also offers the same connect logic to the SOCKS5
 // front door (bus topic `connector`).
-import { createServer, type Server, type Socket } from "node:net";
 import { createSocket } from "node:dgram";
 import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
 import type { Service, ServicePort } from "../../model/index.ts";
 import type { EarlyBytes, TunnelAccess } from "../../model/tunnel.ts";
 import { ClientPrefix } from "./client-prefix.ts";
+import { listenTcp, type BunTcpSocket, type TcpListener } from "../../net/bun-socket.ts";
 import type { ListenerEntry } from "../../model/listeners.ts";
 import { listenerKey } from "../proxier/ruleset.ts";
 import { resetSocket, pipeSocketStream } from "../../tunnel/proxy/pipe.ts";
@@ -34,7 +34,7 @@ interface Listener {
   policy: Policy;
   policyKey: string;
   listenPort: number;
-  tcp?: Server;
+  tcp?: TcpListener;
   udp?: UdpForwarder;
 }
 
@@ -172,19 +172,14 @@ class Traffic implements Module {
         });
       });
     }
-    return new Promise((resolve, reject) => {
-      const server = createServer({ allowHalfOpen: true }, (sock) => this.onTcp(l, sock));
-      server.once("error", reject);
-      server.listen(0, host, () => {
-        server.off("error", reject);
-        l.listenPort = (server.address() as { port: number }).port;
-        l.tcp = server;
-        resolve(l);
-      });
-    });
+    // Bun's own sockets: a new connection costs less time and memory than with node:net (src/net/bun-socket.ts)
+    l.tcp = listenTcp(host, 0, (sock) => this.onTcp(l, sock));
+    l.listenPort = l.tcp.port;
+    return Promise.resolve(l);
   }
 
-  private onTcp(l: Listener, client: Socket): void {
+  private onTcp(l: Listener, client: BunTcpSocket): void {
+
     client.on("error", () => {});
     const name = `${l.service.namespace}/${l.service.name}`;
     const clientIp = client.remoteAddress ?? "";

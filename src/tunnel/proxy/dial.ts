@@ -3,8 +3,8 @@
  * a connected UDP socket per session, and the one-line reasons sent back to
  * the opener ("connect ECONNREFUSED 10.0.0.1:80").
  */
-import { connect, isIP } from 'node:net';
-import type { Socket } from 'node:net';
+import { isIP } from 'node:net';
+import { connectTcp, type BunTcpSocket } from '../../net/bun-socket.ts';
 import { createSocket } from 'node:dgram';
 import type { Socket as UdpSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -40,28 +40,30 @@ export function dialFailure(err: unknown, target: Target, verb = 'connect'): Dia
   return new DialError(`${verb} ${formatHostPort(target.host, target.port)}: ${msg}`, undefined);
 }
 
-/** Resolves with a connected, half-open-capable socket, or rejects with a DialError. */
-export function dialTcp(target: Target, timeoutMs: number): Promise<Socket> {
+/**
+ * Resolves with a connected, half-open-capable socket (reading paused until
+ * the caller resumes it), or rejects with a DialError. Bun's own sockets, not
+ * node:net: see src/net/bun-socket.ts.
+ */
+export function dialTcp(target: Target, timeoutMs: number): Promise<BunTcpSocket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    // Kept for the socket's lifetime: Bun can emit 'error' after we gave up on it.
-    socket.on('error', () => {});
+    const { socket, connected } = connectTcp(target.host, target.port);
     const timer = setTimeout(() => {
+      socket.abandoned = true; // closed at once if it still connects
       socket.destroy();
       reject(new DialError(`connect ETIMEDOUT ${formatHostPort(target.host, target.port)} (no answer in ${timeoutMs} ms)`, 'ETIMEDOUT'));
     }, timeoutMs);
-    const onError = (err: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(dialFailure(err, target));
-    };
-    socket.once('error', onError);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.off('error', onError);
-      socket.setNoDelay(true);
-      resolve(socket);
-    });
+    connected.then(
+      (s) => {
+        clearTimeout(timer);
+        if (s.abandoned) s.destroy();
+        else resolve(s);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(dialFailure(err, target));
+      },
+    );
   });
 }
 

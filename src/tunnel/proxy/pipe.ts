@@ -14,7 +14,7 @@
  *   closed without any FIN. Only FIN-both-ways counts as clean here; anything
  *   else resets the socket so the application sees a failure, not a truncation.
  */
-import type { Socket } from 'node:net';
+import type { ByteSocket as Socket } from '../../net/byte-socket.ts';
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
 import { EMPTY } from './bytes.ts';
 
@@ -51,10 +51,9 @@ export interface PipeResult {
 /** Sends a TCP RST when the runtime can (Bun and Node ≥ 16.17 can), else just closes. */
 export function resetSocket(socket: Socket, err?: Error): void {
   if (socket.destroyed) return;
-  const s = socket as Socket & { resetAndDestroy?: () => Socket };
-  if (typeof s.resetAndDestroy === 'function') {
+  if (typeof socket.resetAndDestroy === 'function') {
     try {
-      s.resetAndDestroy();
+      socket.resetAndDestroy();
       return;
     } catch {
       // not connected yet, or already closing: fall through

@@ -5,11 +5,11 @@
  * Every failure ends in a reply (when the stream can still carry one), one
  * log line, and a closed stream; nothing here throws into libp2p.
  */
-import type { Socket } from 'node:net';
+import type { ByteSocket as Socket } from '../../net/byte-socket.ts';
 import type { Socket as UdpSocket } from 'node:dgram';
 import type { Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
 import type { Logger } from '../../log.ts';
-import { copy } from './bytes.ts';
+import { copy, EMPTY } from './bytes.ts';
 import { dialTcp as defaultDialTcp, openUdp as defaultOpenUdp, formatHostPort } from './dial.ts';
 import type { Target } from './dial.ts';
 import { encodeReply, requestDecoder } from './header.ts';
@@ -101,6 +101,7 @@ export class ProxyServer {
 
   /** Handles one inbound proxy stream to completion. Never rejects. */
   async handle(stream: Stream, remotePeer: string): Promise<void> {
+
     this.#streams.add(stream);
     try {
       await this.#serve(stream, remotePeer);
@@ -122,6 +123,7 @@ export class ProxyServer {
     try {
       ({ value: req, rest } = await readHeader(stream, requestDecoder(), ctx.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS, 'request header'));
       rest = copy(rest);
+
     } catch (err) {
       const reason = `bad request header: ${(err as Error).message}`;
       log.warn('proxy: refused stream', { peer, reason });
@@ -162,6 +164,12 @@ export class ProxyServer {
     } catch (err) {
       return this.#dialFailed(stream, peer, err, fields);
     }
+    // The opener's first bytes go to the target before the reply is encrypted
+    // and sent: the target's answer, not our reply, is what the client waits for.
+    // The socket is not read until the pipe starts, so nothing from the target
+    // (a banner) can overtake the reply.
+    const early = stream.status === 'open' ? rest.byteLength : 0;
+    if (early > 0) socket.write(rest);
     if (!sendReply(stream, true)) {
       socket.destroy();
       return;
@@ -170,12 +178,13 @@ export class ProxyServer {
     ctx.log.debug('proxy: session open', fields);
     ctx.metrics?.onSessionStart?.(req, peer);
     const onBytes = ctx.metrics?.onBytes;
+    if (early > 0) onBytes?.('tcp', 'in', early);
     const r = await pipeSocketStream(socket, stream, {
-      toSocket: rest,
+      toSocket: early > 0 ? EMPTY : rest,
       onBytes: onBytes && ((dir, n) => onBytes('tcp', dir, n)),
     });
     // pipe counts from the socket's side: 'in' = stream → target.
-    const summary: SessionSummary = { bytesIn: r.bytesIn, bytesOut: r.bytesOut, durationMs: Date.now() - started };
+    const summary: SessionSummary = { bytesIn: r.bytesIn + early, bytesOut: r.bytesOut, durationMs: Date.now() - started };
     if (r.error) summary.error = r.error.message;
     ctx.log.debug('proxy: session closed', { ...fields, ...summary });
     ctx.metrics?.onSessionEnd?.(req, peer, summary);

@@ -1,7 +1,7 @@
 // Joins two TCP sockets (client ↔ local backend): backpressure both ways,
 // half-close passed on (EOF on one side ends the other's write side), and a
 // reset on one side resets the other instead of leaving it hanging.
-import type { Socket } from "node:net";
+import type { ByteSocket as Socket } from "../../net/byte-socket.ts";
 import { resetSocket } from "./pipe.ts";
 
 export interface SocketPipeResult {

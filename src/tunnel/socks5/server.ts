@@ -6,6 +6,7 @@
  */
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import type { ByteSocket } from '../../net/byte-socket.ts';
 import type { Stream } from '@libp2p/interface';
 import { concat, copy, EMPTY } from '../proxy/bytes.ts';
 import type { ProxyChannel } from '../proxy/client.ts';
@@ -34,7 +35,7 @@ const LINGER_MS = 2_000;
 export type Socks5Route =
   | { kind: 'stream'; open: () => Promise<Stream | ProxyChannel> }
   /** a connected TCP socket (a backend dialled directly) */
-  | { kind: 'socket'; open: () => Promise<Socket> }
+  | { kind: 'socket'; open: () => Promise<ByteSocket> }
   | { kind: 'error'; reply: number; reason: string };
 
 export interface Socks5Options {
@@ -161,7 +162,7 @@ class RouteRefusal extends Error {
   }
 }
 
-type Opened = { kind: 'stream'; channel: ProxyChannel } | { kind: 'socket'; socket: Socket };
+type Opened = { kind: 'stream'; channel: ProxyChannel } | { kind: 'socket'; socket: ByteSocket };
 
 async function connectTarget(target: Socks5Target, opts: Socks5Options): Promise<Opened> {
   const route = await opts.route(target);
