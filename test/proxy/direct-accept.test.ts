@@ -60,6 +60,23 @@ test("an optimistic opener is served directly; the acknowledgements arrive in th
   stream.abort(new Error("done"));
 });
 
+test("a request split across messages (a few bytes with the protocol lines, the rest later) is still read whole and served", async () => {
+  const stream = await bareStream();
+  const request = encodeRequest({ protocol: "tcp", host: "127.0.0.1", port: echo.port, fromNode: "edge1" });
+  const reply = firstReply(stream);
+  stream.send(selectAndSend(PROXY_PROTOCOL, request.subarray(0, 3)));
+  await Bun.sleep(50);
+  stream.send(request.subarray(3));
+  await Bun.sleep(20);
+  stream.send(Buffer.from("ping"));
+  const got = Buffer.from(await reply);
+  expect(got.includes(Buffer.from('"ok":true'))).toBe(true);
+  const echoed = await firstReply(stream).catch(() => Buffer.alloc(0));
+  // "ping" either came with the reply or in the next message
+  expect(Buffer.concat([got, Buffer.from(echoed)]).toString().endsWith("ping")).toBe(true);
+  stream.abort(new Error("done"));
+});
+
 test("a proxied connection through the direct path carries data both ways and half-closes", async () => {
   const door = await frontDoor(pair, { host: "127.0.0.1", port: echo.port });
   try {

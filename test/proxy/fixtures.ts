@@ -67,7 +67,7 @@ export async function startPair(ctx: Partial<ProxyServerContext> = {}, opts: { d
   await b.handle(PROXY_PROTOCOL, server.handler, PROXY_HANDLER_OPTIONS);
   const accepted: DirectAcceptStats = { direct: 0, stock: 0 };
   // as the agent does (agent/tunnel/proxy.ts)
-  if (opts.directAccept !== false) b.addEventListener('connection:open', (e) => void acceptDirectly(e.detail, PROXY_PROTOCOL, server.handler, accepted));
+  if (opts.directAccept !== false) b.addEventListener('connection:open', (e) => void acceptDirectly(e.detail, PROXY_PROTOCOL, server.handler, accepted, server.withFirstBytes));
   await a.handle(PROXY_PROTOCOL, () => {}, PROXY_HANDLER_OPTIONS); // sets A's outbound stream limit
   const bAddr = b.getMultiaddrs().find((m) => m.toString().startsWith('/ip4/127.0.0.1/'));
   if (!bAddr) throw new Error('B has no loopback address');

@@ -179,7 +179,6 @@ class Traffic implements Module {
   }
 
   private onTcp(l: Listener, client: BunTcpSocket): void {
-
     client.on("error", () => {});
     const name = `${l.service.namespace}/${l.service.name}`;
     const clientIp = client.remoteAddress ?? "";

@@ -138,8 +138,9 @@ class Tunnel implements Module {
   async open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel> {
     if (!this.node || !this.dialer || !this.ids) throw new Error("tunnel not started");
     const peer = await this.ids.peerId(nodeName);
-    const conn = await this.dialer.connect(nodeName, peer);
-    await this.membership!.trust(peer, { role: "agent", nodeName });
+    // the usual case, an open connection to a peer already recorded, costs no further waits
+    const conn = bestConnection(this.node, peer) ?? (await this.dialer.connect(nodeName, peer));
+    if (this.membership!.claim(peer)?.nodeName !== nodeName) await this.membership!.trust(peer, { role: "agent", nodeName });
     this.counters.streamsOut++;
     try {
       return await openProxy(conn, { ...target, fromNode: this.ctx.config.nodeName }, undefined, early);

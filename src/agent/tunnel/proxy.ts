@@ -39,7 +39,7 @@ export async function serveProxyStreams(node: TunnelNode, o: ServeOptions): Prom
   // registered with libp2p above for any opener; ours are taken straight off each new connection
   let warned = false;
   const install = (conn: Connection): void => {
-    if (acceptDirectly(conn, PROXY_PROTOCOL, server.handler, o.counters.accepted) || warned) return;
+    if (acceptDirectly(conn, PROXY_PROTOCOL, server.handler, o.counters.accepted, server.withFirstBytes) || warned) return;
     warned = true;
     o.log.warn("libp2p internals changed: inbound proxy streams take libp2p's protocol negotiation");
   };

@@ -70,14 +70,12 @@ export async function openProxyStream(stream: Stream, header: ProxyRequest, opts
     const early = opts.early?.read();
     const request = concat(encodeRequest(header), early ?? EMPTY);
     stream.send(opts.selectProtocol ? selectAndSend(opts.selectProtocol, request) : request);
-
     stopFollowing = opts.early?.follow((chunk) => {
       if (stream.status === 'open' && stream.writeStatus === 'writable') stream.send(chunk);
     });
     const decoder = opts.selectProtocol ? new AfterSelectDecoder(opts.selectProtocol, replyDecoder()) : replyDecoder();
     const { value, rest } = await readHeader(stream, decoder, opts.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS, 'proxy reply');
     if (!value.ok) throw new ProxyRemoteError(value.error);
-
     return { stream, initial: copy(rest) };
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));

@@ -37,8 +37,19 @@ export interface DirectAcceptStats {
   stock: number;
 }
 
-/** false when the connection does not look as expected (it keeps libp2p's path) */
-export function acceptDirectly(conn: Connection, protocol: string, handler: StreamHandler, stats?: DirectAcceptStats): boolean {
+/**
+ * Takes a recognised stream with the bytes that followed the protocol lines
+ * (the request, usually): handing them over directly saves putting them back
+ * into the stream and reading them again through its events.
+ */
+export type FirstBytesHandler = (stream: Stream, connection: Connection, first: Uint8Array) => void;
+
+/**
+ * false when the connection does not look as expected (it keeps libp2p's
+ * path). `withFirstBytes`, when given, takes streams that came with bytes
+ * behind the protocol lines; the others go to `handler`.
+ */
+export function acceptDirectly(conn: Connection, protocol: string, handler: StreamHandler, stats?: DirectAcceptStats, withFirstBytes?: FirstBytesHandler): boolean {
   if (installed.has(conn)) return true;
   const c = conn as unknown as Internals;
   const stock = c.onIncomingStream;
@@ -54,6 +65,7 @@ export function acceptDirectly(conn: Connection, protocol: string, handler: Stre
         stream.protocol = protocol;
         if (rest.byteLength > 0) {
           holdAcks(stream, expected);
+          if (withFirstBytes) return withFirstBytes(stream, conn, rest);
           stream.unshift(rest);
         } else {
           stream.send(expected);

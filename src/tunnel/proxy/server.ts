@@ -7,7 +7,7 @@
  */
 import type { ByteSocket as Socket } from '../../net/byte-socket.ts';
 import type { Socket as UdpSocket } from 'node:dgram';
-import type { Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
+import type { Connection, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface';
 import type { Logger } from '../../log.ts';
 import { copy, EMPTY } from './bytes.ts';
 import { dialTcp as defaultDialTcp, openUdp as defaultOpenUdp, formatHostPort } from './dial.ts';
@@ -89,6 +89,11 @@ export class ProxyServer {
     void this.handle(stream, connection.remotePeer.toString());
   };
 
+  /** For acceptDirectly (direct-accept.ts): a stream that came with its first bytes. */
+  readonly withFirstBytes = (stream: Stream, connection: Connection, first: Uint8Array): void => {
+    void this.handle(stream, connection.remotePeer.toString(), first);
+  };
+
   /** Streams currently handled (header phase included). */
   get active(): number {
     return this.#streams.size;
@@ -99,12 +104,15 @@ export class ProxyServer {
     for (const s of this.#streams) s.abort(new Error(reason));
   }
 
-  /** Handles one inbound proxy stream to completion. Never rejects. */
-  async handle(stream: Stream, remotePeer: string): Promise<void> {
-
+  /**
+   * Handles one inbound proxy stream to completion. Never rejects. `first`:
+   * bytes already taken off the stream (direct-accept.ts), decoded before
+   * anything more is read.
+   */
+  async handle(stream: Stream, remotePeer: string, first?: Uint8Array): Promise<void> {
     this.#streams.add(stream);
     try {
-      await this.#serve(stream, remotePeer);
+      await this.#serve(stream, remotePeer, first);
     } catch (err) {
       // Defensive: a bug here must cost one stream, not the agent.
       this.#ctx.log.error('proxy: stream handler failed', { peer: remotePeer, error: err });
@@ -114,14 +122,17 @@ export class ProxyServer {
     }
   }
 
-  async #serve(stream: Stream, peer: string): Promise<void> {
+  async #serve(stream: Stream, peer: string, first?: Uint8Array): Promise<void> {
     const ctx = this.#ctx;
     const { log, metrics } = ctx;
 
     let req: ProxyRequest;
     let rest: Uint8Array;
     try {
-      ({ value: req, rest } = await readHeader(stream, requestDecoder(), ctx.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS, 'request header'));
+      const decoder = requestDecoder();
+      // usually the whole request came in the stream's first frame
+      const now = first && decoder.push(first);
+      ({ value: req, rest } = now || (await readHeader(stream, decoder, ctx.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS, 'request header')));
       rest = copy(rest);
 
     } catch (err) {
