@@ -243,9 +243,12 @@ export function listenTcp(host: string, port: number, onConnection: (s: BunTcpSo
   return { port: listener.port, close: () => listener.stop(false) };
 }
 
+/** one set for every dialled socket: a set per socket would be six more closures per connection */
+const connectHandlers = handlers();
+
 /** Connects; resolves once connected (the socket starts paused). */
 export function connectTcp(host: string, port: number): { socket: BunTcpSocket; connected: Promise<BunTcpSocket> } {
   const socket = new BunTcpSocket();
-  const connected = Bun.connect<BunTcpSocket | undefined>({ hostname: host, port, allowHalfOpen: true, data: socket, socket: handlers() }).then(() => socket);
+  const connected = Bun.connect<BunTcpSocket | undefined>({ hostname: host, port, allowHalfOpen: true, data: socket, socket: connectHandlers }).then(() => socket);
   return { socket, connected };
 }

@@ -64,130 +64,171 @@ export function resetSocket(socket: Socket, err?: Error): void {
 
 /** Never rejects; resolves when both the socket and the stream are closed. */
 export function pipeSocketStream(socket: Socket, stream: Stream, opts: PipeOptions = {}): Promise<PipeResult> {
-  return new Promise((resolve) => {
-    let bytesIn = 0;
-    let bytesOut = 0;
-    let error: Error | undefined;
-    let finished = false;
-    let socketClosed = socket.destroyed;
-    let streamClosed = false;
-    // FIN from the remote that already happened before we attached counts.
-    let sawRemoteFin = stream.status === 'open' && stream.remoteWriteStatus === 'closed';
-    let closedStreamWrite = false;
-    let socketSentEof = false;
-    let endedSocket = false;
-    let waitingSocketDrain = false;
+  return new Promise((resolve) => new SocketStreamPipe(socket, stream, opts, resolve).start());
+}
 
+/**
+ * One pipe's state. A class rather than closures: a proxied connection holds
+ * one pipe per agent for its lifetime, and a dozen closures and their scope
+ * per pipe add up with thousands of connections open. The stream's events
+ * reach it as a listener object (handleEvent); the socket's, through four
+ * bound methods.
+ */
+class SocketStreamPipe {
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private error: Error | undefined;
+  private finished = false;
+  private socketClosed: boolean;
+  private streamClosed = false;
+  /** FIN from the remote that already happened before we attached counts */
+  private sawRemoteFin: boolean;
+  private closedStreamWrite = false;
+  private socketSentEof = false;
+  private endedSocket = false;
+  private waitingSocketDrain = false;
+  private readonly onSocketData = (buf: Uint8Array): void => this.sendToStream(buf);
+  private readonly onSocketEnd = (): void => this.socketEnded();
+  private readonly onSocketClose = (): void => this.socketClosedNow();
+  private readonly onSocketError = (err: Error): void => this.fail(err);
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly stream: Stream,
+    private readonly opts: PipeOptions,
+    private readonly resolve: (r: PipeResult) => void,
+  ) {
+    this.socketClosed = socket.destroyed;
+    this.sawRemoteFin = stream.status === 'open' && stream.remoteWriteStatus === 'closed';
+  }
+
+  start(): void {
+    const { socket, stream, opts } = this;
     socket.allowHalfOpen = true; // without it the runtime ends our side on the peer's EOF
     stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, opts.maxReadBufferBytes ?? PAUSED_READ_BUFFER_BYTES);
 
-    const fail = (err: Error): void => {
-      error ??= err;
-      resetSocket(socket);
-      stream.abort(err); // no-op when already closed/aborted/reset
-      maybeDone();
-    };
-
-    const maybeDone = (): void => {
-      if (finished || !socketClosed || !streamClosed) return;
-      finished = true;
-      stream.removeEventListener('message', onMessage);
-      stream.removeEventListener('remoteCloseWrite', onRemoteCloseWrite);
-      stream.removeEventListener('end', onEnd);
-      stream.removeEventListener('close', onStreamClose);
-      resolve(error ? { bytesIn, bytesOut, error } : { bytesIn, bytesOut });
-    };
-
-    // ---- stream → socket
-    const writeToSocket = (buf: Uint8Array): void => {
-      if (buf.byteLength === 0) return;
-      if (endedSocket || socket.destroyed || !socket.writable) return fail(new Error('data from the stream after the socket closed'));
-      bytesIn += buf.byteLength;
-      opts.onBytes?.('in', buf.byteLength);
-      if (!socket.write(buf) && !waitingSocketDrain) {
-        waitingSocketDrain = true;
-        if (stream.readStatus === 'readable') stream.pause();
-        socket.once('drain', () => {
-          waitingSocketDrain = false;
-          if (stream.readStatus === 'paused') stream.resume();
-        });
-      }
-    };
-    const onMessage = (evt: StreamMessageEvent): void => {
-      if (evt.data instanceof Uint8Array) writeToSocket(evt.data);
-      else for (const buf of evt.data) writeToSocket(buf);
-    };
-    const onRemoteCloseWrite = (): void => {
-      sawRemoteFin = true;
-    };
-    const endSocket = (): void => {
-      if (endedSocket || socket.destroyed) return;
-      endedSocket = true;
-      socket.end();
-    };
-    const onEnd = (): void => {
-      // 'end' also fires on abort/reset/connection loss; only a FIN means EOF.
-      if (sawRemoteFin && (stream.status === 'open' || stream.status === 'closed')) endSocket();
-    };
-    const onStreamClose = (evt: StreamCloseEvent): void => {
-      streamClosed = true;
-      if (evt.error) return fail(evt.error);
-      if (!sawRemoteFin || !closedStreamWrite) return fail(new Error('stream closed without an orderly shutdown (connection lost)'));
-      maybeDone();
-    };
-
-    // ---- socket → stream
-    const sendToStream = (buf: Uint8Array): void => {
-      if (buf.byteLength === 0) return;
-      bytesOut += buf.byteLength;
-      opts.onBytes?.('out', buf.byteLength);
-      let more: boolean;
-      try {
-        more = stream.send(buf);
-      } catch (err) {
-        return fail(err as Error);
-      }
-      if (!more) {
-        socket.pause();
-        stream.onDrain().then(
-          () => {
-            if (!socket.destroyed) socket.resume();
-          },
-          () => {}, // the stream closed: onStreamClose handles it
-        );
-      }
-    };
-    const onSocketEnd = (): void => {
-      socketSentEof = true;
-      closedStreamWrite = true;
-      stream.close().catch((err: Error) => fail(err));
-    };
-    const onSocketClose = (): void => {
-      socketClosed = true;
-      if (!(socketSentEof && endedSocket)) return fail(error ?? new Error('socket closed before an orderly shutdown'));
-      maybeDone();
-    };
-
-    socket.on('error', (err) => fail(err)); // stays attached: a late 'error' must not crash the process
-    if (socket.destroyed) return fail(new Error('socket already closed'));
+    socket.on('error', this.onSocketError); // stays attached: a late 'error' must not crash the process
+    if (socket.destroyed) return this.fail(new Error('socket already closed'));
     if (stream.status !== 'open') {
-      streamClosed = true;
-      return fail(new Error(`stream already ${stream.status}`));
+      this.streamClosed = true;
+      return this.fail(new Error(`stream already ${stream.status}`));
     }
 
-    socket.on('close', onSocketClose);
-    socket.on('end', onSocketEnd);
-    stream.addEventListener('close', onStreamClose);
-    stream.addEventListener('remoteCloseWrite', onRemoteCloseWrite);
+    socket.on('close', this.onSocketClose);
+    socket.on('end', this.onSocketEnd);
+    stream.addEventListener('close', this);
+    stream.addEventListener('remoteCloseWrite', this);
 
-    writeToSocket(opts.toSocket ?? EMPTY);
-    sendToStream(opts.toStream ?? EMPTY);
+    this.writeToSocket(opts.toSocket ?? EMPTY);
+    this.sendToStream(opts.toStream ?? EMPTY);
     // the socket's EOF came while the caller was still connecting
-    if (socket.readableEnded) onSocketEnd();
-    if (sawRemoteFin && stream.readableEnded && stream.readBufferLength === 0) endSocket();
-    else stream.addEventListener('end', onEnd);
-    stream.addEventListener('message', onMessage);
-    socket.on('data', sendToStream);
+    if (socket.readableEnded) this.socketEnded();
+    if (this.sawRemoteFin && stream.readableEnded && stream.readBufferLength === 0) this.endSocket();
+    else stream.addEventListener('end', this);
+    stream.addEventListener('message', this);
+    socket.on('data', this.onSocketData);
     socket.resume(); // callers may have paused it while a handshake was in flight
-  });
+  }
+
+  /** the stream's events */
+  handleEvent(evt: Event): void {
+    switch (evt.type) {
+      case 'message': {
+        const data = (evt as StreamMessageEvent).data;
+        if (data instanceof Uint8Array) this.writeToSocket(data);
+        else for (const buf of data) this.writeToSocket(buf);
+        return;
+      }
+      case 'remoteCloseWrite':
+        this.sawRemoteFin = true;
+        return;
+      case 'end':
+        // 'end' also fires on abort/reset/connection loss; only a FIN means EOF.
+        if (this.sawRemoteFin && (this.stream.status === 'open' || this.stream.status === 'closed')) this.endSocket();
+        return;
+      case 'close': {
+        this.streamClosed = true;
+        const err = (evt as StreamCloseEvent).error;
+        if (err) return this.fail(err);
+        if (!this.sawRemoteFin || !this.closedStreamWrite) return this.fail(new Error('stream closed without an orderly shutdown (connection lost)'));
+        return this.maybeDone();
+      }
+    }
+  }
+
+  private fail(err: Error): void {
+    this.error ??= err;
+    resetSocket(this.socket);
+    this.stream.abort(err); // no-op when already closed/aborted/reset
+    this.maybeDone();
+  }
+
+  private maybeDone(): void {
+    if (this.finished || !this.socketClosed || !this.streamClosed) return;
+    this.finished = true;
+    const stream = this.stream;
+    stream.removeEventListener('message', this);
+    stream.removeEventListener('remoteCloseWrite', this);
+    stream.removeEventListener('end', this);
+    stream.removeEventListener('close', this);
+    const { bytesIn, bytesOut, error } = this;
+    this.resolve(error ? { bytesIn, bytesOut, error } : { bytesIn, bytesOut });
+  }
+
+  // ---- stream → socket
+  private writeToSocket(buf: Uint8Array): void {
+    if (buf.byteLength === 0) return;
+    const socket = this.socket;
+    if (this.endedSocket || socket.destroyed || !socket.writable) return this.fail(new Error('data from the stream after the socket closed'));
+    this.bytesIn += buf.byteLength;
+    this.opts.onBytes?.('in', buf.byteLength);
+    if (!socket.write(buf) && !this.waitingSocketDrain) {
+      this.waitingSocketDrain = true;
+      if (this.stream.readStatus === 'readable') this.stream.pause();
+      socket.once('drain', () => {
+        this.waitingSocketDrain = false;
+        if (this.stream.readStatus === 'paused') this.stream.resume();
+      });
+    }
+  }
+
+  private endSocket(): void {
+    if (this.endedSocket || this.socket.destroyed) return;
+    this.endedSocket = true;
+    this.socket.end();
+  }
+
+  // ---- socket → stream
+  private sendToStream(buf: Uint8Array): void {
+    if (buf.byteLength === 0) return;
+    this.bytesOut += buf.byteLength;
+    this.opts.onBytes?.('out', buf.byteLength);
+    let more: boolean;
+    try {
+      more = this.stream.send(buf);
+    } catch (err) {
+      return this.fail(err as Error);
+    }
+    if (!more) {
+      this.socket.pause();
+      this.stream.onDrain().then(
+        () => {
+          if (!this.socket.destroyed) this.socket.resume();
+        },
+        () => {}, // the stream closed: its 'close' event handles it
+      );
+    }
+  }
+
+  private socketEnded(): void {
+    this.socketSentEof = true;
+    this.closedStreamWrite = true;
+    this.stream.close().catch((err: Error) => this.fail(err));
+  }
+
+  private socketClosedNow(): void {
+    this.socketClosed = true;
+    if (!(this.socketSentEof && this.endedSocket)) return this.fail(this.error ?? new Error('socket closed before an orderly shutdown'));
+    this.maybeDone();
+  }
 }
