@@ -152,6 +152,20 @@ test("resetAndDestroy sends an RST; a peer's RST is an 'error' and close(hadErro
   expect(await close).toBe(true);
 });
 
+test("bytes written and a FIN sent before the connect completes go out once it does", async () => {
+  let got!: Promise<string>;
+  const port = await peer((p) => {
+    got = collect(p);
+  });
+  const { socket, connected } = connectTcp("127.0.0.1", port);
+  sockets.push(socket);
+  expect(socket.write(Buffer.from("sent early"))).toBe(false); // queued
+  socket.end();
+  await connected;
+  await tick(20);
+  expect(await got).toBe("sent early");
+});
+
 test("a refused dial rejects with the errno code", async () => {
   const port = await peer(() => {});
   servers.splice(0)[0]!.close();

@@ -54,11 +54,12 @@ export class BunTcpSocket extends EventEmitter implements ByteSocket {
   /** @internal called from the handlers once the native socket is open */
   attach(native: Native): void {
     this.native = native; // Bun sets TCP_NODELAY itself
+    if (this.queue.length > 0 || this.ending) this.onDrain(); // written or ended before the connect completed
   }
 
   write(chunk: Uint8Array): boolean {
-    if (this.isDestroyed || this.ending || !this.native) return false;
-    if (this.queue.length > 0) {
+    if (this.isDestroyed || this.ending) return false;
+    if (this.queue.length > 0 || !this.native) {
       this.queue.push(chunk);
       return false;
     }
@@ -72,7 +73,7 @@ export class BunTcpSocket extends EventEmitter implements ByteSocket {
   end(): void {
     if (this.isDestroyed || this.ending) return;
     this.ending = true;
-    if (this.queue.length === 0) this.shutdown();
+    if (this.queue.length === 0 && this.native) this.shutdown();
   }
 
   destroy(err?: Error): void {
