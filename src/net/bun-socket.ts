@@ -1,8 +1,8 @@
 // TCP sockets on Bun's own socket API, with the node:net behaviour the pipes
 // rely on (ByteSocket). node:net under Bun wraps the same native socket in a
 // Duplex stream; for a proxy that only moves bytes, that layer costs
-// measurable time on every new connection and several KiB per connection
-// (BENCHMARKS.md, "the floor"). What this keeps of node:net:
+// measurable time on every new connection (BENCHMARKS.md: the bare relays'
+// floor, and the same-run A/B of 2026-11-30). What this keeps of node:net:
 // - reading starts paused: nothing is emitted before resume(), and bytes
 //   that come meanwhile are held (and the native socket paused);
 // - 'end' (the peer's FIN) comes after every byte before it, and readableEnded
