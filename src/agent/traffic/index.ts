@@ -172,8 +172,12 @@ class Traffic implements Module {
         });
       });
     }
-    // Bun's own sockets: a new connection costs less time and memory than with node:net (src/net/bun-socket.ts)
-    l.tcp = listenTcp(host, 0, (sock) => this.onTcp(l, sock));
+    // Bun's own sockets: a new connection costs less time than with node:net (src/net/bun-socket.ts)
+    try {
+      l.tcp = listenTcp(host, 0, (sock) => this.onTcp(l, sock));
+    } catch (e) {
+      return Promise.reject(e);
+    }
     l.listenPort = l.tcp.port;
     return Promise.resolve(l);
   }
