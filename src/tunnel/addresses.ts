@@ -5,6 +5,12 @@ import { multiaddr, type Multiaddr } from "@multiformats/multiaddr";
 import { isIP } from "node:net";
 import { parseHostPort } from "../config/net.ts";
 
+/** "1.2.3.4" and 5 from /ip4/1.2.3.4/tcp/5/..., or undefined (not an IP TCP address) */
+export function tcpTarget(ma: Multiaddr | string): { host: string; port: number } | undefined {
+  const m = /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d+)/.exec(ma.toString());
+  return m ? { host: m[2]!, port: Number(m[3]) } : undefined;
+}
+
 export function tcpAddr(host: string, port: number): Multiaddr {
   const v = isIP(host);
   const proto = v === 4 ? "ip4" : v === 6 ? "ip6" : "dns";

@@ -159,12 +159,14 @@ class Tunnel implements Module {
       if (claim?.role !== "agent") continue;
       const conn = bestConnection(node, p);
       if (!conn) continue;
+      const relayed = isCircuit(conn.remoteAddr);
+      const relayedReason = relayed ? this.puncher?.relayReason(p) : undefined;
       out.push({
         nodeName: claim.nodeName,
         peerId: p.toString(),
-        path: isCircuit(conn.remoteAddr) ? "relayed" : "direct",
+        path: relayed ? "relayed" : "direct",
         rttMs: typeof conn.rtt === "number" ? conn.rtt : (this.firstRtt.get(p.toString()) ?? null),
-        ...(isCircuit(conn.remoteAddr) && this.puncher?.relayReason(p) ? { relayedReason: this.puncher.relayReason(p) } : {}),
+        ...(relayedReason ? { relayedReason } : {}),
       });
     }
     return out.sort((a, b) => a.nodeName.localeCompare(b.nodeName));

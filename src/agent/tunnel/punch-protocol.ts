@@ -7,6 +7,7 @@
 // simultaneous open). Frames are the proxy protocol's: [u16 length][JSON].
 // Pure parts only: messages, who initiates, when to try again.
 import type { Stream } from "@libp2p/interface";
+import { tcpTarget } from "../../tunnel/addresses.ts";
 import { encodeFrame } from "../../tunnel/proxy/frame.ts";
 import { HeaderDecoder, ProxyHeaderError, type Decoded } from "../../tunnel/proxy/header.ts";
 import { readHeader } from "../../tunnel/proxy/read-header.ts";
@@ -59,9 +60,9 @@ export function retryDelayMs(failures: number): number {
 
 /** "host:port" of a TCP multiaddr string, or undefined */
 export function hostPortOf(ma: string): string | undefined {
-  const m = /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d+)/.exec(ma);
-  if (!m) return undefined;
-  return m[1] === "ip6" ? `[${m[2]}]:${m[3]}` : `${m[2]}:${m[3]}`;
+  const t = tcpTarget(ma);
+  if (!t) return undefined;
+  return t.host.includes(":") ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
 }
 
 export function splitHostPort(hp: string): { host: string; port: number } {

@@ -27,6 +27,7 @@ import net from "node:net";
 import { serviceCapabilities, transportSymbol, type Connection, type CreateListenerOptions, type DialTransportOptions, type Listener, type Logger as P2PLogger, type PeerId, type Transport, type Upgrader } from "@libp2p/interface";
 import { tcp } from "@libp2p/tcp";
 import type { Multiaddr } from "@multiformats/multiaddr";
+import { tcpTarget } from "../addresses.ts";
 import { closeFd, connectFromPort, reusePortDialSupport, SocketError } from "./libc-socket.ts";
 import { SocketConnection } from "./socket-connection.ts";
 
@@ -54,12 +55,6 @@ export interface DialCounters {
 
 interface ComponentsLike {
   logger: { forComponent(name: string): P2PLogger };
-}
-
-/** "1.2.3.4" and 5 from /ip4/1.2.3.4/tcp/5/..., or undefined */
-export function tcpTarget(ma: Multiaddr): { host: string; port: number } | undefined {
-  const m = /^\/(ip4|ip6)\/([^/]+)\/tcp\/(\d+)/.exec(ma.toString());
-  return m ? { host: m[2]!, port: Number(m[3]) } : undefined;
 }
 
 function key(host: string, port: number): string {
