@@ -78,18 +78,14 @@ export class BunTcpSocket extends EventEmitter implements ByteSocket {
 
   destroy(err?: Error): void {
     if (this.isDestroyed) return;
-    this.isDestroyed = true;
-    this.held.length = 0;
-    this.queue.length = 0;
+    this.discard();
     this.native?.end(); // closes at once (it is not a half-close in Bun)
     this.emitClose(err);
   }
 
   resetAndDestroy(): this {
     if (this.isDestroyed) return this;
-    this.isDestroyed = true;
-    this.held.length = 0;
-    this.queue.length = 0;
+    this.discard();
     this.native?.terminate(); // SO_LINGER 0: the peer sees ECONNRESET
     this.emitClose();
     return this;
@@ -162,9 +158,7 @@ export class BunTcpSocket extends EventEmitter implements ByteSocket {
   onClose(err?: Error): void {
     if (this.isDestroyed) return;
     if (err) {
-      this.isDestroyed = true;
-      this.held.length = 0;
-      this.queue.length = 0;
+      this.discard();
       this.emitClose(err);
       return;
     }
@@ -174,6 +168,13 @@ export class BunTcpSocket extends EventEmitter implements ByteSocket {
     if (this.flowing && this.held.length === 0) this.emitEnd();
     if (this.endEmitted) this.finishClose();
     else this.closeAfterEnd = true;
+  }
+
+  /** closed for good: bytes held for the reader and queued for the peer are dropped */
+  private discard(): void {
+    this.isDestroyed = true;
+    this.held.length = 0;
+    this.queue.length = 0;
   }
 
   private shutdown(): void {

@@ -3,7 +3,7 @@
  * both go in one frame. Only for openers that sent their request behind the
  * protocol line without waiting (optimistic-select.ts): they read the acks in
  * front of the reply anyway. An opener that waits for the acks gets them at
- * once (see tunnel/proxy-accept.ts).
+ * once (see direct-accept.ts).
  */
 import type { Stream } from '@libp2p/interface';
 import { concat } from './bytes.ts';

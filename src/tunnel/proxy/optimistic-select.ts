@@ -6,12 +6,14 @@
  * sends the multistream header, the protocol and its proxy request in one
  * write, and checks the two acknowledgements in front of the proxy reply:
  * a new proxied connection costs one tunnel round trip instead of two.
- * The receiving side is stock libp2p (`mss.handle` keeps the bytes that
- * follow the protocol line for the handler).
+ * Our agents recognise these bytes without libp2p's negotiation
+ * (direct-accept.ts); a stock libp2p receiver works too (`mss.handle` keeps
+ * the bytes that follow the protocol line for the handler).
  *
  * Wire format (multistream-select 1.0): each message is an unsigned varint
  * length followed by that many bytes, ending in "\n".
  */
+import { concat } from './bytes.ts';
 import type { Decoded } from './header.ts';
 
 export const MULTISTREAM_ID = '/multistream/1.0.0';
@@ -19,6 +21,7 @@ export const MULTISTREAM_ID = '/multistream/1.0.0';
 const MAX_LINE = 1024;
 
 const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder();
 
 function varint(n: number): Uint8Array {
   const out: number[] = [];
@@ -32,21 +35,19 @@ function varint(n: number): Uint8Array {
 
 function line(text: string): Uint8Array {
   const body = utf8.encode(`${text}\n`);
-  const len = varint(body.byteLength);
-  const out = new Uint8Array(len.byteLength + body.byteLength);
-  out.set(len);
-  out.set(body, len.byteLength);
-  return out;
+  return concat(varint(body.byteLength), body);
 }
 
-/** the multistream header and protocol lines, followed by `payload` */
+/** the header and protocol lines, per protocol: built once, sent with every new stream */
+const selections = new Map<string, Uint8Array>();
+
+/** the multistream header and protocol lines, followed by `payload` (a new array) */
 export function selectAndSend(protocol: string, payload: Uint8Array): Uint8Array {
-  const a = line(MULTISTREAM_ID);
-  const b = line(protocol);
-  const out = new Uint8Array(a.byteLength + b.byteLength + payload.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
-  out.set(payload, a.byteLength + b.byteLength);
+  let lines = selections.get(protocol);
+  if (!lines) selections.set(protocol, (lines = concat(line(MULTISTREAM_ID), line(protocol))));
+  const out = new Uint8Array(lines.byteLength + payload.byteLength);
+  out.set(lines);
+  out.set(payload, lines.byteLength);
   return out;
 }
 
@@ -111,5 +112,5 @@ function readLine(buf: Uint8Array, pos: number): { text: string; end: number } |
   if (p + len > buf.byteLength) return undefined;
   const body = buf.subarray(p, p + len);
   if (body[len - 1] !== 0x0a) throw new ProtocolRefusedError('multistream message without a newline');
-  return { text: new TextDecoder().decode(body.subarray(0, len - 1)), end: p + len };
+  return { text: utf8Decoder.decode(body.subarray(0, len - 1)), end: p + len };
 }

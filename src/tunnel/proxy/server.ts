@@ -134,7 +134,6 @@ export class ProxyServer {
       const now = first && decoder.push(first);
       ({ value: req, rest } = now || (await readHeader(stream, decoder, ctx.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS, 'request header')));
       rest = copy(rest);
-
     } catch (err) {
       const reason = `bad request header: ${(err as Error).message}`;
       log.warn('proxy: refused stream', { peer, reason });
