@@ -81,6 +81,29 @@ export const configSchema = z.strictObject({
   adminListen: hostPort
     .optional()
     .describe("Admin HTTP endpoint (`/healthz`, `/readyz`, `/status`, `/metrics`), read by `edgemesh status`. Default: `127.0.0.1:10556` for the agent, `127.0.0.1:10557` for the server."),
+  flow: z
+    .strictObject({
+      maxStreamWindowKiB: z
+        .number()
+        .int()
+        .min(256)
+        .max(16384)
+        .default(4096)
+        .describe(
+          "Largest receive window one tunnel stream may grant its peer (KiB). A stream starts at yamux's 256 KiB and grows while its reader keeps up; a single stream moves at most about this much per round trip (4 MiB: 335 Mbit/s at 100 ms).",
+        ),
+      windowBudgetMiB: z
+        .number()
+        .int()
+        .min(1)
+        .max(4096)
+        .default(32)
+        .describe(
+          "Bytes (MiB) all tunnel streams of this process together may be granted above their initial 256 KiB windows. Past it windows stop growing (the status counts refusals): what peers can queue here, and so memory, stays bounded whatever the number of streams and the speed of the links.",
+        ),
+    })
+    .prefault({})
+    .describe("Flow control of the tunnel (both roles): how much a peer may send ahead of what is consumed."),
   server: z
     .strictObject({
       name: dnsName.default("server").describe('Name the server\'s tunnel identity is derived from; give each server of an HA set its own. Agents accept any name, but the peer must be a server.'),

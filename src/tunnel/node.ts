@@ -13,7 +13,8 @@ import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay
 import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
 import { describeAddr, isCircuit } from "./addresses.ts";
 import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
-import { batchWindowUpdates } from "./yamux-window.ts";
+import { batchWindowUpdates, flowControlledYamux } from "./yamux-window.ts";
+import { windowBudget } from "./flow/budget.ts";
 import { decodeWithoutThrowing } from "./frame-decoder.ts";
 import { libp2pLoggerOption } from "./silent-logger.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
@@ -33,6 +34,8 @@ export interface TunnelNodeOptions {
   /** false turns off the pnet layer (DESIGN §7: trusted networks only) */
   privateNetwork?: boolean;
   relay?: { maxReservations: number };
+  /** flow control (config `flow`) */
+  flow?: { maxStreamWindowBytes: number; windowBudgetBytes: number };
   log?: (level: "info" | "warn", msg: string) => void;
   /** a connection failed the mesh-secret check: the remote as "host:port" */
   onSecretMismatch?: (remote: string, direction: "inbound" | "outbound") => void;
@@ -76,6 +79,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
       maxOutboundStopStreams: 4096,
     });
   }
+  if (o.flow) windowBudget.limit = o.flow.windowBudgetBytes;
   const node = await createLibp2p({
     ...libp2pLoggerOption(),
     privateKey: o.privateKey,
@@ -91,7 +95,13 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     // 1,000 concurrent proxied connections (upstream EdgeMesh reset or hung
     // beyond its limit); members are authenticated, so the cap is only a
     // guard against runaway peers.
-    streamMuxers: [yamux({ maxInboundStreams: MAX_STREAMS_PER_CONNECTION, maxOutboundStreams: MAX_STREAMS_PER_CONNECTION })],
+    streamMuxers: [
+      flowControlledYamux(yamux({
+        maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
+        maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+        streamOptions: { maxStreamWindowSize: o.flow?.maxStreamWindowBytes ?? 4 * 1024 * 1024 },
+      }) as never) as never,
+    ],
     // our ChaCha20 private network (src/tunnel/privnet): same purpose as
     // @libp2p/pnet at a fraction of its cost; 5 s for its nonce exchange
     // leaves room for slow edge links
@@ -115,7 +125,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
   });
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
-  if (!batchWindowUpdates()) o.log?.("warn", "yamux internals changed: every data frame is answered by a window update");
+  if (!batchWindowUpdates()) o.log?.("warn", "yamux internals changed: stock window updates, frames and windows (up to 16 MiB per stream, no budget)");
   if (!decodeWithoutThrowing()) o.log?.("warn", "libp2p internals changed: noise frames are decoded the stock way");
   return node as TunnelNode;
 }
@@ -125,3 +135,4 @@ export function sharedPortTransport(node: TunnelNode): SharedPortTcp | undefined
   const tm = (node as unknown as { components: { transportManager: { getTransports(): Array<{ [Symbol.toStringTag]?: string }> } } }).components.transportManager;
   return tm.getTransports().find((t) => t[Symbol.toStringTag] === TRANSPORT_TAG) as SharedPortTcp | undefined;
 }
+

@@ -209,7 +209,10 @@ class Traffic implements Module {
         if (up.kind === "socket") {
           if (unsent) up.socket.write(unsent);
           void pipeSockets(client, up.socket, count);
-        } else void pipeSocketStream(client, up.channel.stream, { toSocket: up.channel.initial, toStream: unsent, onBytes: count });
+        } else
+          void pipeSocketStream(client, up.channel.stream, { toSocket: up.channel.initial, toStream: unsent, onBytes: count }).then((r) => {
+            if (r.error) this.ctx.log.debug("tunnelled connection ended by an error", { service: name, client: clientIp, bytesIn: r.bytesIn, bytesOut: r.bytesOut, error: r.error.message });
+          });
       },
       (e) => {
         prefix.release();

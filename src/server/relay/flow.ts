@@ -16,6 +16,7 @@
 import type { Stream } from "@libp2p/interface";
 import { peerIdFromMultihash } from "@libp2p/peer-id";
 import * as Digest from "multiformats/hashes/digest";
+import { noteBytes } from "../../tunnel/flow/gc-pacer.ts";
 
 export interface RelayCounters {
   connections: number;
@@ -39,26 +40,42 @@ interface NodeLike {
 
 type Marked = Stream & { [paired]?: boolean };
 
-/** writes to `writer` that it cannot take yet pause `reader` until `writer` drains */
+/** what a half's write buffer may hold before the other half is paused, and must drain to before it resumes */
+const HIGH_WATER = 128 * 1024;
+const LOW_WATER = 32 * 1024;
+
+/**
+ * writes to `writer` that it cannot take yet pause `reader` until `writer`
+ * has sent them. Resuming on any 'drain' is not enough: the muxer's drain
+ * (the connection took more) reaches streams whose send window is still
+ * closed, and each resume would pour the reader's buffer into the writer's.
+ */
 function throttle(writer: Stream, reader: Stream, counters: RelayCounters): void {
   const send = writer.send.bind(writer);
   let waiting = false;
   reader.maxReadBufferLength = Math.max(reader.maxReadBufferLength, RELAY_READ_BUFFER_BYTES);
+  const check = () => {
+    if (!waiting) return;
+    if (writer.status === "open" && writer.writeBufferLength > LOW_WATER) return;
+    waiting = false;
+    writer.removeEventListener("drain", later);
+    writer.removeEventListener("idle", later);
+    writer.removeEventListener("close", check);
+    if (reader.status === "open" && reader.readStatus === "paused") reader.resume();
+  };
+  // after the writer's own listener has sent what the drain allows
+  const later = () => queueMicrotask(check);
   writer.send = (data) => {
     counters.bytes += data.byteLength;
+    noteBytes(data.byteLength);
     const ok = send(data);
-    if (!ok && !waiting && reader.status === "open") {
+    if ((!ok || writer.writeBufferLength > HIGH_WATER) && !waiting && reader.status === "open") {
       waiting = true;
       counters.pauses++;
-      reader.pause();
-      const resume = () => {
-        waiting = false;
-        writer.removeEventListener("drain", resume);
-        writer.removeEventListener("close", resume);
-        if (reader.status === "open") reader.resume();
-      };
-      writer.addEventListener("drain", resume);
-      writer.addEventListener("close", resume);
+      if (reader.readStatus === "readable") reader.pause();
+      writer.addEventListener("drain", later);
+      writer.addEventListener("idle", later);
+      writer.addEventListener("close", check);
     }
     return ok;
   };

@@ -17,14 +17,27 @@
 import type { ByteSocket as Socket } from '../../net/byte-socket.ts';
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
 import { EMPTY } from './bytes.ts';
+import { windowBudget } from '../flow/budget.ts';
+import { noteBytes } from '../flow/gc-pacer.ts';
 
 /**
- * yamux lets a stream's receive window grow to 16 MiB, and a paused stream
- * keeps accepting what the peer was already granted; libp2p aborts a stream
+ * A paused stream keeps accepting what its peer was already granted (its
+ * receive window, at most the configured maximum); libp2p aborts a stream
  * whose read buffer passes maxReadBufferLength (4 MiB by default). Pausing is
  * our backpressure, so the buffer must hold a full window.
  */
 export const PAUSED_READ_BUFFER_BYTES = 16 * 1024 * 1024 + 256 * 1024;
+
+/**
+ * Bytes read from the socket that the stream may hold before the socket is
+ * paused, and the level it must drain to before reading resumes. The stream's
+ * own `send() === false` is not enough: the muxer's 'drain' (its connection
+ * took more) reaches every stream, also one whose send window is still
+ * closed, and a fast socket read again on each would fill the stream's write
+ * buffer without limit (measured: 230 MB on an agent behind a 200 Mbit/s link).
+ */
+export const STREAM_HIGH_WATER = 128 * 1024;
+export const STREAM_LOW_WATER = 32 * 1024;
 
 export type ByteDirection = 'in' | 'out';
 
@@ -87,6 +100,8 @@ class SocketStreamPipe {
   private socketSentEof = false;
   private endedSocket = false;
   private waitingSocketDrain = false;
+  /** the socket is paused until the stream's write buffer is down to STREAM_LOW_WATER */
+  private waitingStream = false;
   private readonly onSocketData = (buf: Uint8Array): void => this.sendToStream(buf);
   private readonly onSocketEnd = (): void => this.socketEnded();
   private readonly onSocketClose = (): void => this.socketClosedNow();
@@ -142,6 +157,11 @@ class SocketStreamPipe {
       case 'remoteCloseWrite':
         this.sawRemoteFin = true;
         return;
+      case 'drain':
+      case 'idle':
+        // after the stream's own listener has sent what the drain allows
+        if (this.waitingStream) queueMicrotask(() => this.maybeResumeSocket());
+        return;
       case 'end':
         // 'end' also fires on abort/reset/connection loss; only a FIN means EOF.
         if (this.sawRemoteFin && (this.stream.status === 'open' || this.stream.status === 'closed')) this.endSocket();
@@ -171,6 +191,7 @@ class SocketStreamPipe {
     stream.removeEventListener('remoteCloseWrite', this);
     stream.removeEventListener('end', this);
     stream.removeEventListener('close', this);
+    this.stopWaitingStream();
     const { bytesIn, bytesOut, error } = this;
     this.resolve(error ? { bytesIn, bytesOut, error } : { bytesIn, bytesOut });
   }
@@ -182,6 +203,7 @@ class SocketStreamPipe {
     if (this.endedSocket || socket.destroyed || !socket.writable) return this.fail(new Error('data from the stream after the socket closed'));
     this.bytesIn += buf.byteLength;
     this.opts.onBytes?.('in', buf.byteLength);
+    noteBytes(buf.byteLength);
     if (!socket.write(buf) && !this.waitingSocketDrain) {
       this.waitingSocketDrain = true;
       if (this.stream.readStatus === 'readable') this.stream.pause();
@@ -203,21 +225,33 @@ class SocketStreamPipe {
     if (buf.byteLength === 0) return;
     this.bytesOut += buf.byteLength;
     this.opts.onBytes?.('out', buf.byteLength);
+    noteBytes(buf.byteLength);
     let more: boolean;
     try {
       more = this.stream.send(buf);
     } catch (err) {
       return this.fail(err as Error);
     }
-    if (!more) {
+    if ((!more || this.stream.writeBufferLength > STREAM_HIGH_WATER) && !this.waitingStream) {
+      this.waitingStream = true;
+      windowBudget.socketPauses++;
       this.socket.pause();
-      this.stream.onDrain().then(
-        () => {
-          if (!this.socket.destroyed) this.socket.resume();
-        },
-        () => {}, // the stream closed: its 'close' event handles it
-      );
+      this.stream.addEventListener('drain', this);
+      this.stream.addEventListener('idle', this);
     }
+  }
+
+  private maybeResumeSocket(): void {
+    if (!this.waitingStream || this.stream.writeBufferLength > STREAM_LOW_WATER) return;
+    this.stopWaitingStream();
+    if (!this.socket.destroyed) this.socket.resume();
+  }
+
+  private stopWaitingStream(): void {
+    if (!this.waitingStream) return;
+    this.waitingStream = false;
+    this.stream.removeEventListener('drain', this);
+    this.stream.removeEventListener('idle', this);
   }
 
   private socketEnded(): void {
