@@ -74,8 +74,7 @@ describe('PrivnetConnection', () => {
     const data = crypto.getRandomValues(new Uint8Array(60_000));
     const big = new Uint8Array(200_000);
     for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, Math.min(i + 65536, big.length)));
-    // the connection encrypts what it is given in place (its only caller,
-    // noise, hands it fresh ciphertext), so each send gets a copy
+    // each send gets its own copy, as from noise
     let off = 0;
     for (const n of [1, 15, 16, 17, 1000, 4095, 20_000]) {
       a.send(data.slice(off, off + n));

@@ -117,12 +117,18 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
   }
 
   sendData(data: SendList): SendResult {
-    // In place: everything that reaches this layer is noise's output (its
-    // handshake messages, its length prefixes and ciphertexts), made fresh for
-    // this one send and never read again by noise, so XORing it where it lies
-    // spares a copy of every byte sent (and the garbage it would leave).
-    for (const buf of data) if (buf.byteLength > 0) this.#tx.xor(buf, buf);
-    return { sentBytes: data.byteLength, canSendMore: this.#maConn.send(data) };
+    const len = data.byteLength;
+    // A fresh buffer per send: the transport may hold it until the socket
+    // drains, and the plaintext belongs to the layer above.
+    const out = Buffer.allocUnsafe(len);
+    let off = 0;
+    for (const buf of data) {
+      const n = buf.byteLength;
+      if (n === 0) continue;
+      this.#tx.xor(buf, off === 0 && n === len ? out : out.subarray(off, off + n));
+      off += n;
+    }
+    return { sentBytes: len, canSendMore: this.#maConn.send(out) };
   }
 
   async sendClose(options?: AbortOptions): Promise<void> {
