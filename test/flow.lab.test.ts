@@ -21,6 +21,7 @@ const LIMIT_MIB = 64;
 const RATE = "200mbit";
 const SRC3 = "10.96.0.91";
 const SRC2 = "10.96.0.92";
+const SINK3 = "10.96.0.93";
 let lab: Lab;
 let mesh: Mesh;
 
@@ -60,8 +61,11 @@ interface Xfer {
   error?: string;
 }
 
-async function transfer(ip: string, streams: number, mode: "pull" | "push" = "pull", rate = 0, bytes = TOTAL): Promise<Xfer> {
-  const r = await lab.exec("edge1", [BUN, join(FIX, "pull-digest.ts"), ip, "9100", String(streams), String(bytes), mode, String(rate)], { timeoutMs: 170_000 });
+/** pulls from a tcp-source.ts backend (`rate`: a slow reader), or with `upload` sends to a tcp-sink.ts digest backend */
+async function transfer(ip: string, streams: number, opts: { rate?: number; bytes?: number; upload?: boolean } = {}): Promise<Xfer> {
+  const bytes = String(opts.bytes ?? TOTAL);
+  const argv = opts.upload ? [join(FIX, "parallel-digest.ts"), ip, "9000", String(streams), bytes] : [join(FIX, "pull-digest.ts"), ip, "9100", String(streams), bytes, String(opts.rate ?? 0)];
+  const r = await lab.exec("edge1", [BUN, ...argv], { timeoutMs: 170_000 });
   try {
     return JSON.parse(r.stdout.trim().split("\n").pop() ?? "");
   } catch {
@@ -95,8 +99,8 @@ beforeAll(async () => {
   lab = await Lab.create({ name: "flow" });
   await lab.setNatMapping("nat2", "random"); // relayed first
   const h = lab.hosts;
-  const svc = (name: string, ip: string, ep: string, node: string) =>
-    `- {name: ${name}, namespace: flow, clusterIP: ${ip}, ports: [{name: p, port: 9100, targetPort: 9100}], endpoints: [{ip: ${ep}, nodeName: ${node}}]}`;
+  const svc = (name: string, ip: string, ep: string, node: string, port = 9100) =>
+    `- {name: ${name}, namespace: flow, clusterIP: ${ip}, ports: [{name: p, port: ${port}, targetPort: ${port}}], endpoints: [{ip: ${ep}, nodeName: ${node}}]}`;
   mesh = startMesh(lab, {
     binary,
     proxy: true,
@@ -106,13 +110,14 @@ beforeAll(async () => {
       { name: "edge3", host: "edge3", hints: { edge1: [h.edge1.ip] } },
       { name: "edge2", host: "edge2" },
     ],
-    services: [svc("src3", SRC3, h.edge3.ip, "edge3"), svc("src2", SRC2, h.edge2.ip, "edge2")],
+    services: [svc("src3", SRC3, h.edge3.ip, "edge3"), svc("src2", SRC2, h.edge2.ip, "edge2"), svc("sink3", SINK3, h.edge3.ip, "edge3", 9000)],
   });
   lab.spawn("edge3", [BUN, join(FIX, "tcp-source.ts"), "0.0.0.0", "9100"]);
   lab.spawn("edge2", [BUN, join(FIX, "tcp-source.ts"), "0.0.0.0", "9100"]);
+  lab.spawn("edge3", [BUN, join(FIX, "tcp-sink.ts"), "0.0.0.0", "9000", "digest"]);
   await mesh.startAll();
   // a first small transfer each way: the tunnel connections are up and the code is warm before idle is read
-  await waitFor(async () => (await transfer(SRC3, 1, "pull", 0, 4 * MiB)).ok, { timeoutMs: 20_000, description: "edge1 → edge3 works" });
+  await waitFor(async () => (await transfer(SRC3, 1, { bytes: 4 * MiB })).ok, { timeoutMs: 20_000, description: "edge1 → edge3 works" });
 }, 90_000);
 
 afterAll(async () => {
@@ -130,17 +135,17 @@ describe(`direct path (edge3's uplink shaped to ${RATE})`, () => {
   }, 180_000);
 
   test("a client that reads slowly (no shaping, the client reads at 25 MB/s)", async () => {
-    await expectBounded("direct slow reader", undefined, pids("edge1", "edge3"), () => transfer(SRC3, 1, "pull", 25_000_000));
+    await expectBounded("direct slow reader", undefined, pids("edge1", "edge3"), () => transfer(SRC3, 1, { rate: 25_000_000 }));
   }, 180_000);
 
   test("upload: a fast client behind a shaped uplink (edge1's)", async () => {
-    await expectBounded("direct upload", "edge1", pids("edge1", "edge3"), () => transfer(SRC3, 4, "push"));
+    await expectBounded("direct upload", "edge1", pids("edge1", "edge3"), () => transfer(SINK3, 4, { upload: true }));
   }, 180_000);
 });
 
 describe(`relayed path (the server's link shaped to ${RATE})`, () => {
   test("one stream: the server and both agents stay within 64 MiB of idle", async () => {
-    expect((await transfer(SRC2, 1, "pull", 0, 4 * MiB)).ok).toBe(true);
+    expect((await transfer(SRC2, 1, { bytes: 4 * MiB })).ok).toBe(true);
     expect(await pathTo("edge1", "edge2")).toBe("relayed");
     await expectBounded("relayed 1", "cloud", pids("edge1", "edge2", "server"), () => transfer(SRC2, 1));
   }, 180_000);
@@ -158,7 +163,7 @@ describe(`hole-punched path (edge2's uplink shaped to ${RATE})`, () => {
     await lab.exec("nat2", ["conntrack", "-D", "-p", "tcp", "--orig-src", lab.hosts.edge2.ip]);
     for (const n of ["edge1", "edge2"]) mesh.startAgent(n);
     await mesh.waitReserved(["edge1", "edge2"]);
-    await waitFor(async () => (await transfer(SRC2, 1, "pull", 0, 4 * MiB)).ok && (await pathTo("edge1", "edge2")) === "direct", { timeoutMs: 30_000, intervalMs: 500, description: "edge1 → edge2 punched" });
+    await waitFor(async () => (await transfer(SRC2, 1, { bytes: 4 * MiB })).ok && (await pathTo("edge1", "edge2")) === "direct", { timeoutMs: 30_000, intervalMs: 500, description: "edge1 → edge2 punched" });
   }, 60_000);
 
   test("one stream", async () => {

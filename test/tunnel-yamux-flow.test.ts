@@ -5,7 +5,7 @@
 import { expect, test } from "bun:test";
 import { StreamState, YamuxStream } from "@chainsafe/libp2p-yamux/stream";
 import { Uint8ArrayList } from "uint8arraylist";
-import { batchWindowUpdates, flowControlledYamux, MAX_FRAME_BYTES } from "../src/tunnel/yamux-window.ts";
+import { patchYamuxStreams, flowControlledYamux, MAX_FRAME_BYTES } from "../src/tunnel/yamux-window.ts";
 import { WindowBudget, windowBudget } from "../src/tunnel/flow/budget.ts";
 
 const W = 256 * 1024;
@@ -33,7 +33,7 @@ function fakeStream(o: { recvWindow?: number; capacity?: number; readStatus?: st
 }
 
 test("a reader paused again while its buffered data was handed over grants no window, although yamux thinks it is established", () => {
-  batchWindowUpdates();
+  patchYamuxStreams();
   const { s, frames } = fakeStream({ readStatus: "paused", capacity: 0 });
   s.sendWindowUpdate();
   expect(frames).toHaveLength(0);
@@ -43,7 +43,7 @@ test("a reader paused again while its buffered data was handed over grants no wi
 });
 
 test("a window grows (a fast reader) only while the budget lasts, and the budget comes back when the stream closes", () => {
-  batchWindowUpdates();
+  patchYamuxStreams();
   const before = windowBudget.limit;
   windowBudget.limit = windowBudget.counters().grantedBytes + W; // room for one doubling
   try {
@@ -75,7 +75,7 @@ test("WindowBudget refuses what does not fit and never goes below zero", () => {
 });
 
 test("data frames carry at most one noise message's worth, however large the send window", () => {
-  batchWindowUpdates();
+  patchYamuxStreams();
   const { s, frames } = fakeStream();
   s.sendWindowCapacity = 16 * 1024 * 1024;
   const r = s.sendData(new Uint8ArrayList(new Uint8Array(1_000_000)));
@@ -85,7 +85,7 @@ test("data frames carry at most one noise message's worth, however large the sen
 });
 
 test("a stream whose connection is full sends nothing until the connection drains; streams take turns at the drains", () => {
-  batchWindowUpdates();
+  patchYamuxStreams();
   const drains: Array<() => void> = [];
   const conn = { writableNeedsDrain: true, addEventListener: (_t: string, fn: () => void) => drains.push(fn) };
   const made = [fakeStream(), fakeStream(), fakeStream()];

@@ -4,7 +4,7 @@
 import { expect, test } from "bun:test";
 import { StreamState, YamuxStream } from "@chainsafe/libp2p-yamux/stream";
 import { Uint8ArrayList } from "uint8arraylist";
-import { batchWindowUpdates } from "../src/tunnel/yamux-window.ts";
+import { patchYamuxStreams } from "../src/tunnel/yamux-window.ts";
 
 function fakeStream(state: StreamState, recvWindow: number, capacity: number) {
   const frames: Array<{ type: number; flag: number; length: number }> = [];
@@ -23,8 +23,8 @@ function fakeStream(state: StreamState, recvWindow: number, capacity: number) {
 }
 
 test("an established stream answers consumed data with one window update per half window, not one per frame", () => {
-  expect(batchWindowUpdates()).toBe(true);
-  expect(batchWindowUpdates()).toBe(true); // once only
+  expect(patchYamuxStreams()).toBe(true);
+  expect(patchYamuxStreams()).toBe(true); // once only
   const W = 256 * 1024;
   const { s, frames } = fakeStream(StreamState.Established, W, W);
   // 64-byte frames: the stock stream would send an update after each one

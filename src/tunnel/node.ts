@@ -13,7 +13,7 @@ import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay
 import type { ConnectionProtector, PrivateKey } from "@libp2p/interface";
 import { describeAddr, isCircuit } from "./addresses.ts";
 import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
-import { batchWindowUpdates, flowControlledYamux } from "./yamux-window.ts";
+import { patchYamuxStreams, flowControlledYamux } from "./yamux-window.ts";
 import { windowBudget } from "./flow/budget.ts";
 import { decodeWithoutThrowing } from "./frame-decoder.ts";
 import { libp2pLoggerOption } from "./silent-logger.ts";
@@ -34,8 +34,8 @@ export interface TunnelNodeOptions {
   /** false turns off the pnet layer (DESIGN §7: trusted networks only) */
   privateNetwork?: boolean;
   relay?: { maxReservations: number };
-  /** flow control (config `flow`) */
-  flow?: { maxStreamWindowBytes: number; windowBudgetBytes: number };
+  /** flow control: the config's `flow` section */
+  flow?: { maxStreamWindowKiB: number; windowBudgetMiB: number };
   log?: (level: "info" | "warn", msg: string) => void;
   /** a connection failed the mesh-secret check: the remote as "host:port" */
   onSecretMismatch?: (remote: string, direction: "inbound" | "outbound") => void;
@@ -79,7 +79,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
       maxOutboundStopStreams: 4096,
     });
   }
-  if (o.flow) windowBudget.limit = o.flow.windowBudgetBytes;
+  if (o.flow) windowBudget.limit = o.flow.windowBudgetMiB * 1024 * 1024;
   const node = await createLibp2p({
     ...libp2pLoggerOption(),
     privateKey: o.privateKey,
@@ -99,7 +99,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
       flowControlledYamux(yamux({
         maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
         maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
-        streamOptions: { maxStreamWindowSize: o.flow?.maxStreamWindowBytes ?? 4 * 1024 * 1024 },
+        streamOptions: { maxStreamWindowSize: (o.flow?.maxStreamWindowKiB ?? 4096) * 1024 },
       }) as never) as never,
     ],
     // our ChaCha20 private network (src/tunnel/privnet): same purpose as
@@ -125,7 +125,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
   });
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
-  if (!batchWindowUpdates()) o.log?.("warn", "yamux internals changed: stock window updates, frames and windows (up to 16 MiB per stream, no budget)");
+  if (!patchYamuxStreams()) o.log?.("warn", "yamux internals changed: stock window updates, frames and windows (up to 16 MiB per stream, no budget)");
   if (!decodeWithoutThrowing()) o.log?.("warn", "libp2p internals changed: noise frames are decoded the stock way");
   return node as TunnelNode;
 }

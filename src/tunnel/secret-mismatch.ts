@@ -9,6 +9,8 @@ export const SECRET_MISMATCH = "mesh secret mismatch: the other end has a differ
 
 const LOG_EVERY_MS = 60_000;
 const MAX_REMEMBERED = 1024;
+/** how long a failed dial waits for a mismatch to be recorded before naming another cause */
+const LATE_CONFIRMATION_MS = 150;
 
 export type Direction = "inbound" | "outbound";
 
@@ -36,6 +38,17 @@ export class SecretMismatches {
   /** whether a connection to `remote` ("host:port") failed the check at or after `since` */
   since(remote: string, since: number): boolean {
     return (this.seen.get(remote) ?? -Infinity) >= since;
+  }
+
+  /**
+   * since(), for a dial that just failed: the remote's confirmation may still
+   * be on its way behind the error the upper layers saw first (they fail on
+   * the close that follows it), so it gets LATE_CONFIRMATION_MS to arrive.
+   */
+  async failedSince(remotes: string[], since: number): Promise<boolean> {
+    if (remotes.some((r) => this.since(r, since))) return true;
+    await new Promise((r) => setTimeout(r, LATE_CONFIRMATION_MS));
+    return remotes.some((r) => this.since(r, since));
   }
 }
 

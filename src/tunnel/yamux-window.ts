@@ -30,8 +30,6 @@ import type { Uint8ArrayList } from "uint8arraylist";
 import { windowBudget, type WindowBudget } from "./flow/budget.ts";
 
 const PATCHED = Symbol.for("edgemesh.yamux.flow");
-/** yamux's fixed initial window: what a peer may always send a new stream */
-export const INITIAL_WINDOW = 256 * 1024;
 /** one noise message holds 65,519 bytes of plaintext: a 12-byte yamux header and this much data */
 export const MAX_FRAME_BYTES = 65_519 - 12;
 const DATA = 0;
@@ -62,7 +60,7 @@ interface ConnLike {
 }
 
 /** installs the patches; false when the stream class no longer looks as expected (stock behaviour stays) */
-export function batchWindowUpdates(budget: WindowBudget = windowBudget): boolean {
+export function patchYamuxStreams(budget: WindowBudget = windowBudget): boolean {
   const proto = YamuxStream.prototype as unknown as Record<PropertyKey, unknown>;
   if (proto[PATCHED]) return true;
   if (typeof proto.sendWindowUpdate !== "function" || typeof proto.sendData !== "function" || typeof proto.getSendFlags !== "function") return false;

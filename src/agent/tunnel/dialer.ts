@@ -61,7 +61,7 @@ export class PeerDialer {
     private readonly node: TunnelNode,
     private readonly src: DialSources,
     private readonly log: Logger,
-    private readonly secretMismatches?: Pick<SecretMismatches, "since">,
+    private readonly secretMismatches?: Pick<SecretMismatches, "failedSince">,
   ) {}
 
   async connect(nodeName: string, peer: PeerId, timeoutMs = 10_000): Promise<Connection> {
@@ -91,11 +91,11 @@ export class PeerDialer {
     const attempts: Array<Promise<Connection>> = [];
     if (uniqueDirect.length) {
       attempts.push(
-        this.node.dial(uniqueDirect, { signal: overall }).catch((e: Error) => {
+        this.node.dial(uniqueDirect, { signal: overall }).catch(async (e: Error) => {
+          directFailed(); // the relays need not wait for the diagnosis
           // the layers above word a failed secret check in many ways; say what it was
-          const mismatch = uniqueDirect.some((ma) => this.secretMismatches?.since(describeAddr(ma), started));
+          const mismatch = await this.secretMismatches?.failedSince(uniqueDirect.map(describeAddr), started);
           errors.push(`direct: ${mismatch ? SECRET_MISMATCH : e.message}`);
-          directFailed();
           throw e;
         }),
       );

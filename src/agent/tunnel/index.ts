@@ -67,7 +67,7 @@ class Tunnel implements Module {
       membership,
       log: (level, msg) => log[level](msg),
       privateNetwork: t.privateNetwork,
-      flow: { maxStreamWindowBytes: config.flow.maxStreamWindowKiB * 1024, windowBudgetBytes: config.flow.windowBudgetMiB * 1024 * 1024 },
+      flow: config.flow,
       onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
     }));
     const transport = sharedPortTransport(node);

@@ -62,7 +62,7 @@ export class RelayLink {
     private readonly membership: Membership,
     private readonly log: Logger,
     private readonly opts: {
-      secretMismatches?: Pick<SecretMismatches, "since">;
+      secretMismatches?: Pick<SecretMismatches, "failedSince">;
       /** told the "ip:port" each attempt dials (a server given by name is resolved first) */
       onDialTarget?: (hostPort: string) => void;
       backoff?: BackoffOptions;
@@ -102,17 +102,9 @@ export class RelayLink {
         this.downSince = Date.now();
         if (!this.stopped) this.log.warn("lost tunnel server, reconnecting", { server: this.address });
       } catch (e) {
-        // whatever error the layers above saw, a failed secret check is the
-        // cause; the server's confirmation may still be on its way behind the
-        // error the upper layers saw first, so it gets a moment to arrive
-        const mismatched = async () => {
-          const m = this.opts.secretMismatches;
-          if (!m) return false;
-          if (m.since(describeAddr(this.dialed), attemptStart)) return true;
-          await new Promise((r) => setTimeout(r, 150));
-          return Boolean(m.since(describeAddr(this.dialed), attemptStart));
-        };
-        const why = (await mismatched()) ? SECRET_MISMATCH : (e as Error).message || String(e);
+        // whatever error the layers above saw, a failed secret check is the cause
+        const mismatch = await this.opts.secretMismatches?.failedSince([describeAddr(this.dialed)], attemptStart);
+        const why = mismatch ? SECRET_MISMATCH : (e as Error).message || String(e);
         const now = Date.now();
         this.downSince ??= now;
         const downS = Math.round((now - this.downSince) / 1000);

@@ -17,6 +17,7 @@ import type { Stream } from "@libp2p/interface";
 import { peerIdFromMultihash } from "@libp2p/peer-id";
 import * as Digest from "multiformats/hashes/digest";
 import { noteBytes } from "../../tunnel/flow/gc-pacer.ts";
+import { STREAM_HIGH_WATER, STREAM_LOW_WATER } from "../../tunnel/flow/water-marks.ts";
 
 export interface RelayCounters {
   connections: number;
@@ -40,23 +41,14 @@ interface NodeLike {
 
 type Marked = Stream & { [paired]?: boolean };
 
-/** what a half's write buffer may hold before the other half is paused, and must drain to before it resumes */
-const HIGH_WATER = 128 * 1024;
-const LOW_WATER = 32 * 1024;
-
-/**
- * writes to `writer` that it cannot take yet pause `reader` until `writer`
- * has sent them. Resuming on any 'drain' is not enough: the muxer's drain
- * (the connection took more) reaches streams whose send window is still
- * closed, and each resume would pour the reader's buffer into the writer's.
- */
+/** writes to `writer` that it cannot take yet pause `reader` until `writer` has sent them (flow/water-marks.ts) */
 function throttle(writer: Stream, reader: Stream, counters: RelayCounters): void {
   const send = writer.send.bind(writer);
   let waiting = false;
   reader.maxReadBufferLength = Math.max(reader.maxReadBufferLength, RELAY_READ_BUFFER_BYTES);
   const check = () => {
     if (!waiting) return;
-    if (writer.status === "open" && writer.writeBufferLength > LOW_WATER) return;
+    if (writer.status === "open" && writer.writeBufferLength > STREAM_LOW_WATER) return;
     waiting = false;
     writer.removeEventListener("drain", later);
     writer.removeEventListener("idle", later);
@@ -69,7 +61,7 @@ function throttle(writer: Stream, reader: Stream, counters: RelayCounters): void
     counters.bytes += data.byteLength;
     noteBytes(data.byteLength);
     const ok = send(data);
-    if ((!ok || writer.writeBufferLength > HIGH_WATER) && !waiting && reader.status === "open") {
+    if ((!ok || writer.writeBufferLength > STREAM_HIGH_WATER) && !waiting && reader.status === "open") {
       waiting = true;
       counters.pauses++;
       if (reader.readStatus === "readable") reader.pause();

@@ -55,7 +55,7 @@ class Relay implements Module {
       log: (level, msg) => log[level](msg),
       relay: { maxReservations: s.maxReservations },
       privateNetwork: s.privateNetwork,
-      flow: { maxStreamWindowBytes: config.flow.maxStreamWindowKiB * 1024, windowBudgetBytes: config.flow.windowBudgetMiB * 1024 * 1024 },
+      flow: config.flow,
       onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
     });
     manageRelayedFlows(this.node, this.relayed);

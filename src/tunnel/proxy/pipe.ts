@@ -19,6 +19,7 @@ import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/inter
 import { EMPTY } from './bytes.ts';
 import { windowBudget } from '../flow/budget.ts';
 import { noteBytes } from '../flow/gc-pacer.ts';
+import { STREAM_HIGH_WATER, STREAM_LOW_WATER } from '../flow/water-marks.ts';
 
 /**
  * A paused stream keeps accepting what its peer was already granted (its
@@ -27,17 +28,6 @@ import { noteBytes } from '../flow/gc-pacer.ts';
  * our backpressure, so the buffer must hold a full window.
  */
 export const PAUSED_READ_BUFFER_BYTES = 16 * 1024 * 1024 + 256 * 1024;
-
-/**
- * Bytes read from the socket that the stream may hold before the socket is
- * paused, and the level it must drain to before reading resumes. The stream's
- * own `send() === false` is not enough: the muxer's 'drain' (its connection
- * took more) reaches every stream, also one whose send window is still
- * closed, and a fast socket read again on each would fill the stream's write
- * buffer without limit (measured: 230 MB on an agent behind a 200 Mbit/s link).
- */
-export const STREAM_HIGH_WATER = 128 * 1024;
-export const STREAM_LOW_WATER = 32 * 1024;
 
 export type ByteDirection = 'in' | 'out';
 
