@@ -3,13 +3,13 @@
 // time from start to the first complete snapshot, memory, and the time from
 // one change on the server to the snapshot that shows it (p50/p99 over 200).
 // Usage: bun scripts/bench-controller.ts [services=5000] [changes=200]
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { controllerModule } from "../src/agent/controller/index.ts";
 import { Bus } from "../src/agent/bus.ts";
 import { Metrics } from "../src/admin/metrics.ts";
 import { buildConfig } from "../src/config/load.ts";
+import { tempDir } from "../test/util/temp.ts";
 import { createLogger } from "../src/log.ts";
 import type { ServiceSnapshot } from "../src/model/index.ts";
 
@@ -42,7 +42,7 @@ const url = out.trim().split(" ")[1]!;
 say(`fake apiserver with ${N} services × 3 endpoints at ${url}`);
 
 try {
-  const dir = mkdtempSync(join(tmpdir(), "bench-controller-"));
+  const dir = tempDir("bench-controller");
   writeFileSync(join(dir, "psk"), "bench-controller-secret-0123456789");
   const config = buildConfig({ psk: "psk", nodeName: "edge0", agent: { metadata: { kubernetes: { server: url } } } }, dir, "", { role: "agent" });
   const log = createLogger("controller", "warn");

@@ -119,6 +119,7 @@ async function labDemo(): Promise<void> {
     step(`Starting the edgemesh server on cloud and an agent on each edge node (${KUBE ? "services from the apiserver" : "services from each agent's static config"})`);
     const mesh = startMesh(lab, {
       binary,
+      keepDir: true, // its logs are named below, for reading afterwards
       proxy: true,
       dns: { upstreams: [`${h.cloud.ip}:53`] },
       kubernetes: KUBE ? apiUrl : undefined,

@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tmpdir } from "node:os";
 import { buildConfig, loadConfig, ConfigError, type LoadOptions } from "../src/config/load.ts";
 import { ROOT, tempConfigDir } from "./util/run.ts";
+import { tempDir } from "./util/temp.ts";
 
 const t = tempConfigDir();
 const opts: LoadOptions = { role: "agent", env: {}, hostname: () => "Host-A" };
@@ -95,7 +95,7 @@ describe("config errors name the field path", () => {
 
   test("psk file missing, unreadable, too short", () => {
     expect(problems({ psk: "/nonexistent/psk" })).toEqual(["psk: cannot read the secret file /nonexistent/psk: ENOENT"]);
-    const dir = mkdtempSync(join(tmpdir(), "edgemesh-psk-"));
+    const dir = tempDir("edgemesh-psk");
     writeFileSync(join(dir, "short"), "abc\n");
     expect(problems({ psk: join(dir, "short") })[0]).toContain("is too short (3 bytes, need at least 16)");
     expect(problems({ psk: dir })[0]).toContain(`psk: cannot read the secret file ${dir}: EISDIR`);

@@ -1,10 +1,10 @@
 // The compiled binary as an operator runs it: from a directory without
 // node_modules, with its admin endpoint, and stopped by SIGTERM.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { edgemesh, ensureBinary, freePort, tempConfigDir, until } from "./util/run.ts";
+import { tempDir } from "./util/temp.ts";
 
 let binary = "";
 // no Kubernetes, no tunnel servers, nothing on the system touched
@@ -15,7 +15,7 @@ let isolated = "";
 beforeAll(async () => {
   const built = await ensureBinary();
   // a directory with nothing but the binary: it must not need node_modules
-  isolated = mkdtempSync(join(tmpdir(), "edgemesh-bin-"));
+  isolated = tempDir("edgemesh-bin");
   binary = join(isolated, "edgemesh");
   copyFileSync(built, binary);
   Bun.spawnSync(["chmod", "+x", binary]);

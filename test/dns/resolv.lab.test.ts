@@ -5,13 +5,13 @@
 // come from that same resolv.conf, minus itself: a silent fake on edge3
 // (timeout → next) and an answering fake on cloud.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "../lab/index.ts";
 import type { LabProcess } from "../lab/proc.ts";
 import { ensureBinary, ROOT } from "../util/run.ts";
 import { dig, rdata } from "./dig.ts";
+import { tempDir } from "../util/temp.ts";
 
 const UPSTREAM = join(ROOT, "test/fixtures/dns-upstream.ts");
 const BRIDGE = "169.254.96.16";
@@ -41,7 +41,7 @@ beforeAll(async () => {
   answering = lab.spawn("cloud", [BUN, UPSTREAM, "0.0.0.0", "53", "198.51.100.7"]);
   await Promise.all([silent.waitForOutput(/listening/, { timeoutMs: 10_000 }), answering.waitForOutput(/listening/, { timeoutMs: 10_000 })]);
 
-  dir = mkdtempSync(join(tmpdir(), "edgemesh-dns-lab-"));
+  dir = tempDir("edgemesh-dns-lab");
   writeFileSync(join(dir, "psk"), "dns-lab-secret-0123456789abcdef\n", { mode: 0o600 });
   agent = startAgent("edge1", "proxy: {enable: false}");
   await agent.waitForOutput(/dns listening/, { timeoutMs: 15_000 });

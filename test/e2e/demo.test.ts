@@ -6,13 +6,15 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBinary, ROOT } from "../util/run.ts";
+import { tempDir } from "../util/temp.ts";
 
 const isRoot = process.getuid?.() === 0;
 const DEMO = join(ROOT, "scripts/demo.ts");
 
 async function demo(args: string[], opts: { interruptOn?: RegExp } = {}): Promise<{ code: number; out: string; pid: number }> {
   await ensureBinary();
-  const p = Bun.spawn([process.execPath, DEMO, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env } });
+  // the demo keeps its logs for the reader; here they go where the tests' temporary files are removed
+  const p = Bun.spawn([process.execPath, DEMO, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, TMPDIR: tempDir("edgemesh-demo-run") } });
   let out = "";
   const reader = p.stdout.getReader();
   const dec = new TextDecoder();

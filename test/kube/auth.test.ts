@@ -2,16 +2,16 @@
 // client certificates over TLS with inline kubeconfig data, in-cluster
 // credentials with a rotating token.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { FakeApiServer } from "./fake-apiserver/index.ts";
 import { Reflector } from "../../src/kube/reflector.ts";
 import { fromKubeconfig, inCluster, KubeConfigError, type KubeEndpoint } from "../../src/kube/endpoint.ts";
 import { createLogger } from "../../src/log.ts";
 import { waitFor } from "../lab/wait.ts";
+import { tempDir } from "../util/temp.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "edgemesh-kube-auth-"));
+const dir = tempDir("edgemesh-kube-auth");
 const f = (n: string) => join(dir, n);
 const b64 = (p: string) => Buffer.from(readFileSync(p)).toString("base64");
 

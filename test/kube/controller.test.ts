@@ -1,8 +1,7 @@
 // The controller against a fake apiserver that speaks the real protocol:
 // real HTTP, chunked watch streams, bookmarks, 410s, outages.
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FakeApiServer } from "./fake-apiserver/index.ts";
 import { controllerModule } from "../../src/agent/controller/index.ts";
@@ -13,8 +12,9 @@ import { createLogger } from "../../src/log.ts";
 import type { Module } from "../../src/agent/module.ts";
 import type { Service, ServiceSnapshot } from "../../src/model/index.ts";
 import { waitFor } from "../lab/wait.ts";
+import { tempDir } from "../util/temp.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "edgemesh-kube-"));
+const dir = tempDir("edgemesh-kube");
 writeFileSync(join(dir, "psk"), "kube-test-secret-0123456789abcdef");
 
 interface Harness {

@@ -1,8 +1,7 @@
 // One suite for both metadata sources: the same services, described in the
 // config file or served by an apiserver, must give the same snapshot.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FakeApiServer } from "./fake-apiserver/index.ts";
 import { controllerModule } from "../../src/agent/controller/index.ts";
@@ -12,8 +11,9 @@ import { buildConfig } from "../../src/config/load.ts";
 import { createLogger } from "../../src/log.ts";
 import type { NodeSnapshot, ServiceSnapshot } from "../../src/model/index.ts";
 import { waitFor } from "../lab/wait.ts";
+import { tempDir } from "../util/temp.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "edgemesh-sources-"));
+const dir = tempDir("edgemesh-sources");
 writeFileSync(join(dir, "psk"), "sources-test-secret-0123456789abcdef");
 
 // the services every source must describe identically

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Lab } from "./lab";
 import type { LabProcess } from "./proc";
 import { waitFor } from "./wait";
+import { tempDir } from "../util/temp.ts";
 
 export const SERVER_PORT = 20004;
 export const TUNNEL_PORT = 20006;
@@ -58,6 +59,8 @@ export interface MeshOptions {
   services?: string[];
   /** take services from this apiserver URL instead of the static list */
   kubernetes?: string;
+  /** keep the directory with configs and logs after the process exits (the demo prints its path); default: removed */
+  keepDir?: boolean;
   /** answer DNS on the bridge IP (needs `proxy`), forwarding other names to these upstreams */
   dns?: { upstreams: string[] };
 }
@@ -67,7 +70,7 @@ function yamlList(xs: string[]): string {
 }
 
 export function startMesh(lab: Lab, o: MeshOptions): Mesh {
-  const dir = mkdtempSync(join(tmpdir(), "edgemesh-mesh-"));
+  const dir = o.keepDir ? mkdtempSync(join(tmpdir(), "edgemesh-mesh-")) : tempDir("edgemesh-mesh");
   const psk = join(dir, "psk");
   writeFileSync(psk, `${crypto.randomUUID()}-${crypto.randomUUID()}\n`, { mode: 0o600 });
   const serverIp = lab.hosts.cloud.ip;

@@ -1,7 +1,7 @@
 // Runs the CLI as a real process and captures what a user would see.
-import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { tempDir } from "./temp.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -30,7 +30,7 @@ export async function edgemesh(args: string[], opts: { cwd?: string; env?: Recor
 
 /** a temp dir with a psk file; returns helpers to write configs into it */
 export function tempConfigDir(): { dir: string; write(name: string, text: string): string } {
-  const dir = mkdtempSync(join(tmpdir(), "edgemesh-test-"));
+  const dir = tempDir("edgemesh-test");
   writeFileSync(join(dir, "psk"), "test-mesh-secret-0123456789abcdef\n", { mode: 0o600 });
   return {
     dir,
