@@ -2,31 +2,41 @@
 // connects to a ClusterIP; iptables sends it to edge1's agent, which carries
 // it through the tunnel (direct, LAN) to edge3's agent, which dials the
 // backend. Every figure is put against the same client talking to the
-// backend's own address, measured in the same run:
-//   single-stream and 16-stream MB/s, 64-byte echo RTT p50/p99, time to first
-//   byte of 500 new connections, agent CPU-seconds per GiB, agent RSS idle,
-//   with 1,000 connections open and after they close;
+// backend's own address, measured in the same run, with baseline clients at
+// least as fast as a Node.js client on that path (a Bun client moves about
+// half as much, which would double every ratio):
+//   throughput: iperf3 (Debian), one stream and 16, both ways; agent
+//     CPU-seconds per GiB, each agent, during the one-stream transfer;
+//   latency: test/fixtures/latency.mjs under Node.js: 64-byte echo RTT and
+//     time to first byte of new connections, p50/p99 added over plain TCP;
+//   memory: idle RSS (anonymous and file-backed), peak RSS growth of both
+//     agents while MiB flow through a tc-shaped 200 Mbit/s link (fast backend
+//     behind the slow uplink, and a fast client behind one), memory per
+//     connection with 1,000 and 10,000 connections open;
 // the floor: the same RTT and first byte through two bare relay processes
 // (test/fixtures/bare-relay.ts) where the agents are, i.e. what two extra
 // userspace hops cost on this machine before any encryption or muxing;
 // then the control plane: 1,000 services × 2 ports programmed, 20 single
 // changes, idle CPU with 1,000 services.
-// Usage: bun scripts/bench-mesh.ts [MiB per transfer, default 256]
-//   BENCH_ONLY=rtt,ttfb (any of conns, bulk, rtt, ttfb, floor, control) runs only
-//   those parts, for quick iterations; the table shows n/a for the rest.
+// Usage: bun scripts/bench-mesh.ts [MiB per transfer, default 1024]
+//   BENCH_ONLY=rtt,ttfb (any of conns, bulk, rtt, ttfb, shaped, floor,
+//   control) runs only those parts, for quick iterations; the table shows
+//   n/a for the rest.
 import { join } from "node:path";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Lab, BUN } from "../test/lab/index.ts";
 import { startMesh } from "../test/lab/mesh.ts";
 import { ensureBinary, ROOT } from "../test/util/run.ts";
 
-const MIB = Number(process.argv[2] ?? 256);
+const MIB = Number(process.argv[2] ?? 1024);
 const BYTES = MIB * 1024 * 1024;
 const FIX = join(ROOT, "test/fixtures");
+const NODE = process.env.BENCH_NODE ?? "/usr/bin/node";
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : undefined;
 const want = (part: string) => !ONLY || ONLY.has(part);
 const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
 const fmt = (x: number | undefined, d = 2) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : "n/a");
+const SHAPE_RATE = "200mbit";
 
 function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -43,12 +53,12 @@ function rssParts(pid: number): { anon: number; file: number } {
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? NaN) / 1024;
   return { anon: kb("RssAnon"), file: kb("RssFile") + kb("RssShmem") };
 }
-/** new connections made before each first-byte measurement and not counted: every process on the path runs warm (JIT-compiled) code, as a long-running agent does */
-const TTFB_WARMUP = 200;
+/** new connections / echoes made before each latency measurement and not counted: every process on the path runs warm (JIT-compiled) code, as a long-running agent does */
+const WARMUP = 200;
 const quantile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
 
-// Backend edge3 10.10.1.13: a digest sink on 9000 and an echo on 9001.
-const BULK = "10.96.0.80";
+// Backend edge3 10.10.1.13: iperf3 on 5201, an echo on 9001.
+const IPERF = "10.96.0.80";
 const ECHO = "10.96.0.81";
 
 const binary = process.env.EDGEMESH_BINARY ?? (await ensureBinary());
@@ -65,84 +75,131 @@ try {
       { name: "edge1", host: "edge1", hints: { edge3: [h.edge3.ip] } },
       { name: "edge3", host: "edge3", hints: { edge1: [h.edge1.ip] } },
     ],
-    services: [svc("bulk", BULK, 9000, 9000), svc("echo", ECHO, 9001, 9001)],
+    services: [svc("iperf", IPERF, 5201, 5201), svc("echo", ECHO, 9001, 9001)],
   });
-  lab.spawn("edge3", [BUN, join(FIX, "tcp-sink.ts"), "0.0.0.0", "9000", "digest"]);
+  lab.spawn("edge3", ["iperf3", "-s", "-p", "5201"]);
   lab.spawn("edge3", [BUN, join(FIX, "tcp-sink.ts"), "0.0.0.0", "9001", "echo"]);
   mesh.startServer();
   for (const n of mesh.agents.keys()) mesh.startAgent(n);
   await mesh.waitReserved();
   const pid = (n: string) => mesh.agents.get(n)!.proc.pid;
-  const agentsCpu = () => cpuSeconds(pid("edge1")) + cpuSeconds(pid("edge3"));
+  const agents = ["edge1", "edge3"] as const;
 
   const json = async <T>(argv: string[], timeoutMs = 300_000): Promise<T> => {
-    const r = await lab.exec("edge1", [BUN, ...argv], { timeoutMs });
+    const r = await lab.exec("edge1", argv, { timeoutMs });
     return JSON.parse(r.stdout.trim().split("\n").pop() || `{"ok":false,"error":"no output: ${r.stderr.slice(0, 200)}"}`) as T;
   };
-  type Xfer = { ok: boolean; mbps: number; error?: string };
-  const single = (ip: string) => json<Xfer>([join(FIX, "socks-client.ts"), "direct", ip, "9000", "digest", String(BYTES)]);
-  const parallel = (ip: string) => json<Xfer>([join(FIX, "parallel-digest.ts"), ip, "9000", "16", String(BYTES)]);
-  const rtt = (ip: string) => json<{ p50Us: number; p99Us: number }>([join(FIX, "socks-client.ts"), "direct", ip, "9001", "rtt", "2000"]);
-  const ttfb = (ip: string) => json<{ ok: boolean; p50Us: number; p99Us: number; errors: number }>([join(FIX, "ttfb.ts"), ip, "9001", "500", String(TTFB_WARMUP)]);
+  type Xfer = { ok: boolean; mbps: number; bytes: number; error?: string };
+  /** iperf3 from edge1 to HOST:5201; reverse = the backend sends. MB/s as received. */
+  const iperf = async (host: string, opts: { streams?: number; reverse?: boolean; bytes?: number } = {}): Promise<Xfer> => {
+    const argv = ["iperf3", "-c", host, "-p", "5201", "-J", "-n", String(opts.bytes ?? BYTES), "-P", String(opts.streams ?? 1)];
+    if (opts.reverse) argv.push("-R");
+    const r = await lab.exec("edge1", argv, { timeoutMs: 600_000 });
+    try {
+      const j = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: { bytes: number; seconds: number } } };
+      const got = j.end?.sum_received;
+      if (j.error || !got) return { ok: false, mbps: NaN, bytes: 0, error: j.error ?? "no summary" };
+      return { ok: true, mbps: Math.round(got.bytes / got.seconds / 1e6), bytes: got.bytes };
+    } catch {
+      return { ok: false, mbps: NaN, bytes: 0, error: `iperf3: ${r.stderr.slice(0, 200) || r.stdout.slice(0, 200)}` };
+    }
+  };
+  type Times = { ok: boolean; p50Us: number; p99Us: number; errors?: number; firstError?: string };
+  const latency = (mode: "rtt" | "ttfb", ip: string, port = 9001, n = mode === "rtt" ? 5000 : 500) =>
+    json<Times>([NODE, join(FIX, "latency.mjs"), mode, ip, String(port), String(n), String(WARMUP)]);
   const must = <T extends { ok: boolean; error?: string }>(label: string, r: T): T => {
     if (!r.ok) throw new Error(`${label}: ${r.error ?? JSON.stringify(r)}`);
     return r;
   };
+  const sampler = () => {
+    const peak: Record<string, number> = { edge1: 0, edge3: 0, server: 0 };
+    const t = setInterval(() => {
+      for (const a of agents) peak[a] = Math.max(peak[a]!, rssMiB(pid(a)));
+      peak.server = Math.max(peak.server!, rssMiB(mesh.server.pid));
+    }, 50);
+    return () => {
+      clearInterval(t);
+      return peak;
+    };
+  };
 
-  await Bun.sleep(2000);
+  await Bun.sleep(3000);
   const idle = { edge1: rssMiB(pid("edge1")), edge3: rssMiB(pid("edge3")), server: rssMiB(mesh.server.pid) };
   const idleParts = rssParts(pid("edge1"));
   say(`idle RSS MiB ${JSON.stringify(idle)}`);
-  // 1,000 connections first, from idle: the bulk transfers below grow the
-  // heap, which would be counted against the connections otherwise
-  const before1k = rssMiB(pid("edge1"));
-  let peak1k = { edge1: NaN, edge3: NaN };
-  let held: { opened: number; served: number; errors: Record<string, number> } = { opened: 0, served: 0, errors: {} };
-  const after: Array<[number, number]> = [];
+
+  // memory per connection, from idle: the bulk transfers below grow the heap,
+  // which would be counted against the connections otherwise
+  type Held = { n: number; served: number; errors: Record<string, number>; before: Record<string, number>; peak: Record<string, number>; perConnKiB: Record<string, number> };
+  const held: Held[] = [];
   if (want("conns")) {
-    peak1k = { edge1: 0, edge3: 0 };
-    const sampler = setInterval(() => {
-      peak1k = { edge1: Math.max(peak1k.edge1, rssMiB(pid("edge1"))), edge3: Math.max(peak1k.edge3, rssMiB(pid("edge3"))) };
-    }, 100);
-    held = await json([join(FIX, "many-conns.ts"), ECHO, "9001", "1000", "60000", "3000"], 90_000);
-    clearInterval(sampler);
-    const closedAt = performance.now();
-    for (let s = 0; s < 30; s++) {
-      await Bun.sleep(1000);
-      after.push([Math.round((performance.now() - closedAt) / 1000), rssMiB(pid("edge1"))]);
+    for (const n of [1000, 10_000]) {
+      const before = { edge1: rssMiB(pid("edge1")), edge3: rssMiB(pid("edge3")) };
+      const stop = sampler();
+      const r = await json<{ served: number; errors: Record<string, number> }>([BUN, join(FIX, "many-conns.ts"), ECHO, "9001", String(n), "150000", "3000"], 200_000);
+      const peak = stop();
+      const perConnKiB = Object.fromEntries(agents.map((a) => [a, ((peak[a]! - before[a]) * 1024) / n]));
+      held.push({ n, served: r.served, errors: r.errors, before, peak, perConnKiB });
+      say(`${n} connections: ${r.served} served, per connection ${fmt(perConnKiB.edge1, 1)} / ${fmt(perConnKiB.edge3, 1)} KiB`);
+      await Bun.sleep(10_000); // closed connections' memory goes back before the next size
     }
-    say(`1,000 connections: ${held.served} served, peak edge1 ${fmt(peak1k.edge1, 1)} MiB`);
   }
-  const nearIdle = after.find(([, r]) => r <= before1k + 10);
 
   // warm the path (tunnel connection, JIT) before measuring
-  must("warm-up", await json<Xfer>([join(FIX, "socks-client.ts"), "direct", BULK, "9000", "digest", String(8 << 20)]));
+  must("warm-up", await iperf(IPERF, { bytes: 64 << 20 }));
 
-  const noXfer: Xfer = { ok: true, mbps: NaN };
-  const noTimes = { ok: true, p50Us: NaN, p99Us: NaN, errors: 0 };
-  let plain1 = noXfer, mesh1 = noXfer, plain16 = noXfer, mesh16 = noXfer;
-  let cpuPerGiB = NaN;
+  const noXfer: Xfer = { ok: true, mbps: NaN, bytes: 0 };
+  const x = { plain1: noXfer, mesh1: noXfer, plain16: noXfer, mesh16: noXfer, plainRev: noXfer, meshRev: noXfer };
+  const cpuPerGiB: Record<string, number> = { edge1: NaN, edge3: NaN };
   const rssBeforeBulk = rssMiB(pid("edge1"));
   if (want("bulk")) {
-    plain1 = must("plain single", await single(h.edge3.ip));
-    const cpu0 = agentsCpu();
-    mesh1 = must("mesh single", await single(BULK));
-    cpuPerGiB = (agentsCpu() - cpu0) / (BYTES / 2 ** 30);
-    say(`single stream: plain ${plain1.mbps} MB/s, mesh ${mesh1.mbps} MB/s`);
-    plain16 = must("plain 16", await parallel(h.edge3.ip));
-    mesh16 = must("mesh 16", await parallel(BULK));
-    say(`16 streams: plain ${plain16.mbps} MB/s, mesh ${mesh16.mbps} MB/s`);
+    x.plain1 = must("plain single", await iperf(h.edge3.ip));
+    const cpu0 = Object.fromEntries(agents.map((a) => [a, cpuSeconds(pid(a))]));
+    x.mesh1 = must("mesh single", await iperf(IPERF));
+    for (const a of agents) cpuPerGiB[a] = (cpuSeconds(pid(a)) - cpu0[a]!) / (x.mesh1.bytes / 2 ** 30);
+    say(`single stream: plain ${x.plain1.mbps} MB/s, mesh ${x.mesh1.mbps} MB/s, CPU s/GiB ${fmt(cpuPerGiB.edge1)} + ${fmt(cpuPerGiB.edge3)}`);
+    x.plainRev = must("plain reverse", await iperf(h.edge3.ip, { reverse: true }));
+    x.meshRev = must("mesh reverse", await iperf(IPERF, { reverse: true }));
+    say(`single stream, backend sends: plain ${x.plainRev.mbps} MB/s, mesh ${x.meshRev.mbps} MB/s`);
+    x.plain16 = must("plain 16", await iperf(h.edge3.ip, { streams: 16 }));
+    x.mesh16 = must("mesh 16", await iperf(IPERF, { streams: 16 }));
+    say(`16 streams: plain ${x.plain16.mbps} MB/s, mesh ${x.mesh16.mbps} MB/s`);
   }
-  let rttPlain: { p50Us: number; p99Us: number } = noTimes, rttMesh = rttPlain, ttfbPlain = noTimes, ttfbMesh = noTimes;
+  const noTimes: Times = { ok: true, p50Us: NaN, p99Us: NaN, errors: 0 };
+  let rttPlain = noTimes, rttMesh = noTimes, ttfbPlain = noTimes, ttfbMesh = noTimes;
   if (want("rtt")) {
-    rttPlain = await rtt(h.edge3.ip);
-    rttMesh = await rtt(ECHO);
-    say(`rtt p50: plain ${rttPlain.p50Us} µs, mesh ${rttMesh.p50Us} µs`);
+    rttPlain = must("plain rtt", await latency("rtt", h.edge3.ip));
+    rttMesh = must("mesh rtt", await latency("rtt", ECHO));
+    say(`rtt p50/p99: plain ${rttPlain.p50Us}/${rttPlain.p99Us} µs, mesh ${rttMesh.p50Us}/${rttMesh.p99Us} µs`);
   }
   if (want("ttfb")) {
-    ttfbPlain = must("plain ttfb", await ttfb(h.edge3.ip));
-    ttfbMesh = must("mesh ttfb", await ttfb(ECHO));
-    say(`ttfb p50: plain ${ttfbPlain.p50Us} µs, mesh ${ttfbMesh.p50Us} µs`);
+    ttfbPlain = must("plain ttfb", await latency("ttfb", h.edge3.ip));
+    ttfbMesh = must("mesh ttfb", await latency("ttfb", ECHO));
+    say(`ttfb p50/p99: plain ${ttfbPlain.p50Us}/${ttfbPlain.p99Us} µs, mesh ${ttfbMesh.p50Us}/${ttfbMesh.p99Us} µs`);
+  }
+  // peak RSS growth while MiB cross a shaped link: a fast backend behind edge3's
+  // slow uplink (iperf3 -R: the backend sends), a fast client behind edge1's
+  type Shaped = { label: string; xfer: Xfer; growth: Record<string, number> };
+  const shaped: Shaped[] = [];
+  if (want("shaped")) {
+    const cases = [
+      { label: `fast backend behind edge3's ${SHAPE_RATE} uplink`, host: "edge3", reverse: true },
+      { label: `fast client behind edge1's ${SHAPE_RATE} uplink`, host: "edge1", reverse: false },
+    ] as const;
+    for (const c of cases) {
+      await lab.execOrThrow(c.host, ["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", SHAPE_RATE, "burst", "256kb", "latency", "100ms"]);
+      try {
+        const base = { edge1: rssMiB(pid("edge1")), edge3: rssMiB(pid("edge3")), server: rssMiB(mesh.server.pid) };
+        const stop = sampler();
+        const xfer = must(c.label, await iperf(IPERF, { reverse: c.reverse }));
+        const peak = stop();
+        const growth = Object.fromEntries(agents.map((a) => [a, peak[a]! - base[a]]));
+        shaped.push({ label: c.label, xfer, growth });
+        say(`${c.label}: ${xfer.mbps} MB/s, peak RSS growth edge1 ${fmt(growth.edge1, 1)} MiB, edge3 ${fmt(growth.edge3, 1)} MiB`);
+      } finally {
+        await lab.exec(c.host, ["tc", "qdisc", "del", "dev", "eth0", "root"]);
+      }
+    }
   }
   // two bare relays where the agents are: edge1:40010 → edge3:40011 → echo
   const floor: Array<{ mode: string; rtt: { p50Us: number; p99Us: number }; ttfb: { p50Us: number; p99Us: number } }> = [];
@@ -152,12 +209,12 @@ try {
       const r1 = lab.spawn("edge1", [BUN, join(FIX, "bare-relay.ts"), mode, String(a), h.edge3.ip, String(b)]);
       // both listening (bun start-up): one connection through them answers
       for (let i = 0; i < 40; i++) {
-        const probe = await json<{ ok: boolean }>([join(FIX, "ttfb.ts"), "127.0.0.1", String(a), "1"]);
+        const probe = await latency("ttfb", "127.0.0.1", a, 1);
         if (probe.ok) break;
         await Bun.sleep(250);
       }
-      const viaRtt = await json<{ p50Us: number; p99Us: number }>([join(FIX, "socks-client.ts"), "direct", "127.0.0.1", String(a), "rtt", "2000"]);
-      const viaTtfb = await json<{ ok: boolean; p50Us: number; p99Us: number; errors?: number; firstError?: string }>([join(FIX, "ttfb.ts"), "127.0.0.1", String(a), "500", String(TTFB_WARMUP)]);
+      const viaRtt = await latency("rtt", "127.0.0.1", a);
+      const viaTtfb = await latency("ttfb", "127.0.0.1", a);
       r1.kill("SIGKILL");
       r3.kill("SIGKILL");
       // a reference, not a target: a failed relay run is reported and left out of the table
@@ -192,7 +249,7 @@ try {
       return last ? Date.parse(last.slice(0, 24)) : NaN;
     };
     const changeTo = async (n: number, probeIp: string): Promise<Change> => {
-      const probe = json<{ ok: boolean; at: number }>([join(FIX, "probe-connect.ts"), probeIp, "81", "20000"], 30_000);
+      const probe = json<{ ok: boolean; at: number }>([BUN, join(FIX, "probe-connect.ts"), probeIp, "81", "20000"], 30_000);
       await Bun.sleep(400); // the probe is up (bun start) before the change
       const wrote = Date.now();
       writeFileSync(cfg, withServices(n));
@@ -216,28 +273,35 @@ try {
   const snapLive = changes.map((c) => c.snapshotToLive);
   const internal = changes.map((c) => c.internal);
   const out: string[] = [];
+  const added = (m: number, p: number) => `${m - p >= 0 ? "+" : ""}${m - p} µs`;
+  const perConn = (n: number) => held.find((c) => c.n === n);
   out.push(
-    `path: app on edge1 → ClusterIP (iptables DNAT) → edge1 agent → tunnel (direct, LAN) → edge3 agent → backend on edge3; baseline: the same client to the backend's address. ${MIB} MiB per transfer; all processes share the machine's cores.`,
+    `path: app on edge1 → ClusterIP (iptables DNAT) → edge1 agent → tunnel (direct, LAN) → edge3 agent → backend on edge3; baseline: the same client to the backend's address (throughput: iperf3; latency: Node.js). ${MIB} MiB per transfer; all processes share the machine's cores.`,
     "",
     "| measure | plain | mesh | ratio / added |",
     "|---|---|---|---|",
-    `| single stream | ${plain1.mbps} MB/s | ${mesh1.mbps} MB/s | ${fmt(mesh1.mbps / plain1.mbps)} |`,
-    `| 16 parallel streams | ${plain16.mbps} MB/s | ${mesh16.mbps} MB/s | ${fmt(mesh16.mbps / plain16.mbps)} |`,
-    `| 64-byte echo RTT p50 | ${rttPlain.p50Us} µs | ${rttMesh.p50Us} µs | +${rttMesh.p50Us - rttPlain.p50Us} µs |`,
-    `| 64-byte echo RTT p99 | ${rttPlain.p99Us} µs | ${rttMesh.p99Us} µs | +${rttMesh.p99Us - rttPlain.p99Us} µs |`,
-    `| new connection, first byte p50 (500, after 200 unmeasured) | ${ttfbPlain.p50Us} µs | ${ttfbMesh.p50Us} µs | +${ttfbMesh.p50Us - ttfbPlain.p50Us} µs |`,
-    `| new connection, first byte p99 (500, after 200 unmeasured) | ${ttfbPlain.p99Us} µs | ${ttfbMesh.p99Us} µs | +${ttfbMesh.p99Us - ttfbPlain.p99Us} µs |`,
+    `| one stream (iperf3) | ${x.plain1.mbps} MB/s | ${x.mesh1.mbps} MB/s | ${fmt(x.mesh1.mbps / x.plain1.mbps)} |`,
+    `| one stream, backend sends (iperf3 -R) | ${x.plainRev.mbps} MB/s | ${x.meshRev.mbps} MB/s | ${fmt(x.meshRev.mbps / x.plainRev.mbps)} |`,
+    `| 16 streams (iperf3 -P 16) | ${x.plain16.mbps} MB/s | ${x.mesh16.mbps} MB/s | ${fmt(x.mesh16.mbps / x.plain16.mbps)} |`,
+    `| 64-byte echo RTT p50 (5,000) | ${rttPlain.p50Us} µs | ${rttMesh.p50Us} µs | ${added(rttMesh.p50Us, rttPlain.p50Us)} |`,
+    `| 64-byte echo RTT p99 (5,000) | ${rttPlain.p99Us} µs | ${rttMesh.p99Us} µs | ${added(rttMesh.p99Us, rttPlain.p99Us)} |`,
+    `| new connection, first byte p50 (500) | ${ttfbPlain.p50Us} µs | ${ttfbMesh.p50Us} µs | ${added(ttfbMesh.p50Us, ttfbPlain.p50Us)} |`,
+    `| new connection, first byte p99 (500) | ${ttfbPlain.p99Us} µs | ${ttfbMesh.p99Us} µs | ${added(ttfbMesh.p99Us, ttfbPlain.p99Us)} |`,
     ...floor.flatMap((f) => [
-      `| 64-byte echo RTT p50, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) instead of the agents | ${rttPlain.p50Us} µs | ${f.rtt.p50Us} µs | +${f.rtt.p50Us - rttPlain.p50Us} µs |`,
-      `| new connection, first byte p50, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) | ${ttfbPlain.p50Us} µs | ${f.ttfb.p50Us} µs | +${f.ttfb.p50Us - ttfbPlain.p50Us} µs |`,
+      `| 64-byte echo RTT p50 / p99, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) instead of the agents | ${rttPlain.p50Us} / ${rttPlain.p99Us} µs | ${f.rtt.p50Us} / ${f.rtt.p99Us} µs | ${added(f.rtt.p50Us, rttPlain.p50Us)} / ${added(f.rtt.p99Us, rttPlain.p99Us)} |`,
+      `| new connection, first byte p50, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) | ${ttfbPlain.p50Us} µs | ${f.ttfb.p50Us} µs | ${added(f.ttfb.p50Us, ttfbPlain.p50Us)} |`,
     ]),
     "",
-    `agent CPU-seconds per GiB (edge1 + edge3, single stream): ${fmt(cpuPerGiB)}`,
-    `agent RSS: idle edge1 ${fmt(idle.edge1, 1)} MiB (anonymous ${fmt(idleParts.anon, 1)} MiB + file-backed ${fmt(idleParts.file, 1)} MiB of the executable's pages), edge3 ${fmt(idle.edge3, 1)} MiB; with 1,000 connections open (${held.served}/1000 served${Object.keys(held.errors).length ? `, errors ${JSON.stringify(held.errors)}` : ""}) peak edge1 ${fmt(peak1k.edge1, 1)} MiB, edge3 ${fmt(peak1k.edge3, 1)} MiB; edge1 before ${fmt(before1k, 1)} MiB, after closing: ${after
-      .filter(([s]) => [1, 5, 10, 20, 30].includes(s))
-      .map(([s, r]) => `${s} s ${fmt(r, 1)}`)
-      .join(", ")} MiB${nearIdle ? ` (within 10 MiB of before after ${nearIdle[0]} s)` : " (not back within 10 MiB in 30 s)"}`,
-    `edge1 RSS around the throughput tests (${MIB} MiB × 2 transfers, then RTT and first-byte runs): ${fmt(rssBeforeBulk, 1)} MiB before, ${fmt(rssAfterBulk, 1)} MiB 5 s after`,
+    `agent CPU-seconds per GiB, one stream: edge1 ${fmt(cpuPerGiB.edge1)} + edge3 ${fmt(cpuPerGiB.edge3)} = ${fmt(cpuPerGiB.edge1! + cpuPerGiB.edge3!)}`,
+    `idle RSS: edge1 ${fmt(idle.edge1, 1)} MiB (anonymous ${fmt(idleParts.anon, 1)} + file-backed ${fmt(idleParts.file, 1)} of the executable's pages), edge3 ${fmt(idle.edge3, 1)} MiB, server ${fmt(idle.server, 1)} MiB`,
+    ...shaped.map((c) => `peak RSS growth, ${MIB} MiB, ${c.label} (${c.xfer.mbps} MB/s): edge1 +${fmt(c.growth.edge1, 1)} MiB, edge3 +${fmt(c.growth.edge3, 1)} MiB`),
+    ...[1000, 10_000].map((n) => {
+      const c = perConn(n);
+      if (!c) return `memory per connection, ${n} open: n/a`;
+      const err = Object.keys(c.errors).length ? `, errors ${JSON.stringify(c.errors)}` : "";
+      return `memory per connection, ${n} open (${c.served}/${n} served${err}): edge1 ${fmt(c.perConnKiB.edge1, 1)} KiB (${fmt(c.before.edge1, 1)} → ${fmt(c.peak.edge1, 1)} MiB), edge3 ${fmt(c.perConnKiB.edge3, 1)} KiB (${fmt(c.before.edge3, 1)} → ${fmt(c.peak.edge3, 1)} MiB)`;
+    }),
+    `edge1 RSS around the throughput tests: ${fmt(rssBeforeBulk, 1)} MiB before, ${fmt(rssAfterBulk, 1)} MiB 5 s after`,
     "",
     `control plane (static config reload on edge1; "snapshot" = the agent's "static metadata reloaded" log line, "live" = an echo through the new ClusterIP from edge1):`,
     `- 1,000 services × 2 ports (2,000 ports, ${bulk.rules} rules): snapshot → last service live ${bulk.snapshotToLive} ms; file write → live ${bulk.writeToLive} ms (includes the 200 ms reload debounce); iptables-restore ${bulk.applyMs} ms`,

@@ -6,7 +6,7 @@ import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
 import { Identities } from "../../tunnel/identity.ts";
 import { Membership } from "../../tunnel/membership.ts";
 import { collectFlowMetrics, windowBudget } from "../../tunnel/flow/budget.ts";
-import { pacedCollections } from "../../tunnel/flow/gc-pacer.ts";
+import { pacerCounters } from "../../tunnel/flow/gc-pacer.ts";
 import { createTunnelNode, sharedPortTransport, type TunnelNode } from "../../tunnel/node.ts";
 import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
 import { formatAgentVersion } from "../../tunnel/agent-version.ts";
@@ -204,7 +204,7 @@ class Tunnel implements Module {
     ]);
     m.collect("tunnel_path_upgrades_total", "Relayed peers upgraded to a direct connection by dialling back.", "counter", () => [{ value: this.upgrader?.upgrades ?? 0 }]);
     m.collect("tunnel_hole_punch_attempts_total", "Hole-punch attempts this agent started.", "counter", () => [{ value: this.puncher?.stats.attempts ?? 0 }]);
-    collectFlowMetrics((n, h, t, r) => m.collect(n, h, t, r), pacedCollections);
+    collectFlowMetrics((n, h, t, r) => m.collect(n, h, t, r));
     m.collect("tunnel_hole_punch_successes_total", "Relayed peers that became direct by hole punching.", "counter", () => [{ value: this.puncher?.stats.successes ?? 0 }]);
     m.collect("tunnel_hole_punch_failures_total", "Failed hole-punch attempts by reason.", "counter", () =>
       Object.entries(this.puncher?.stats.failures ?? {}).map(([reason, value]) => ({ labels: { reason }, value: value ?? 0 })),
@@ -223,7 +223,7 @@ class Tunnel implements Module {
       tunnelAddresses: this.node.getMultiaddrs().map(String),
       holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus() },
       proxyStreams: { out: this.counters.streamsOut, in: this.counters.streamsIn, outFailed: this.counters.streamErrors, acceptedDirect: this.counters.accepted.direct },
-      flow: { ...windowBudget.counters(), pacedCollections: pacedCollections() },
+      flow: { ...windowBudget.counters(), ...pacerCounters() },
     };
   }
 

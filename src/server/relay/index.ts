@@ -14,7 +14,7 @@ import { VERSION } from "../../version.ts";
 import { manageRelayedFlows } from "./flow.ts";
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { collectFlowMetrics, windowBudget } from "../../tunnel/flow/budget.ts";
-import { pacedCollections } from "../../tunnel/flow/gc-pacer.ts";
+import { pacerCounters } from "../../tunnel/flow/gc-pacer.ts";
 
 const FULL_CHECK_MS = 2_000;
 
@@ -66,7 +66,7 @@ class Relay implements Module {
       name: s.name,
     });
     const node = this.node;
-    collectFlowMetrics((n, h, t, r) => metrics.collect(n, h, t, r), pacedCollections);
+    collectFlowMetrics((n, h, t, r) => metrics.collect(n, h, t, r));
     metrics.collect("relay_reservations", "Relay reservations held by agents.", "gauge", () => [{ value: this.reservations().length }]);
     metrics.collect("relay_connections_total", "Relayed connections opened through this server.", "counter", () => [{ value: this.relayed.connections }]);
     metrics.collect("relay_connections_active", "Relayed connections open now.", "gauge", () => [{ value: this.relayed.active }]);
@@ -111,7 +111,7 @@ class Relay implements Module {
       listenAddresses: node.getMultiaddrs().map(String),
       reservations: this.reservations(),
       relayed: { ...this.relayed },
-      flow: { ...windowBudget.counters(), pacedCollections: pacedCollections() },
+      flow: { ...windowBudget.counters(), ...pacerCounters() },
       peers: node.getPeers().map((p) => {
         const conns = node.getConnections(p);
         const rtt = conns.map((c) => c.rtt).find((r) => typeof r === "number");

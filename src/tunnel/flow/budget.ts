@@ -44,13 +44,16 @@ export class WindowBudget {
 /** one per process: every tunnel connection of an agent or server draws on it */
 export const windowBudget = new WindowBudget(32 * 1024 * 1024);
 
+import { pacerCounters } from "./gc-pacer.ts";
+
 type Collect = (name: string, help: string, type: "gauge" | "counter", read: () => Array<{ value: number }>) => void;
 
 /** the flow-control figures in /metrics (both roles) */
-export function collectFlowMetrics(collect: Collect, collections: () => number): void {
+export function collectFlowMetrics(collect: Collect): void {
   collect("tunnel_window_granted_bytes", "Receive window granted to peers above the streams' initial 256 KiB, now.", "gauge", () => [{ value: windowBudget.counters().grantedBytes }]);
   collect("tunnel_window_budget_bytes", "Limit on that (config flow.windowBudgetMiB).", "gauge", () => [{ value: windowBudget.limit }]);
   collect("tunnel_window_refusals_total", "Window growths refused because the budget was spent.", "counter", () => [{ value: windowBudget.counters().refusals }]);
   collect("tunnel_socket_pauses_total", "Times a socket was paused because its tunnel stream had not taken its bytes.", "counter", () => [{ value: windowBudget.socketPauses }]);
-  collect("tunnel_paced_collections_total", "Garbage collections run in step with the bytes moved.", "counter", () => [{ value: collections() }]);
+  collect("tunnel_paced_collections_total", "Young-generation garbage collections run in step with the bytes moved.", "counter", () => [{ value: pacerCounters().pacedCollections }]);
+  collect("tunnel_paced_releases_total", "Full collections that gave free memory back to the kernel (RSS 32 MiB over its lowest).", "counter", () => [{ value: pacerCounters().pacedReleases }]);
 }
