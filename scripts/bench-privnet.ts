@@ -3,7 +3,7 @@
 //   none | pnet (@libp2p/pnet, 64 KiB messages as in test/privnet/libp2p-pnet.ts)
 //   | openssl (privnet v1) | noble (privnet v1 fallback).
 // Reports throughput and CPU seconds per GiB for each end.
-// Usage: bun scripts/bench-privnet.ts [MiB per run, default 512] [runs, default 3] [modes, default none,pnet,openssl,noble]
+// Usage: bun scripts/bench-privnet.ts [MiB per run, default 512] [runs, default 3] [modes, default none,pnet,openssl,noble,v2]
 // (Internally the child runs: bun scripts/bench-privnet.ts --serve <mode>.)
 import { createInterface } from 'node:readline';
 import { makeNode, loopbackAddr, sendOverOneStream } from '../test/privnet/nodes.ts';
@@ -12,7 +12,7 @@ import { tryLoadOpenSslKeystream } from '../src/tunnel/privnet/openssl.ts';
 import { multiaddr } from '@multiformats/multiaddr';
 
 const SECRET = new TextEncoder().encode('bench-privnet secret');
-const MODES: Protection[] = ['none', 'pnet', 'openssl', 'noble'];
+const MODES: Protection[] = ['none', 'pnet', 'openssl', 'noble', 'v2'];
 const say = (s: string): boolean => process.stderr.write(`bench-privnet: ${s}\n`);
 const cpuNow = (): number => {
   const u = process.cpuUsage();
@@ -118,6 +118,7 @@ const label: Record<Protection, string> = {
   pnet: '@libp2p/pnet (xsalsa20 wasm, 64 KiB msgs)',
   openssl: 'privnet v1, OpenSSL ChaCha20',
   noble: 'privnet v1, @noble/ciphers fallback',
+  v2: 'privnet v2 (proof of the psk, then bytes as they are)',
 };
 const out = [
   `one stream, ${MIB} MiB per run, median of ${RUNS}; sender = this process, receiver = child process; loopback; ${navigator.hardwareConcurrency} CPUs`,

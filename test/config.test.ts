@@ -49,6 +49,15 @@ describe("config defaults", () => {
     expect(buildConfig({ psk: "psk" }, t.dir, "", opts).nodeName).toBe("host-a");
   });
 
+  test("privateNetwork: true (privnet v2) by default, v1 for a mesh being upgraded, false; nothing else", () => {
+    expect(buildConfig({ psk: "psk" }, t.dir, "", opts).agent.tunnel.privateNetwork).toBe(true);
+    expect(buildConfig({ psk: "psk", agent: { tunnel: { privateNetwork: "v1" } } }, t.dir, "", opts).agent.tunnel.privateNetwork).toBe("v1");
+    expect(buildConfig({ psk: "psk", server: { privateNetwork: false } }, t.dir, "", opts).server.privateNetwork).toBe(false);
+    const bad = problems({ psk: "psk", agent: { tunnel: { privateNetwork: "v2" } } });
+    expect(bad.length).toBe(1);
+    expect(bad[0]).toStartWith("agent.tunnel.privateNetwork: ");
+  });
+
   test("an empty file is all defaults but still needs psk", () => {
     expect(problems(null)).toEqual(["psk: required: path of the file holding the mesh secret"]);
   });

@@ -6,6 +6,7 @@ import { isHostPort, isIP, parseHostPort } from "./net.ts";
 
 const port = z.number().int().min(1).max(65535);
 const hostPort = z.string().refine(isHostPort, { message: "expected host:port" });
+const privateNetwork = z.union([z.boolean(), z.literal("v1")]).default(true);
 const ip = z.string().refine((s) => isIP(s) !== 0, { message: "expected an IP address" });
 // DNS-1123 subdomain, as Kubernetes requires for node and object names.
 const dnsName = z
@@ -121,10 +122,9 @@ export const configSchema = z.strictObject({
         .describe("Public IPs or DNS names agents reach the server at (no port: `listenPort` is used), announced to peers so they can build relay addresses."),
       maxReservations: z.number().int().min(1).default(1024).describe("Relay reservations held at once, over all agents; an agent beyond it is refused."),
       maxConnectionsPerPeer: z.number().int().min(1).default(16).describe("Connections one peer may hold to the server."),
-      privateNetwork: z
-        .boolean()
-        .default(true)
-        .describe("Private network keyed from the psk (privnet v1, ChaCha20) on every connection: without the secret a peer cannot even start a handshake. Must match the agents."),
+      privateNetwork: privateNetwork.describe(
+        "Private network keyed from the psk on every connection: without the secret a peer cannot even start a handshake (v2: a proof of the psk bound to the connection). `v1`: the encrypting construction of earlier releases, for a mesh being upgraded. Must match the agents.",
+      ),
     })
     .prefault({})
     .describe("The tunnel server (`edgemesh server`), on a host with a public address."),
@@ -142,12 +142,9 @@ export const configSchema = z.strictObject({
             .array(hostPort)
             .default([])
             .describe("Extra host:port other agents may dial this one at (e.g. a port forward on the NAT)."),
-          privateNetwork: z
-            .boolean()
-            .default(true)
-            .describe(
-              "Private network (privnet v1): outsiders cannot start a handshake. false saves its cost on trusted networks; membership is still enforced by the identities derived from the psk. Must match the server and all agents.",
-            ),
+          privateNetwork: privateNetwork.describe(
+            "Private network: outsiders cannot start a handshake. `true` = privnet v2 (a proof of the psk, then noise's bytes as they are); `v1` = the encrypting construction of earlier releases, while a mesh is upgraded; `false` on trusted networks (membership is still enforced by the identities derived from the psk). Must match the server and all agents.",
+          ),
         })
         .prefault({})
         .describe("The agent's own tunnel endpoint (libp2p over TCP)."),

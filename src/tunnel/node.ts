@@ -16,9 +16,11 @@ import { skipRepeatedProtocolMerges } from "./stream-fastpath.ts";
 import { patchYamuxStreams, flowControlledYamux } from "./yamux-window.ts";
 import { windowBudget } from "./flow/budget.ts";
 import { decodeWithoutThrowing } from "./frame-decoder.ts";
+import { wholeNoiseFrames } from "./noise-frames.ts";
+import { getCryptoProvider } from "./crypto/index.ts";
 import { libp2pLoggerOption } from "./silent-logger.ts";
 import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
-import { privateNetworkV1 } from "./privnet/index.ts";
+import { createPrivateNetwork } from "./privnet/index.ts";
 import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tcp.ts";
 import type { Membership } from "./membership.ts";
 
@@ -32,7 +34,8 @@ export interface TunnelNodeOptions {
   crypto: ICryptoInterface;
   membership: Membership;
   /** false turns off the pnet layer (DESIGN §7: trusted networks only) */
-  privateNetwork?: boolean;
+  /** true: privnet v2; "v1": the encrypting v1; false: none */
+  privateNetwork?: boolean | "v1";
   relay?: { maxReservations: number };
   /** flow control: the config's `flow` section */
   flow?: { maxStreamWindowKiB: number; windowBudgetMiB: number };
@@ -90,7 +93,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
       o.role === "agent"
         ? [sharedPortTcp({ log: o.log }), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })]
         : [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 })],
-    connectionEncrypters: [noise({ crypto: o.crypto })],
+    connectionEncrypters: [getCryptoProvider(o.crypto) === "openssl" ? wholeNoiseFrames(noise({ crypto: o.crypto })) : noise({ crypto: o.crypto })],
     // yamux's default of 1,000 streams per connection caps an agent pair at
     // 1,000 concurrent proxied connections (upstream EdgeMesh reset or hung
     // beyond its limit); members are authenticated, so the cap is only a
@@ -109,7 +112,8 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
       o.privateNetwork === false
         ? undefined
         : outerOnly(
-            privateNetworkV1(o.secret, {
+            createPrivateNetwork(o.secret, {
+              version: o.privateNetwork === "v1" ? 1 : 2,
               log: o.log,
               handshakeTimeoutMs: 5000,
               onKeyMismatch: o.onSecretMismatch && ((addr, direction) => o.onSecretMismatch!(describeAddr(addr), direction)),

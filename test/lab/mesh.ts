@@ -50,7 +50,7 @@ export interface MeshOptions {
   /** prefix each process's log lines on stderr (debugging) */
   echo?: boolean;
   /** pnet on every connection (default true) */
-  privateNetwork?: boolean;
+  privateNetwork?: boolean | "v1";
   /** more agent.servers entries listed before the real one (e.g. a server that is down) */
   extraServers?: string[];
   /** intercept ClusterIPs with iptables (agent.proxy.enable); default false */

@@ -5,7 +5,8 @@
 import { describe, expect, test } from 'bun:test';
 import { multiaddrConnectionPair } from '@libp2p/utils';
 import type { MultiaddrConnection } from '@libp2p/interface';
-import { CONFIRM_BYTES, PrivnetConnection } from '../../src/tunnel/privnet/connection.ts';
+import { PrivnetConnection } from '../../src/tunnel/privnet/connection.ts';
+import { proofLayer, V1_CONFIRM_BYTES as CONFIRM_BYTES, xorLayer } from '../../src/tunnel/privnet/layers.ts';
 import { PrivnetKeyMismatchError } from '../../src/tunnel/privnet/errors.ts';
 import { loadPrivnetCipher } from '../../src/tunnel/privnet/index.ts';
 import type { Keystream } from '../../src/tunnel/privnet/index.ts';
@@ -38,7 +39,7 @@ function setup(opts: { wrongKey?: boolean; maxMessageSize?: number } = {}) {
   const k2 = crypto.getRandomValues(new Uint8Array(32));
   const streams = [tracked(k1), tracked(k2), tracked(k2), tracked(opts.wrongKey === true ? k2 : k1)];
   const wrap = (maConn: MultiaddrConnection, tx: Tracked, rx: Tracked): PrivnetConnection =>
-    new PrivnetConnection({ maConn, log: maConn.log, tx: tx.ks, rx: rx.ks, maxMessageSize: opts.maxMessageSize ?? 64 * 1024, confirmTimeoutMs: 2000 });
+    new PrivnetConnection({ maConn, log: maConn.log, layer: xorLayer(tx.ks, rx.ks), maxMessageSize: opts.maxMessageSize ?? 64 * 1024, confirmTimeoutMs: 2000 });
   const a = wrap(rawA, streams[0]!, streams[1]!);
   const b = wrap(rawB, streams[2]!, streams[3]!);
   // Registered after the wrapper: an earlier 'message' listener on the raw
@@ -112,5 +113,41 @@ describe('PrivnetConnection', () => {
     expect(err).toBeInstanceOf(PrivnetKeyMismatchError);
     expect(got.events()).toBe(0);
     expect(streams[2]!.destroyed() && streams[3]!.destroyed()).toBe(true);
+  });
+});
+
+describe('PrivnetConnection with the v2 layer', () => {
+  const proofs = () => [crypto.getRandomValues(new Uint8Array(32)), crypto.getRandomValues(new Uint8Array(32))] as const;
+
+  test('after the proofs, bytes pass unchanged and uncopied', async () => {
+    const [rawA, rawB] = multiaddrConnectionPair();
+    const [pa, pb] = proofs();
+    const a = new PrivnetConnection({ maConn: rawA, log: rawA.log, layer: proofLayer(pa, pb), maxMessageSize: 64 * 1024, confirmTimeoutMs: 2000 });
+    const b = new PrivnetConnection({ maConn: rawB, log: rawB.log, layer: proofLayer(pb, pa), maxMessageSize: 64 * 1024, confirmTimeoutMs: 2000 });
+    const wire: Uint8Array[] = [];
+    rawB.addEventListener('message', (evt) => wire.push(Uint8Array.from(evt.data instanceof Uint8Array ? evt.data : evt.data.subarray())));
+    const got = collect(b);
+    const prefix = Uint8Array.of(0xff, 0xef);
+    const body = crypto.getRandomValues(new Uint8Array(65_519));
+    const list = new (await import('uint8arraylist')).Uint8ArrayList(prefix, body);
+    a.send(list as never);
+    await until(() => got.bytes().byteLength >= 2 + body.byteLength);
+    expect(Buffer.from(got.bytes()).equals(Buffer.concat([prefix, body]))).toBe(true);
+    expect(Buffer.from(wire[0]!).equals(Buffer.from(pa))).toBe(true);
+    expect(Buffer.from(Buffer.concat(wire.slice(1))).equals(Buffer.concat([prefix, body]))).toBe(true);
+    await a.close();
+  });
+
+  test('a wrong proof delivers nothing, whatever follows it', async () => {
+    const [rawA, rawB] = multiaddrConnectionPair();
+    const [pa, pb] = proofs();
+    const a = new PrivnetConnection({ maConn: rawA, log: rawA.log, layer: proofLayer(proofs()[0], pb), maxMessageSize: 64 * 1024, confirmTimeoutMs: 2000 });
+    const b = new PrivnetConnection({ maConn: rawB, log: rawB.log, layer: proofLayer(pb, pa), maxMessageSize: 64 * 1024, confirmTimeoutMs: 2000 });
+    const got = collect(b);
+    const closed = new Promise<Error | undefined>((resolve) => b.addEventListener('close', (evt) => resolve(evt.error)));
+    a.send(new Uint8Array(1000).fill(7));
+    const err = await Promise.race([closed, Bun.sleep(3000).then(() => new Error('no close'))]);
+    expect(err).toBeInstanceOf(PrivnetKeyMismatchError);
+    expect(got.events()).toBe(0);
   });
 });

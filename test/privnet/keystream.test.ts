@@ -3,7 +3,7 @@ import { createHmac } from 'node:crypto';
 import { chachaBlock, chachaXorRef, ivAt } from '../../src/tunnel/privnet/chacha-ref.ts';
 import { deriveDirectionKeys, deriveSwarmKey } from '../../src/tunnel/privnet/kdf.ts';
 import type { KeystreamFactory, PrivnetLog } from '../../src/tunnel/privnet/index.ts';
-import { loadPrivnetCipher, privateNetworkV1 } from '../../src/tunnel/privnet/index.ts';
+import { loadPrivnetCipher, createPrivateNetwork } from '../../src/tunnel/privnet/index.ts';
 import { nobleKeystreamFactory } from '../../src/tunnel/privnet/noble.ts';
 import { tryLoadOpenSslKeystream } from '../../src/tunnel/privnet/openssl.ts';
 import { RFC8439_2_3_2, RFC8439_2_4_2, RFC8439_A_1_1, toHex } from '../../src/tunnel/privnet/self-test.ts';
@@ -161,7 +161,7 @@ describe('provider selection', () => {
   test('auto prefers OpenSSL and says so', () => {
     if (!openssl.ok) return;
     const r = recorder();
-    const pn = privateNetworkV1(new Uint8Array([1]), { log: r.log, env: {} });
+    const pn = createPrivateNetwork(new Uint8Array([1]), { log: r.log, env: {} });
     expect(pn.provider).toBe('openssl');
     expect(pn().provider).toBe('openssl');
     expect(r.lines.filter(([l]) => l === 'warn')).toEqual([]);
@@ -169,7 +169,7 @@ describe('provider selection', () => {
 
   test('falls back to noble with a warning when libcrypto cannot load', () => {
     const r = recorder();
-    const pn = privateNetworkV1(new Uint8Array([1]), { log: r.log, libcryptoPaths: ['/nonexistent/libcrypto.so.3'] });
+    const pn = createPrivateNetwork(new Uint8Array([1]), { log: r.log, libcryptoPaths: ['/nonexistent/libcrypto.so.3'] });
     expect(pn.provider).toBe('noble');
     const warns = r.lines.filter(([l]) => l === 'warn').map(([, m]) => m);
     expect(warns.length).toBe(1);

@@ -12,10 +12,11 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Stream } from '@libp2p/interface';
 import { createNoiseCrypto } from '../../src/tunnel/crypto/index.ts';
 import { privateNetwork } from './libp2p-pnet.ts';
-import { privateNetworkV1 } from '../../src/tunnel/privnet/index.ts';
-import type { PrivateNetworkV1Options } from '../../src/tunnel/privnet/index.ts';
+import { createPrivateNetwork } from '../../src/tunnel/privnet/index.ts';
+import type { PrivateNetworkOptions } from '../../src/tunnel/privnet/index.ts';
 
-export type Protection = 'none' | 'pnet' | 'openssl' | 'noble';
+/** openssl / noble: privnet v1 with that cipher provider; v2: privnet v2 */
+export type Protection = 'none' | 'pnet' | 'openssl' | 'noble' | 'v2';
 
 export const SINK_PROTOCOL = '/edgemesh/test/privnet-sink/1.0.0';
 /** Same, but counts without hashing (benchmarks time the transport, not sha256). */
@@ -24,7 +25,7 @@ export const COUNT_PROTOCOL = '/edgemesh/test/privnet-count/1.0.0';
 export interface NodeOptions {
   protection: Protection;
   secret: Uint8Array;
-  privnet?: PrivateNetworkV1Options;
+  privnet?: PrivateNetworkOptions;
   /** libp2p's inbound upgrade deadline (default 10 s). */
   inboundUpgradeTimeout?: number;
 }
@@ -37,7 +38,9 @@ export function protectorFor(o: NodeOptions): unknown {
       return privateNetwork(o.secret);
     case 'openssl':
     case 'noble':
-      return privateNetworkV1(o.secret, { ...o.privnet, provider: o.protection });
+      return createPrivateNetwork(o.secret, { ...o.privnet, version: 1, provider: o.protection });
+    case 'v2':
+      return createPrivateNetwork(o.secret, { ...o.privnet, version: 2 });
   }
 }
 

@@ -80,7 +80,7 @@ class Tunnel implements Module {
     if (transport) transport.fromListenPort = (d) => serverTargets.has(hostPortOf(d.ma.toString()));
     this.puncher = new HolePuncher(node, transport, membership, t.listenPort, log);
     await this.puncher.start();
-    if (!t.privateNetwork) log.warn("private network (pnet) is off: anyone can start a handshake; membership is still checked by identity");
+    if (!t.privateNetwork) log.warn("private network is off: anyone can start a handshake; membership is still checked by identity");
     // address hints come only from the controller's `nodes` snapshot (which
     // carries agent.metadata.static.nodes when the source is static)
     this.unsubscribe.push(

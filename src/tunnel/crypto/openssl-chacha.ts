@@ -29,6 +29,8 @@ type ByteList = Exclude<NoiseBytes, Uint8Array>;
 export const CHACHA_KEY_LENGTH = 32;
 export const CHACHA_NONCE_LENGTH = 12;
 export const CHACHA_TAG_LENGTH = 16;
+/** bytes left free in front of every ciphertext, for noise's length prefix (noise-frames.ts) */
+export const FRAME_HEADROOM = 2;
 
 const EVP_CTRL_AEAD_SET_IVLEN = 0x9;
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
@@ -47,7 +49,10 @@ export interface OpenSslChaCha {
   readonly libraryPath: string;
   /** OpenSSL_version(OPENSSL_VERSION) of the loaded library. */
   readonly version: string;
-  /** Returns ciphertext || tag (plaintext.byteLength + 16 bytes, freshly allocated). */
+  /**
+   * Returns ciphertext || tag (plaintext.byteLength + 16 bytes), freshly
+   * allocated at offset FRAME_HEADROOM of its own ArrayBuffer.
+   */
   encrypt(plaintext: NoiseBytes, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array): Uint8Array;
   /**
    * Returns the plaintext or throws ChaChaAuthError. When `dst` is given and
@@ -209,8 +214,9 @@ function bind(s: Syms, libraryPath: string): OpenSslChaCha {
   const encrypt = (plaintext: NoiseBytes, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array): Uint8Array => {
     checkKeyNonce(key, nonce);
     const len = plaintext.byteLength;
-    // allocUnsafe skips zero-filling; every byte is overwritten below.
-    const out = Buffer.allocUnsafe(len + CHACHA_TAG_LENGTH);
+    // allocUnsafeSlow: no zero-filling (every byte is overwritten below) and
+    // never a slice of the shared pool, so the headroom is ours
+    const out = Buffer.allocUnsafeSlow(FRAME_HEADROOM + len + CHACHA_TAG_LENGTH).subarray(FRAME_HEADROOM);
     if (EVP_EncryptInit_ex(encCtx, null, null, key, nonce) !== 1) fail('EVP_EncryptInit_ex');
     if (ad.byteLength > 0 && EVP_EncryptUpdate(encCtx, null, outLen, ad, ad.byteLength) !== 1) fail('AAD update');
     if (!isList(plaintext)) {

@@ -1,22 +1,20 @@
 /**
- * The protected connection: a MultiaddrConnection that XORs everything it
- * sends and receives with the per-direction ChaCha20 keystreams, structured
- * like @libp2p/pnet's BoxMessageStream.
+ * The protected connection: a MultiaddrConnection that passes its bytes
+ * through a privnet layer (layers.ts: v1 encrypts them, v2 proves the psk
+ * once), structured like @libp2p/pnet's BoxMessageStream.
  *
- * Key confirmation: the first CONFIRM_BYTES of each direction's plaintext
- * are zeros. The receiver strips and checks them, so a peer with another
- * secret (or a random client) is cut off one round trip after the nonce
- * exchange instead of stalling the noise handshake until the upgrade
- * timeout. This is sent right behind the nonce exchange and costs no extra
- * round trip before protect() returns.
+ * Key confirmation: each side first sends the layer's confirmation. The
+ * receiver strips and checks the remote's before any byte goes up, so a peer
+ * with another secret (or a random client) is cut off one round trip after
+ * the nonce exchange instead of stalling the noise handshake until the
+ * upgrade timeout. It is sent right behind the nonce exchange and costs no
+ * extra round trip before protect() returns.
  */
 import { AbstractMultiaddrConnection } from '@libp2p/utils';
 import type { SendResult } from '@libp2p/utils';
 import type { AbortOptions, Logger, MultiaddrConnection } from '@libp2p/interface';
-import { PrivnetHandshakeError, PrivnetKeyMismatchError } from './errors.ts';
-import type { Keystream } from './keystream.ts';
-
-export const CONFIRM_BYTES = 16;
+import { PrivnetHandshakeError, PrivnetKeyMismatchError, PrivnetVersionError } from './errors.ts';
+import type { PrivnetLayer } from './layers.ts';
 
 type SendList = Parameters<AbstractMultiaddrConnection['sendData']>[0];
 
@@ -24,24 +22,27 @@ export interface PrivnetConnectionInit {
   maConn: MultiaddrConnection;
   log: Logger;
   /** Takes ownership: destroyed when the connection closes. */
-  tx: Keystream;
-  rx: Keystream;
+  layer: PrivnetLayer;
   /** Upper bound on bytes encrypted (and allocated) per send. */
   maxMessageSize: number;
   /** Abort if the remote's confirmation has not arrived within this many ms. */
   confirmTimeoutMs: number;
   /** Called once when the remote's confirmation does not decrypt. */
   onKeyMismatch?: () => void;
+  /** Called once when the remote's confirmation is that of the other privnet version. */
+  onVersionMismatch?: (err: PrivnetVersionError) => void;
 }
 
 export class PrivnetConnection extends AbstractMultiaddrConnection {
   readonly #maConn: MultiaddrConnection;
-  readonly #tx: Keystream;
-  readonly #rx: Keystream;
-  #confirmLeft = CONFIRM_BYTES;
+  readonly #layer: PrivnetLayer;
+  /** the remote's confirmation as received so far; undefined once checked */
+  #confirm: Uint8Array | undefined;
+  #confirmHave = 0;
   #confirmTimer: ReturnType<typeof setTimeout> | undefined;
   #destroyed = false;
   readonly #onKeyMismatch?: () => void;
+  readonly #onVersionMismatch?: (err: PrivnetVersionError) => void;
   #keyMismatch = false;
 
   constructor(init: PrivnetConnectionInit) {
@@ -49,18 +50,17 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
       log: init.log,
       remoteAddr: init.maConn.remoteAddr,
       direction: init.maConn.direction,
-      maxMessageSize: init.maxMessageSize,
+      maxMessageSize: init.layer.maxMessageSize === undefined ? undefined : Math.min(init.maxMessageSize, init.layer.maxMessageSize),
     });
     this.#maConn = init.maConn;
-    this.#tx = init.tx;
-    this.#rx = init.rx;
+    this.#layer = init.layer;
+    this.#confirm = new Uint8Array(init.layer.confirmBytes);
     this.#onKeyMismatch = init.onKeyMismatch;
+    this.#onVersionMismatch = init.onVersionMismatch;
 
     this.addEventListener('close', () => this.#destroy());
 
-    const confirm = new Uint8Array(CONFIRM_BYTES);
-    this.#tx.xor(confirm, confirm);
-    this.#maConn.send(confirm);
+    this.#maConn.send(init.layer.confirmation);
     this.#confirmTimer = setTimeout(() => {
       this.abort(new PrivnetHandshakeError(`no key confirmation from remote within ${init.confirmTimeoutMs} ms`));
     }, init.confirmTimeoutMs);
@@ -84,27 +84,34 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
 
   #receive(buf: Uint8Array): void {
     if (this.#destroyed || buf.byteLength === 0) return;
-    // In place: the transport has already consumed this buffer and we are the
-    // only 'message' listener, so no one else reads it afterwards.
-    this.#rx.xor(buf, buf);
-    if (this.#confirmLeft > 0) {
-      const n = Math.min(this.#confirmLeft, buf.byteLength);
-      for (let i = 0; i < n; i++) {
-        if (buf[i] !== 0) {
+    const confirm = this.#confirm;
+    if (confirm !== undefined) {
+      const n = Math.min(confirm.byteLength - this.#confirmHave, buf.byteLength);
+      confirm.set(buf.subarray(0, n), this.#confirmHave);
+      this.#confirmHave += n;
+      const verdict = this.#layer.check(confirm.subarray(0, this.#confirmHave));
+      if (verdict === 'more') return;
+      if (verdict !== 'ok') {
+        if (verdict === 'mismatch') {
           this.#keyMismatch = true;
           this.#onKeyMismatch?.();
           this.abort(new PrivnetKeyMismatchError());
-          return;
+        } else {
+          const err = new PrivnetVersionError(this.#layer.version, verdict.otherVersion);
+          this.#onVersionMismatch?.(err);
+          this.abort(err);
         }
+        return;
       }
-      this.#confirmLeft -= n;
-      if (this.#confirmLeft === 0) {
-        clearTimeout(this.#confirmTimer);
-        this.log.trace('key confirmation received');
-      }
+      this.#confirm = undefined;
+      clearTimeout(this.#confirmTimer);
+      this.log.trace('key confirmation received');
       if (n === buf.byteLength) return;
       buf = buf.subarray(n);
     }
+    // In place: the transport has already consumed this buffer and we are the
+    // only 'message' listener, so no one else reads it afterwards.
+    this.#layer.incoming(buf);
     this.onData(buf);
   }
 
@@ -112,23 +119,12 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
     if (this.#destroyed) return;
     this.#destroyed = true;
     clearTimeout(this.#confirmTimer);
-    this.#tx.destroy();
-    this.#rx.destroy();
+    this.#layer.destroy();
   }
 
   sendData(data: SendList): SendResult {
     const len = data.byteLength;
-    // A fresh buffer per send: the transport may hold it until the socket
-    // drains, and the plaintext belongs to the layer above.
-    const out = Buffer.allocUnsafe(len);
-    let off = 0;
-    for (const buf of data) {
-      const n = buf.byteLength;
-      if (n === 0) continue;
-      this.#tx.xor(buf, off === 0 && n === len ? out : out.subarray(off, off + n));
-      off += n;
-    }
-    return { sentBytes: len, canSendMore: this.#maConn.send(out) };
+    return { sentBytes: len, canSendMore: this.#maConn.send(this.#layer.outgoing(data, len)) };
   }
 
   async sendClose(options?: AbortOptions): Promise<void> {

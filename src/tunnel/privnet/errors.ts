@@ -13,3 +13,13 @@ export class PrivnetKeyMismatchError extends Error {
     this.name = 'PrivnetKeyMismatchError';
   }
 }
+
+/** The remote runs the other privnet version: set the same `privateNetwork` on every node. */
+export class PrivnetVersionError extends Error {
+  constructor(ours: 1 | 2, theirs: 1 | 2) {
+    super(
+      `privnet: the other end runs private network v${theirs}, this node v${ours} (an edgemesh from before v2, or privateNetwork: v1 set on one side): every node of a mesh must use the same`,
+    );
+    this.name = 'PrivnetVersionError';
+  }
+}

@@ -1,19 +1,22 @@
 /**
- * "edgemesh privnet v1": a libp2p ConnectionProtector with the purpose of
+ * "edgemesh privnet": a libp2p ConnectionProtector with the purpose of
  * @libp2p/pnet (nodes without the mesh secret cannot even reach the noise
- * handshake) but ChaCha20 from system OpenSSL instead of wasm XSalsa20.
- * Not wire-compatible with pnet; every node runs this binary.
+ * handshake). Not wire-compatible with pnet; every node runs this binary.
  *
  * Wire protocol, per connection:
  *  1. Each side sends a fresh random 24-byte nonce and reads the remote's
  *     (handshakeTimeoutMs). Equal nonces are rejected: that is a peer
  *     reflecting ours, which would make key_in equal key_out.
- *  2. Keys per kdf.ts; ChaCha20 with all-zero 16-byte iv (counter 0, zero
- *     nonce) per direction; every later byte is XORed with the keystream.
- *     No MAC: noise inside provides integrity and confidentiality; this
- *     layer is access control.
- *  3. The first 16 plaintext bytes of each direction are zeros (key
- *     confirmation, see connection.ts); a mismatch aborts the connection.
+ *  2. v2 (the default): each side sends its 32-byte proof (kdf.ts) and
+ *     checks the remote's before passing any byte up; later bytes pass as
+ *     they are (noise inside provides integrity and confidentiality; this
+ *     layer is access control).
+ *     v1: keys per kdf.ts; ChaCha20 with all-zero 16-byte iv (counter 0,
+ *     zero nonce) per direction; every later byte is XORed with the
+ *     keystream; the first 16 plaintext bytes of each direction are zeros
+ *     (key confirmation).
+ *  3. A confirmation that fails aborts the connection; one that is the other
+ *     version's is reported as such (layers.ts).
  */
 import { byteStream } from '@libp2p/utils';
 import type { AbortOptions, ConnectionProtector, MessageStream, MultiaddrConnection } from '@libp2p/interface';
@@ -21,20 +24,24 @@ import { loadPrivnetCipher } from './cipher.ts';
 import type { PrivnetCipherOptions } from './cipher.ts';
 import { PrivnetConnection } from './connection.ts';
 import { PrivnetHandshakeError } from './errors.ts';
-import { deriveDirectionKeys, deriveSwarmKey, NONCE_BYTES } from './kdf.ts';
+import { deriveDirectionKeys, deriveProofs, deriveSwarmKey, NONCE_BYTES } from './kdf.ts';
+import { proofLayer, V1_CONFIRM_BYTES, xorLayer } from './layers.ts';
+import type { PrivnetLayer } from './layers.ts';
 import { IV_BYTES } from './keystream.ts';
 import type { KeystreamFactory, PrivnetCipherProvider } from './keystream.ts';
 
 export { loadPrivnetCipher } from './cipher.ts';
 export type { PrivnetCipherOptions, PrivnetLog } from './cipher.ts';
-export { PrivnetHandshakeError, PrivnetKeyMismatchError } from './errors.ts';
+export { PrivnetHandshakeError, PrivnetKeyMismatchError, PrivnetVersionError } from './errors.ts';
 export type { Keystream, KeystreamFactory, PrivnetCipherProvider } from './keystream.ts';
 export { PrivnetConnection } from './connection.ts';
 
 export const PRIVNET_DEFAULT_HANDSHAKE_TIMEOUT_MS = 1000;
-export const PRIVNET_DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+export const PRIVNET_DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
 
-export interface PrivateNetworkV1Options extends PrivnetCipherOptions {
+export interface PrivateNetworkOptions extends PrivnetCipherOptions {
+  /** 2 (default): a proof of the psk, then bytes as they are; 1: every byte encrypted a second time (layers.ts) */
+  version?: 1 | 2;
   /** How long to wait for the remote's nonce, and then for its key confirmation. Default 1000 ms. */
   handshakeTimeoutMs?: number;
   /** Largest plaintext run encrypted per send (bounds per-send allocation and latency). Default 64 KiB. */
@@ -49,7 +56,7 @@ export interface PrivnetProtector extends ConnectionProtector {
 }
 
 /** What libp2p's `connectionProtector` option takes, plus which cipher provider was loaded. */
-export type PrivateNetworkV1Factory = ((components?: unknown) => PrivnetProtector) & {
+export type PrivateNetworkFactory = ((components?: unknown) => PrivnetProtector) & {
   readonly provider: PrivnetCipherProvider;
   readonly detail: string;
 };
@@ -58,8 +65,8 @@ const ZERO_IV = new Uint8Array(IV_BYTES);
 /** what a peer that does not even send a nonce most likely is */
 const NOT_MESH = 'not an edgemesh node, or its privateNetwork setting differs';
 
-class PrivnetV1Protector implements PrivnetProtector {
-  readonly [Symbol.toStringTag] = 'edgemesh/privnet-v1';
+class Protector implements PrivnetProtector {
+  readonly [Symbol.toStringTag]: string = 'edgemesh/privnet';
   readonly provider: PrivnetCipherProvider;
   readonly detail: string;
 
@@ -68,8 +75,11 @@ class PrivnetV1Protector implements PrivnetProtector {
     private readonly cipher: KeystreamFactory,
     private readonly timeoutMs: number,
     private readonly maxMessageSize: number,
-    private readonly onKeyMismatch?: PrivateNetworkV1Options['onKeyMismatch'],
+    private readonly version: 1 | 2,
+    private readonly onKeyMismatch?: PrivateNetworkOptions['onKeyMismatch'],
+    private readonly log?: PrivateNetworkOptions['log'],
   ) {
+    this[Symbol.toStringTag] = `edgemesh/privnet-v${version}`;
     this.provider = cipher.provider;
     this.detail = cipher.detail;
   }
@@ -90,25 +100,50 @@ class PrivnetV1Protector implements PrivnetProtector {
     }
     log('exchanged nonces');
 
-    const keys = deriveDirectionKeys(this.swarmKey, localNonce, remoteNonce);
-    let tx;
-    let rx;
+    let layer: PrivnetLayer | undefined;
     try {
-      tx = this.cipher.create(keys.out, ZERO_IV);
-      rx = this.cipher.create(keys.in, ZERO_IV);
+      layer = this.layer(localNonce, remoteNonce);
       return new PrivnetConnection({
         maConn,
         log,
-        tx,
-        rx,
+        layer,
         maxMessageSize: this.maxMessageSize,
         confirmTimeoutMs: this.timeoutMs,
         onKeyMismatch: this.onKeyMismatch && (() => this.onKeyMismatch!(maConn.remoteAddr, maConn.direction)),
+        onVersionMismatch: (err) => this.log?.('warn', `${err.message} (${maConn.direction} ${maConn.remoteAddr.toString()})`),
       });
     } catch (err) {
-      tx?.destroy();
-      rx?.destroy();
+      layer?.destroy();
       maConn.abort(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
+  }
+
+  private layer(localNonce: Uint8Array, remoteNonce: Uint8Array): PrivnetLayer {
+    const proofs = deriveProofs(this.swarmKey, localNonce, remoteNonce);
+    if (this.version === 2) {
+      let v1: Uint8Array | undefined;
+      // what this remote would send under v1, worked out only when needed
+      const v1Confirmation = (): Uint8Array => {
+        if (v1) return v1;
+        const keys = deriveDirectionKeys(this.swarmKey, localNonce, remoteNonce);
+        const rx = this.cipher.create(keys.in, ZERO_IV);
+        v1 = new Uint8Array(V1_CONFIRM_BYTES);
+        rx.xor(v1, v1);
+        rx.destroy();
+        keys.out.fill(0);
+        keys.in.fill(0);
+        return v1;
+      };
+      return proofLayer(proofs.out, proofs.in, v1Confirmation);
+    }
+    const keys = deriveDirectionKeys(this.swarmKey, localNonce, remoteNonce);
+    let tx;
+    try {
+      tx = this.cipher.create(keys.out, ZERO_IV);
+      return xorLayer(tx, this.cipher.create(keys.in, ZERO_IV), proofs.in);
+    } catch (err) {
+      tx?.destroy();
       throw err;
     } finally {
       keys.out.fill(0);
@@ -156,13 +191,14 @@ class PrivnetV1Protector implements PrivnetProtector {
  * libp2p's `connectionProtector`. The cipher provider is chosen (and logged
  * through opts.log) once, here; `.provider` tells which one.
  */
-export function privateNetworkV1(secret: Uint8Array, opts: PrivateNetworkV1Options = {}): PrivateNetworkV1Factory {
+export function createPrivateNetwork(secret: Uint8Array, opts: PrivateNetworkOptions = {}): PrivateNetworkFactory {
   const timeoutMs = opts.handshakeTimeoutMs ?? PRIVNET_DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const maxMessageSize = opts.maxMessageSize ?? PRIVNET_DEFAULT_MAX_MESSAGE_BYTES;
   if (!(timeoutMs > 0)) throw new RangeError('privnet: handshakeTimeoutMs must be > 0');
   if (!Number.isInteger(maxMessageSize) || maxMessageSize < 1) throw new RangeError('privnet: maxMessageSize must be a positive integer');
   const swarmKey = deriveSwarmKey(secret);
   const cipher = loadPrivnetCipher(opts);
-  const factory = (): PrivnetProtector => new PrivnetV1Protector(swarmKey, cipher, timeoutMs, maxMessageSize, opts.onKeyMismatch);
+  const version = opts.version ?? 2;
+  const factory = (): PrivnetProtector => new Protector(swarmKey, cipher, timeoutMs, maxMessageSize, version, opts.onKeyMismatch, opts.log);
   return Object.assign(factory, { provider: cipher.provider, detail: cipher.detail });
 }
