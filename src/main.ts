@@ -8,10 +8,12 @@ import { runDaemon } from "./daemon/run.ts";
 import { agentModules } from "./agent/modules.ts";
 import { serverModules } from "./server/modules.ts";
 import { VERSION } from "./version.ts";
+import { reexecWithAllocatorSettings } from "./daemon/allocator.ts";
 
 const DEFAULT_CONFIG = "/etc/edgemesh/edgemesh.yaml";
 
 async function runRole(role: Role, configPath: string): Promise<number> {
+  reexecWithAllocatorSettings((msg) => process.stderr.write(`edgemesh ${role}: ${msg}\n`));
   let config;
   try {
     config = loadConfig(configPath, { role });

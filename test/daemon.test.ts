@@ -1,7 +1,7 @@
 // The compiled binary as an operator runs it: from a directory without
 // node_modules, with its admin endpoint, and stopped by SIGTERM.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync } from "node:fs";
+import { copyFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { edgemesh, ensureBinary, freePort, tempConfigDir, until } from "./util/run.ts";
 import { tempDir } from "./util/temp.ts";
@@ -21,11 +21,11 @@ beforeAll(async () => {
   Bun.spawnSync(["chmod", "+x", binary]);
 });
 
-function startAgent(extra = "", level = "info") {
+function startAgent(extra = "", level = "info", env?: Record<string, string>) {
   const t = tempConfigDir();
   const port = freePort();
   const cfg = t.write("agent.yaml", `nodeName: edge1\npsk: psk\nlogLevel: ${level}\nadminListen: 127.0.0.1:${port}\n${extra || staticAgent()}`);
-  const proc = Bun.spawn([binary, "agent", "--config", cfg], { cwd: isolated, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([binary, "agent", "--config", cfg], { cwd: isolated, stdout: "pipe", stderr: "pipe", env });
   const stderr = new Response(proc.stderr).text();
   return { proc, port, stderr, admin: `127.0.0.1:${port}` };
 }
@@ -100,6 +100,22 @@ describe("compiled binary", () => {
     } finally {
       a.proc.kill("SIGTERM");
       await a.proc.exited;
+    }
+  });
+
+  test("the agent runs with the allocator's purge delay set (same PID, same arguments), and keeps an operator's own", async () => {
+    const environ = (pid: number) => Object.fromEntries(readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+    const { MIMALLOC_PURGE_DELAY: _, ...base } = process.env as Record<string, string>;
+    for (const [env, want] of [[base, "250"], [{ ...base, MIMALLOC_PURGE_DELAY: "40" }, "40"]] as const) {
+      const a = startAgent("", "info", env);
+      try {
+        await until(async () => ((await fetch(`http://${a.admin}/healthz`).catch(() => undefined))?.ok ? true : undefined));
+        expect(environ(a.proc.pid).MIMALLOC_PURGE_DELAY).toBe(want);
+        expect(readFileSync(`/proc/${a.proc.pid}/cmdline`, "latin1").split("\0").slice(1, 3)).toEqual(["agent", "--config"]);
+      } finally {
+        a.proc.kill("SIGTERM");
+        await a.proc.exited;
+      }
     }
   });
 
