@@ -53,8 +53,17 @@ function rssParts(pid: number): { anon: number; file: number } {
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? NaN) / 1024;
   return { anon: kb("RssAnon"), file: kb("RssFile") + kb("RssShmem") };
 }
-/** new connections / echoes made before each latency measurement and not counted: every process on the path runs warm (JIT-compiled) code, as a long-running agent does */
-const WARMUP = 200;
+/**
+ * echoes / new connections made before each latency measurement and not
+ * counted: every process on the path runs warm code, as a long-running agent
+ * does. JSC keeps compiling hot paths into higher tiers for thousands of
+ * echoes (its compiler threads share the 2 cores): with 200 the echo's p99
+ * was 1.2-3.6 ms, with 5,000 0.5-0.6 ms; the cold figure is printed too.
+ */
+const WARMUP = { rtt: 5000, ttfb: 500 };
+/** one-stream transfers, plain and mesh alternating: throughput and CPU per GiB are medians (this machine's speed varies by ±20% within minutes) */
+const ROUNDS = 3;
+const median = (xs: number[]) => quantile(xs, 0.5);
 const quantile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
 
 // Backend edge3 10.10.1.13: iperf3 on 5201, an echo on 9001.
@@ -87,7 +96,7 @@ try {
 
   const json = async <T>(argv: string[], timeoutMs = 300_000): Promise<T> => {
     const r = await lab.exec("edge1", argv, { timeoutMs });
-    return JSON.parse(r.stdout.trim().split("\n").pop() || `{"ok":false,"error":"no output: ${r.stderr.slice(0, 200)}"}`) as T;
+    return JSON.parse(r.stdout.trim().split("\n").pop() || JSON.stringify({ ok: false, error: `no output: ${r.stderr.slice(0, 200)}` })) as T;
   };
   type Xfer = { ok: boolean; mbps: number; bytes: number; error?: string };
   /** iperf3 from edge1 to HOST:5201; reverse = the backend sends. MB/s as received. */
@@ -105,8 +114,8 @@ try {
     }
   };
   type Times = { ok: boolean; p50Us: number; p99Us: number; errors?: number; firstError?: string };
-  const latency = (mode: "rtt" | "ttfb", ip: string, port = 9001, n = mode === "rtt" ? 5000 : 500) =>
-    json<Times>([NODE, join(FIX, "latency.mjs"), mode, ip, String(port), String(n), String(WARMUP)]);
+  const latency = (mode: "rtt" | "ttfb", ip: string, port = 9001, n = mode === "rtt" ? 5000 : 500, warm: number = WARMUP[mode]) =>
+    json<Times>([NODE, join(FIX, "latency.mjs"), mode, ip, String(port), String(n), String(warm)]);
   const must = <T extends { ok: boolean; error?: string }>(label: string, r: T): T => {
     if (!r.ok) throw new Error(`${label}: ${r.error ?? JSON.stringify(r)}`);
     return r;
@@ -151,13 +160,24 @@ try {
   const noXfer: Xfer = { ok: true, mbps: NaN, bytes: 0 };
   const x = { plain1: noXfer, mesh1: noXfer, plain16: noXfer, mesh16: noXfer, plainRev: noXfer, meshRev: noXfer };
   const cpuPerGiB: Record<string, number> = { edge1: NaN, edge3: NaN };
+  let ratio1 = NaN;
+  let cpuBoth: number[] = [];
   const rssBeforeBulk = rssMiB(pid("edge1"));
   if (want("bulk")) {
-    x.plain1 = must("plain single", await iperf(h.edge3.ip));
-    const cpu0 = Object.fromEntries(agents.map((a) => [a, cpuSeconds(pid(a))]));
-    x.mesh1 = must("mesh single", await iperf(IPERF));
-    for (const a of agents) cpuPerGiB[a] = (cpuSeconds(pid(a)) - cpu0[a]!) / (x.mesh1.bytes / 2 ** 30);
-    say(`single stream: plain ${x.plain1.mbps} MB/s, mesh ${x.mesh1.mbps} MB/s, CPU s/GiB ${fmt(cpuPerGiB.edge1)} + ${fmt(cpuPerGiB.edge3)}`);
+    const rounds: Array<{ plain: Xfer; mesh: Xfer; cpu: Record<string, number> }> = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const plain = must("plain single", await iperf(h.edge3.ip));
+      const cpu0 = Object.fromEntries(agents.map((a) => [a, cpuSeconds(pid(a))]));
+      const mesh = must("mesh single", await iperf(IPERF));
+      const cpu = Object.fromEntries(agents.map((a) => [a, (cpuSeconds(pid(a)) - cpu0[a]!) / (mesh.bytes / 2 ** 30)]));
+      rounds.push({ plain, mesh, cpu });
+      say(`single stream, round ${r + 1}: plain ${plain.mbps} MB/s, mesh ${mesh.mbps} MB/s (${fmt(mesh.mbps / plain.mbps)}), CPU s/GiB ${fmt(cpu.edge1)} + ${fmt(cpu.edge3)}`);
+    }
+    x.plain1 = { ok: true, mbps: median(rounds.map((r) => r.plain.mbps)), bytes: BYTES };
+    x.mesh1 = { ok: true, mbps: median(rounds.map((r) => r.mesh.mbps)), bytes: BYTES };
+    ratio1 = median(rounds.map((r) => r.mesh.mbps / r.plain.mbps));
+    for (const a of agents) cpuPerGiB[a] = median(rounds.map((r) => r.cpu[a]!));
+    cpuBoth = rounds.map((r) => r.cpu.edge1! + r.cpu.edge3!);
     x.plainRev = must("plain reverse", await iperf(h.edge3.ip, { reverse: true }));
     x.meshRev = must("mesh reverse", await iperf(IPERF, { reverse: true }));
     say(`single stream, backend sends: plain ${x.plainRev.mbps} MB/s, mesh ${x.meshRev.mbps} MB/s`);
@@ -166,8 +186,9 @@ try {
     say(`16 streams: plain ${x.plain16.mbps} MB/s, mesh ${x.mesh16.mbps} MB/s`);
   }
   const noTimes: Times = { ok: true, p50Us: NaN, p99Us: NaN, errors: 0 };
-  let rttPlain = noTimes, rttMesh = noTimes, ttfbPlain = noTimes, ttfbMesh = noTimes;
+  let rttPlain = noTimes, rttMesh = noTimes, ttfbPlain = noTimes, ttfbMesh = noTimes, rttCold = noTimes;
   if (want("rtt")) {
+    rttCold = must("mesh rtt, 200 echoes of warm-up", await latency("rtt", ECHO, 9001, 5000, 200));
     rttPlain = must("plain rtt", await latency("rtt", h.edge3.ip));
     rttMesh = must("mesh rtt", await latency("rtt", ECHO));
     say(`rtt p50/p99: plain ${rttPlain.p50Us}/${rttPlain.p99Us} µs, mesh ${rttMesh.p50Us}/${rttMesh.p99Us} µs`);
@@ -203,13 +224,14 @@ try {
   }
   // two bare relays where the agents are: edge1:40010 → edge3:40011 → echo
   const floor: Array<{ mode: string; rtt: { p50Us: number; p99Us: number }; ttfb: { p50Us: number; p99Us: number } }> = [];
+  let relayFloor: { mbps: number; cpu: number[] } | undefined;
   if (want("floor")) {
     for (const [mode, a, b] of [["net", 40010, 40011], ["bun", 40020, 40021]] as const) {
       const r3 = lab.spawn("edge3", [BUN, join(FIX, "bare-relay.ts"), mode, String(b), "127.0.0.1", "9001"]);
       const r1 = lab.spawn("edge1", [BUN, join(FIX, "bare-relay.ts"), mode, String(a), h.edge3.ip, String(b)]);
       // both listening (bun start-up): one connection through them answers
       for (let i = 0; i < 40; i++) {
-        const probe = await latency("ttfb", "127.0.0.1", a, 1);
+        const probe = await latency("ttfb", "127.0.0.1", a, 1, 0);
         if (probe.ok) break;
         await Bun.sleep(250);
       }
@@ -225,6 +247,27 @@ try {
       floor.push({ mode, rtt: viaRtt, ttfb: viaTtfb });
       say(`floor (${mode}): rtt p50 ${viaRtt.p50Us} µs, ttfb p50 ${viaTtfb.p50Us} µs`);
     }
+    // the CPU floor: one iperf3 stream through two node:net relays (with
+    // backpressure) where the agents are, CPU per GiB of each relay
+    const r3 = lab.spawn("edge3", [BUN, join(FIX, "bare-relay.ts"), "net", "40031", "127.0.0.1", "5201"]);
+    const r1 = lab.spawn("edge1", [BUN, join(FIX, "bare-relay.ts"), "net", "40030", h.edge3.ip, "40031"]);
+    for (let i = 0; i < 40; i++) {
+      if ((await lab.exec("edge1", ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/40030"])).code === 0) break;
+      await Bun.sleep(250);
+    }
+    const relayIperf = async (): Promise<Xfer> => {
+      const r = await lab.exec("edge1", ["iperf3", "-c", "127.0.0.1", "-p", "40030", "-J", "-n", String(BYTES)], { timeoutMs: 600_000 });
+      const got = (JSON.parse(r.stdout || "{}") as { end?: { sum_received?: { bytes: number; seconds: number } } }).end?.sum_received;
+      return got ? { ok: true, mbps: Math.round(got.bytes / got.seconds / 1e6), bytes: got.bytes } : { ok: false, mbps: NaN, bytes: 0, error: r.stderr.slice(0, 200) };
+    };
+    const c0 = [cpuSeconds(r1.pid), cpuSeconds(r3.pid)];
+    const via = await relayIperf();
+    if (via.ok) {
+      relayFloor = { mbps: via.mbps, cpu: [(cpuSeconds(r1.pid) - c0[0]!) / (via.bytes / 2 ** 30), (cpuSeconds(r3.pid) - c0[1]!) / (via.bytes / 2 ** 30)] };
+      say(`floor (net) one stream: ${via.mbps} MB/s, relay CPU s/GiB ${fmt(relayFloor.cpu[0])} + ${fmt(relayFloor.cpu[1])}`);
+    } else say(`floor (net) one stream left out: ${via.error}`);
+    r1.kill("SIGKILL");
+    r3.kill("SIGKILL");
   }
   await Bun.sleep(5000);
   const rssAfterBulk = rssMiB(pid("edge1"));
@@ -280,19 +323,21 @@ try {
     "",
     "| measure | plain | mesh | ratio / added |",
     "|---|---|---|---|",
-    `| one stream (iperf3) | ${x.plain1.mbps} MB/s | ${x.mesh1.mbps} MB/s | ${fmt(x.mesh1.mbps / x.plain1.mbps)} |`,
+    `| one stream (iperf3, median of ${ROUNDS} alternating rounds) | ${x.plain1.mbps} MB/s | ${x.mesh1.mbps} MB/s | ${fmt(ratio1)} |`,
     `| one stream, backend sends (iperf3 -R) | ${x.plainRev.mbps} MB/s | ${x.meshRev.mbps} MB/s | ${fmt(x.meshRev.mbps / x.plainRev.mbps)} |`,
     `| 16 streams (iperf3 -P 16) | ${x.plain16.mbps} MB/s | ${x.mesh16.mbps} MB/s | ${fmt(x.mesh16.mbps / x.plain16.mbps)} |`,
-    `| 64-byte echo RTT p50 (5,000) | ${rttPlain.p50Us} µs | ${rttMesh.p50Us} µs | ${added(rttMesh.p50Us, rttPlain.p50Us)} |`,
-    `| 64-byte echo RTT p99 (5,000) | ${rttPlain.p99Us} µs | ${rttMesh.p99Us} µs | ${added(rttMesh.p99Us, rttPlain.p99Us)} |`,
-    `| new connection, first byte p50 (500) | ${ttfbPlain.p50Us} µs | ${ttfbMesh.p50Us} µs | ${added(ttfbMesh.p50Us, ttfbPlain.p50Us)} |`,
-    `| new connection, first byte p99 (500) | ${ttfbPlain.p99Us} µs | ${ttfbMesh.p99Us} µs | ${added(ttfbMesh.p99Us, ttfbPlain.p99Us)} |`,
+    `| 64-byte echo RTT p50 (5,000 after ${WARMUP.rtt}) | ${rttPlain.p50Us} µs | ${rttMesh.p50Us} µs | ${added(rttMesh.p50Us, rttPlain.p50Us)} |`,
+    `| 64-byte echo RTT p99 (5,000 after ${WARMUP.rtt}) | ${rttPlain.p99Us} µs | ${rttMesh.p99Us} µs | ${added(rttMesh.p99Us, rttPlain.p99Us)} |`,
+    `| 64-byte echo RTT p50 / p99, 5,000 after only 200 (agents still compiling) | ${rttPlain.p50Us} / ${rttPlain.p99Us} µs | ${rttCold.p50Us} / ${rttCold.p99Us} µs | ${added(rttCold.p50Us, rttPlain.p50Us)} / ${added(rttCold.p99Us, rttPlain.p99Us)} |`,
+    `| new connection, first byte p50 (500 after ${WARMUP.ttfb}) | ${ttfbPlain.p50Us} µs | ${ttfbMesh.p50Us} µs | ${added(ttfbMesh.p50Us, ttfbPlain.p50Us)} |`,
+    `| new connection, first byte p99 (500 after ${WARMUP.ttfb}) | ${ttfbPlain.p99Us} µs | ${ttfbMesh.p99Us} µs | ${added(ttfbMesh.p99Us, ttfbPlain.p99Us)} |`,
     ...floor.flatMap((f) => [
       `| 64-byte echo RTT p50 / p99, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) instead of the agents | ${rttPlain.p50Us} / ${rttPlain.p99Us} µs | ${f.rtt.p50Us} / ${f.rtt.p99Us} µs | ${added(f.rtt.p50Us, rttPlain.p50Us)} / ${added(f.rtt.p99Us, rttPlain.p99Us)} |`,
       `| new connection, first byte p50, two bare relays (${f.mode === "net" ? "node:net" : "Bun sockets"}) | ${ttfbPlain.p50Us} µs | ${f.ttfb.p50Us} µs | ${added(f.ttfb.p50Us, ttfbPlain.p50Us)} |`,
     ]),
+    ...(relayFloor ? [`| one stream (iperf3), two bare node:net relays instead of the agents | ${x.plain1.mbps} MB/s | ${relayFloor.mbps} MB/s | ${fmt(relayFloor.mbps / x.plain1.mbps)} |`] : []),
     "",
-    `agent CPU-seconds per GiB, one stream: edge1 ${fmt(cpuPerGiB.edge1)} + edge3 ${fmt(cpuPerGiB.edge3)} = ${fmt(cpuPerGiB.edge1! + cpuPerGiB.edge3!)}`,
+    `agent CPU-seconds per GiB, one stream (median of ${ROUNDS}): edge1 ${fmt(cpuPerGiB.edge1)} + edge3 ${fmt(cpuPerGiB.edge3)}; both agents per round: ${cpuBoth.map((c) => fmt(c)).join(", ")}${relayFloor ? `; two bare relays in their place: ${fmt(relayFloor.cpu[0])} + ${fmt(relayFloor.cpu[1])}` : ""}`,
     `idle RSS: edge1 ${fmt(idle.edge1, 1)} MiB (anonymous ${fmt(idleParts.anon, 1)} + file-backed ${fmt(idleParts.file, 1)} of the executable's pages), edge3 ${fmt(idle.edge3, 1)} MiB, server ${fmt(idle.server, 1)} MiB`,
     ...shaped.map((c) => `peak RSS growth, ${MIB} MiB, ${c.label} (${c.xfer.mbps} MB/s): edge1 +${fmt(c.growth.edge1, 1)} MiB, edge3 +${fmt(c.growth.edge3, 1)} MiB`),
     ...[1000, 10_000].map((n) => {
