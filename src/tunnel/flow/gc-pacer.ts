@@ -9,17 +9,23 @@
 // - every PACE_BYTES moved, an eden (young generation) collection: the
 //   chunks are young garbage, so it frees them for about 1.5 ms;
 // - only when RSS stands RELEASE_MIB above the lowest RSS seen, and at most
-//   once per RELEASE_INTERVAL_MS, Bun.gc(true): a full collection that also
-//   hands the allocator's free pages back to the kernel. It costs 10–15 ms on
-//   an agent's heap and the pages it returns fault back in as the transfer
-//   goes on; run every 16 MiB it took half the agent's CPU (7.3 CPU-s/GiB for
-//   both agents against 4.1 without it). Once a second bounds it to about 1%.
-import { edenGC } from "bun:jsc";
+//   once per RELEASE_INTERVAL_MS, a full collection (10-15 ms on an agent's
+//   heap): it frees the buffers that outlived a young collection, and the
+//   allocator hands their pages back to the kernel within its purge delay
+//   (daemon/allocator.ts) unless the transfer reuses them first;
+// - once the bytes stop (QUIET_MS without any), Bun.gc(true): a full
+//   collection that also makes the allocator return every free page now.
+// Bun.gc(true) in the middle of a transfer forced the pages it returned to be
+// faulted in again: every 16 MiB it took half the agent's CPU (7.3 CPU-s/GiB
+// for both agents against 4.1 without it); once a second still 75-80k page
+// faults per 4 s against 40-50k with a plain full collection.
+import { edenGC, fullGC } from "bun:jsc";
 
 const PACE_BYTES = 16 * 1024 * 1024;
 const MIN_INTERVAL_MS = 20;
 const RELEASE_MIB = 32;
 const RELEASE_INTERVAL_MS = 1000;
+const QUIET_MS = 2000;
 
 let since = 0;
 let last = 0;
@@ -27,12 +33,15 @@ let lastRelease = 0;
 let collections = 0;
 let releases = 0;
 let floorMiB = 0;
+let lastBytesAt = 0;
+let quietTimer: ReturnType<typeof setTimeout> | undefined;
 
 const rssMiB = () => process.memoryUsage.rss() / 1048576;
 
 /** counts bytes moved by a pipe or relay; collects when PACE_BYTES have passed */
 export function noteBytes(n: number): void {
   since += n;
+  lastBytesAt = performance.now();
   if (floorMiB === 0) floorMiB = rssMiB(); // the first bytes: RSS at rest
   if (since < PACE_BYTES || typeof Bun === "undefined") return;
   const now = performance.now();
@@ -46,6 +55,20 @@ export function noteBytes(n: number): void {
   if (rss - floorMiB < RELEASE_MIB || now - lastRelease < RELEASE_INTERVAL_MS) return;
   lastRelease = now;
   releases++;
+  fullGC();
+  quietTimer ??= setTimeout(whenQuiet, QUIET_MS);
+  quietTimer.unref?.();
+}
+
+/** after a busy spell, once QUIET_MS pass without bytes: give every free page back */
+function whenQuiet(): void {
+  const idleMs = performance.now() - lastBytesAt;
+  if (idleMs < QUIET_MS) {
+    quietTimer = setTimeout(whenQuiet, QUIET_MS - idleMs);
+    quietTimer.unref?.();
+    return;
+  }
+  quietTimer = undefined;
   Bun.gc(true);
 }
 
