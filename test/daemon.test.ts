@@ -106,7 +106,7 @@ describe("compiled binary", () => {
   test("the agent runs with the allocator's purge delay set (same PID, same arguments), and keeps an operator's own", async () => {
     const environ = (pid: number) => Object.fromEntries(readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
     const { MIMALLOC_PURGE_DELAY: _, ...base } = process.env as Record<string, string>;
-    for (const [env, want] of [[base, "250"], [{ ...base, MIMALLOC_PURGE_DELAY: "40" }, "40"]] as const) {
+    for (const [env, want] of [[base, "1000"], [{ ...base, MIMALLOC_PURGE_DELAY: "40" }, "40"]] as const) {
       const a = startAgent("", "info", env);
       try {
         await until(async () => ((await fetch(`http://${a.admin}/healthz`).catch(() => undefined))?.ok ? true : undefined));

@@ -2,9 +2,11 @@
 // kernel 10 ms after they are freed; a tunnel frees and allocates 64 KiB
 // buffers all the time, so the same pages were handed back and faulted in
 // again: 8-10% of an agent's CPU in page faults and madvise (perf, iperf3
-// through the ClusterIP). With 250 ms the pages are reused while traffic
-// flows and still go back within a quarter second of it stopping: both
-// agents 4.1-4.4 -> 3.1-3.7 CPU-s/GiB, 370 -> 440-490 MB/s. mimalloc reads
+// through the ClusterIP). With 1 s the pages are reused while traffic flows
+// (the flow pacer's full collections free a second's worth at once) and still
+// go back within a second of it stopping: both agents 4.1-4.4 -> 3.3-3.8
+// CPU-s/GiB, 370 -> 420-490 MB/s; page faults per 4 s of transfer 73k (10 ms)
+// -> 33-42k (250 ms) -> 14-16k (1 s). mimalloc reads
 // the setting only from the environment at process start, so the daemon
 // re-executes itself (same PID, same argv) once with it set; systemd's units
 // set it themselves. An operator's own MIMALLOC_PURGE_DELAY is kept.
@@ -12,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { dlopen, FFIType, ptr } from "bun:ffi";
 
 export const PURGE_DELAY_ENV = "MIMALLOC_PURGE_DELAY";
-export const PURGE_DELAY_MS = "250";
+export const PURGE_DELAY_MS = "1000";
 
 /** execve(2) of this same executable with MIMALLOC_PURGE_DELAY set; returns only when that is not needed or not possible */
 export function reexecWithAllocatorSettings(log: (msg: string) => void = () => {}): void {
