@@ -13,6 +13,10 @@
 //   heap): it frees the buffers that outlived a young collection, and the
 //   allocator hands their pages back to the kernel within its purge delay
 //   (daemon/allocator.ts) unless the transfer reuses them first;
+// - when RSS stands HARD_RELEASE_MIB above its lowest, Bun.gc(true) at once,
+//   whatever the page faults cost: what the collections leave grows with the
+//   link's speed (at 400-450 MB/s through one agent, +94-113 MiB at peak
+//   without this cap, +25-60 MiB at 200 Mbit/s), the cap does not;
 // - once the bytes stop (QUIET_MS without any), Bun.gc(true): a full
 //   collection that also makes the allocator return every free page now.
 // Bun.gc(true) in the middle of a transfer forced the pages it returned to be
@@ -25,6 +29,8 @@ const PACE_BYTES = 16 * 1024 * 1024;
 const MIN_INTERVAL_MS = 20;
 const RELEASE_MIB = 32;
 const RELEASE_INTERVAL_MS = 1000;
+/** past this, pages go back at once, whatever it costs: RSS must not follow link speed */
+const HARD_RELEASE_MIB = 96;
 const QUIET_MS = 2000;
 
 let since = 0;
@@ -52,6 +58,12 @@ export function noteBytes(n: number): void {
   edenGC();
   const rss = rssMiB();
   if (rss < floorMiB) floorMiB = rss;
+  if (rss - floorMiB >= HARD_RELEASE_MIB) {
+    releases++;
+    lastRelease = now;
+    Bun.gc(true);
+    return;
+  }
   if (rss - floorMiB < RELEASE_MIB || now - lastRelease < RELEASE_INTERVAL_MS) return;
   lastRelease = now;
   releases++;
