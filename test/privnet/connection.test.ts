@@ -138,6 +138,23 @@ describe('PrivnetConnection with the v2 layer', () => {
     await a.close();
   });
 
+  test("nothing the layer above sends leaves before the remote's proof is checked", async () => {
+    const [rawA, rawB] = multiaddrConnectionPair();
+    const [pa, pb] = proofs();
+    const wire: number[] = [];
+    rawB.addEventListener('message', (evt) => wire.push(evt.data.byteLength));
+    const a = new PrivnetConnection({ maConn: rawA, log: rawA.log, layer: proofLayer(pa, pb), maxMessageSize: 64 * 1024, confirmTimeoutMs: 2000 });
+    a.send(new Uint8Array(500).fill(9));
+    await Bun.sleep(50);
+    expect(wire).toEqual([32]); // our proof only
+    const got: number[] = [];
+    rawB.addEventListener('message', (evt) => got.push(evt.data.byteLength));
+    rawB.send(pb); // the remote's proof, by hand
+    await until(() => got.reduce((x, y) => x + y, 0) >= 500);
+    expect(wire.slice(1).reduce((x, y) => x + y, 0)).toBe(500);
+    await a.close();
+  });
+
   test('a wrong proof delivers nothing, whatever follows it', async () => {
     const [rawA, rawB] = multiaddrConnectionPair();
     const [pa, pb] = proofs();

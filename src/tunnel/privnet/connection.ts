@@ -44,6 +44,8 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
   readonly #onKeyMismatch?: () => void;
   readonly #onVersionMismatch?: (err: PrivnetVersionError) => void;
   #keyMismatch = false;
+  /** what the layer above sent before the remote's confirmation was checked */
+  #held: Array<Uint8Array | SendList> = [];
 
   constructor(init: PrivnetConnectionInit) {
     super({
@@ -106,6 +108,7 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
       this.#confirm = undefined;
       clearTimeout(this.#confirmTimer);
       this.log.trace('key confirmation received');
+      for (const out of this.#held.splice(0)) this.#maConn.send(out);
       if (n === buf.byteLength) return;
       buf = buf.subarray(n);
     }
@@ -120,11 +123,23 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
     this.#destroyed = true;
     clearTimeout(this.#confirmTimer);
     this.#layer.destroy();
+    this.#held = [];
   }
 
   sendData(data: SendList): SendResult {
     const len = data.byteLength;
-    return { sentBytes: len, canSendMore: this.#maConn.send(this.#layer.outgoing(data, len)) };
+    const out = this.#layer.outgoing(data, len);
+    // Nothing of noise's leaves before the remote has proved the psk: it
+    // could not read it anyway, and a peer that closes on our confirmation
+    // while we write gets a reset back, which can make our kernel drop the
+    // confirmation the peer sent before closing, unread (a psk mismatch then
+    // showed as "Encryption failed"). Only noise's first message waits, for
+    // about one one-way trip.
+    if (this.#confirm !== undefined) {
+      this.#held.push(out);
+      return { sentBytes: len, canSendMore: true };
+    }
+    return { sentBytes: len, canSendMore: this.#maConn.send(out) };
   }
 
   async sendClose(options?: AbortOptions): Promise<void> {
