@@ -166,7 +166,7 @@ if [ $UPGRADE = 0 ]; then
     echo "installed $PSK (mode 600)"
   elif [ ! -e "$PSK" ]; then
     echo "note: no $PSK yet: copy the mesh's secret there (mode 600), or on the first node run"
-    echo "      edgemesh psk > /etc/edgemesh/psk && chmod 600 /etc/edgemesh/psk"
+    echo "      edgemesh psk --out /etc/edgemesh/psk"
   fi
 else
   echo "kept $CONF"

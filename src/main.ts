@@ -1,5 +1,6 @@
 // The edgemesh command: one binary, two roles, and a few tools.
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { parseArgs, UsageError } from "./cli/args.ts";
 import { MAIN_USAGE, COMMAND_USAGE } from "./cli/usage.ts";
 import { fetchStatus, renderStatus, StatusFetchError } from "./cli/status.ts";
@@ -53,9 +54,24 @@ export async function main(argv: string[]): Promise<number> {
     case "version":
       process.stdout.write(`edgemesh ${VERSION}\n`);
       return 0;
-    case "psk":
-      process.stdout.write(randomBytes(32).toString("base64") + "\n");
+    case "psk": {
+      const secret = randomBytes(32).toString("base64") + "\n";
+      const out = parsed.flags.out as string | undefined;
+      if (out === undefined) {
+        process.stdout.write(secret);
+        return 0;
+      }
+      try {
+        // wx: a mesh secret in use is never overwritten; 0600 from the first byte on
+        writeFileSync(out, secret, { mode: 0o600, flag: "wx" });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        process.stderr.write(`edgemesh psk: cannot write ${out}: ${code === "EEXIST" ? "it exists (a secret in use is never replaced; remove it first to make a new one)" : code ?? (e as Error).message}\n`);
+        return 1;
+      }
+      process.stderr.write(`edgemesh psk: wrote ${out} (mode 600)\n`);
       return 0;
+    }
     case "status": {
       try {
         const doc = await fetchStatus(parsed.flags.admin as string | undefined);

@@ -1,3 +1,5 @@
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, test } from "bun:test";
 import { edgemesh, tempConfigDir } from "./util/run.ts";
 
@@ -18,7 +20,7 @@ describe("edgemesh CLI", () => {
       agent: "Usage: edgemesh agent --config FILE",
       status: "--json",
       version: "Usage: edgemesh version",
-      psk: "chmod 600",
+      psk: "mode 600",
     };
     for (const [cmd, text] of Object.entries(cases)) {
       const r = await edgemesh([cmd, "--help"]);
@@ -68,6 +70,20 @@ describe("edgemesh CLI", () => {
     expect(a.code).toBe(0);
     expect(Buffer.from(a.stdout.trim(), "base64").length).toBe(32);
     expect(a.stdout).not.toBe(b.stdout);
+  });
+
+  test("psk --out writes the secret with mode 600 and never replaces an existing file", async () => {
+    const t = tempConfigDir();
+    const out = join(t.dir, "new-psk");
+    const r = await edgemesh(["psk", "--out", out]);
+    expect(r.code).toBe(0);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    const secret = readFileSync(out, "utf8");
+    expect(Buffer.from(secret.trim(), "base64").length).toBe(32);
+    const again = await edgemesh(["psk", "--out", out]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("exists");
+    expect(readFileSync(out, "utf8")).toBe(secret);
   });
 
   test("a bad config exits 1 naming the field, before starting anything", async () => {

@@ -58,6 +58,16 @@ describe("config defaults", () => {
     expect(bad[0]).toStartWith("agent.tunnel.privateNetwork: ");
   });
 
+  test("a psk file others can read is a warning naming the file and the fix; mode 600 is none", () => {
+    const d = tempConfigDir();
+    expect(buildConfig({ psk: "psk" }, d.dir, "", opts).warnings).toEqual([]);
+    chmodSync(join(d.dir, "psk"), 0o644);
+    const w = buildConfig({ psk: "psk" }, d.dir, "", opts).warnings;
+    expect(w).toEqual([`psk: ${join(d.dir, "psk")} is readable by every user (mode 644): anyone who reads it can join the mesh; chmod 600 ${join(d.dir, "psk")}`]);
+    chmodSync(join(d.dir, "psk"), 0o640);
+    expect(buildConfig({ psk: "psk" }, d.dir, "", opts).warnings[0]).toContain("readable by its group (mode 640)");
+  });
+
   test("an empty file is all defaults but still needs psk", () => {
     expect(problems(null)).toEqual(["psk: required: path of the file holding the mesh secret"]);
   });
@@ -152,7 +162,7 @@ describe("edgemesh.yaml.example", () => {
           walk(v);
         }
     };
-    const { pskSecret, configPath, role, ...fields } = agent;
+    const { pskSecret, configPath, role, warnings, ...fields } = agent;
     walk(fields);
     for (const k of keys) expect(text).toMatch(new RegExp(`\\b${k}:`));
   });

@@ -28,7 +28,7 @@ export const COMMANDS: Record<string, FlagSpec> = {
   agent: { values: ["--config"], switches: [] },
   status: { values: ["--admin"], switches: ["--json"] },
   version: { values: [], switches: [] },
-  psk: { values: [], switches: [] },
+  psk: { values: ["--out"], switches: [] },
   help: { values: [], switches: [] },
 };
 

@@ -6,7 +6,7 @@ Usage:
   edgemesh agent --config FILE        run the agent on an edge node
   edgemesh status [--admin HOST:PORT] [--json]
                                       show a running agent's or server's state
-  edgemesh psk                        print a new random mesh secret
+  edgemesh psk [--out FILE]           a new random mesh secret, printed or written (mode 600)
   edgemesh version                    print the version
   edgemesh COMMAND --help             help for one command
 
@@ -43,12 +43,16 @@ prints it as a table.
 
 Prints the version (release + git commit).
 `,
-  psk: `Usage: edgemesh psk
+  psk: `Usage: edgemesh psk [--out FILE]
 
-Prints a new random mesh secret (32 bytes, base64) to stdout. Every node of a
-mesh needs the same secret. Store it readable by root only:
+Makes a new random mesh secret (32 bytes, base64). Every node of a mesh needs
+the same secret, readable by root only:
 
-  edgemesh psk > /etc/edgemesh/psk && chmod 600 /etc/edgemesh/psk
+  edgemesh psk --out /etc/edgemesh/psk
+
+writes it with mode 600 (an existing file is never replaced). Without --out
+it is printed to stdout. The agent and server warn at start when the file is
+readable by others.
 `,
   help: "",
 };

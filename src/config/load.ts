@@ -1,7 +1,7 @@
 // Reads, validates and resolves the config file. Every failure becomes a
 // ConfigError whose lines name the field path and what was expected, so an
 // operator can fix the file without reading our source.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { resolve, dirname, isAbsolute } from "node:path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
@@ -25,6 +25,8 @@ export interface Config extends Omit<ConfigFile, "nodeName" | "adminListen"> {
   /** absolute path of the file this came from, "" when built in code */
   configPath: string;
   role: Role;
+  /** not errors, but an operator should hear of them at start (the daemon logs each) */
+  warnings: string[];
 }
 
 export class ConfigError extends Error {
@@ -156,6 +158,7 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
   }
   const pskPath = isAbsolute(file.psk) ? file.psk : resolve(baseDir, file.psk);
   const pskSecret = readPsk(pskPath);
+  const warnings = pskExposure(pskPath);
   const problems: string[] = [];
   if (opts.role === "agent" && file.agent.metadata.source === "static") {
     file.agent.metadata.static.services.forEach((svc, i) => {
@@ -174,7 +177,19 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
     pskSecret,
     configPath,
     role: opts.role,
+    warnings,
   };
+}
+
+/** a psk file others may read: the mesh secret is as good as theirs */
+function pskExposure(path: string): string[] {
+  try {
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) === 0) return [];
+    return [`psk: ${path} is readable by ${mode & 0o007 ? "every user" : "its group"} (mode ${mode.toString(8).padStart(3, "0")}): anyone who reads it can join the mesh; chmod 600 ${path}`];
+  } catch {
+    return [];
+  }
 }
 
 function readPsk(path: string): Uint8Array {
@@ -187,7 +202,7 @@ function readPsk(path: string): Uint8Array {
   const secret = text.trim();
   if (Buffer.byteLength(secret) < MIN_PSK_BYTES) {
     throw new ConfigError([
-      `psk: the secret in ${path} is too short (${Buffer.byteLength(secret)} bytes, need at least ${MIN_PSK_BYTES}); create one with \`edgemesh psk > ${path}\``,
+      `psk: the secret in ${path} is too short (${Buffer.byteLength(secret)} bytes, need at least ${MIN_PSK_BYTES}); create one with \`edgemesh psk --out ${path}\``,
     ]);
   }
   return new TextEncoder().encode(secret);

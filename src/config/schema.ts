@@ -77,7 +77,7 @@ export const configSchema = z.strictObject({
   psk: z
     .string({ message: "required: path of the file holding the mesh secret" })
     .min(1)
-    .describe("Path of the file holding the mesh secret, the same on every node (`edgemesh psk > FILE`, at least 16 bytes). A relative path is relative to the config file."),
+    .describe("Path of the file holding the mesh secret, the same on every node (`edgemesh psk --out FILE` writes one with mode 600; at least 16 bytes; a warning at start when others can read it). A relative path is relative to the config file."),
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Least severe level that is logged (to stderr, one line per event)."),
   adminListen: hostPort
     .optional()

@@ -91,6 +91,7 @@ export async function runDaemon(config: Config, factories: ModuleFactory[], opts
   }
 
   root.info(`edgemesh ${config.role} starting`, { version: VERSION, node: config.nodeName, config: config.configPath, pid: process.pid });
+  for (const w of config.warnings ?? []) root.warn(w);
   await runner.start();
   if (opts.signals !== false) runner.handleSignals();
   root.info(`edgemesh ${config.role} running`, { ms: Math.round(performance.now() - started) });
