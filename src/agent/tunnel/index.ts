@@ -42,6 +42,8 @@ class Tunnel implements Module {
   private membership?: Membership;
   private ids?: Identities;
   private socks?: SocksFrontDoor;
+  private socksRetry?: ReturnType<typeof setInterval>;
+  private stopped = false;
   private hintsByNode = new Map<string, string[]>();
   private unsubscribe: Array<() => void> = [];
   private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0, accepted: { direct: 0, stock: 0 } };
@@ -118,7 +120,29 @@ class Tunnel implements Module {
       const routable = (name: string) => this.hintsByNode.has(name) || !name.includes(".");
       let connector: ServiceConnector | undefined;
       this.unsubscribe.push(bus.subscribe("connector", (c) => void (connector = c), "tunnel", { replay: true }));
-      this.socks = await startSocksFrontDoor(config.agent.socks5.listen, { tunnel: access, connector: () => connector, isKnownNode: routable, selfName: config.nodeName }, log);
+      const start = () => startSocksFrontDoor(config.agent.socks5.listen, { tunnel: access, connector: () => connector, isKnownNode: routable, selfName: config.nodeName }, log);
+      // the default listen address is the bridge IP, which the proxier (started
+      // after this module) brings up: until it exists, bind again every 250 ms
+      this.socks = await start().catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== "EADDRNOTAVAIL") throw e;
+        log.info("SOCKS5 waits for its listen address to exist (the proxier brings up the bridge IP)", { listen: config.agent.socks5.listen });
+        this.socksRetry = setInterval(() => {
+          start().then(
+            (s) => {
+              clearInterval(this.socksRetry);
+              this.socksRetry = undefined;
+              if (this.stopped) void s.stop();
+              else this.socks = s;
+            },
+            (err: NodeJS.ErrnoException) => {
+              if (err.code === "EADDRNOTAVAIL") return;
+              clearInterval(this.socksRetry);
+              log.error("SOCKS5 cannot listen", { listen: config.agent.socks5.listen, error: err });
+            },
+          );
+        }, 250);
+        return undefined;
+      });
     }
     // the connection monitor pings every 10 s; ping once now so /status has an RTT from the start
     node.addEventListener("peer:identify", (e) => {
@@ -234,6 +258,8 @@ class Tunnel implements Module {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.socksRetry);
     for (const u of this.unsubscribe) u();
     await this.socks?.stop();
     this.upgrader?.shutdown();
