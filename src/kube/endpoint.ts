@@ -92,7 +92,26 @@ export function fromKubeconfig(path: string): KubeEndpoint {
   if (user.exec || user["auth-provider"]) {
     throw new KubeConfigError(`kubeconfig ${path}: user "${ctx.user}" uses exec/auth-provider plugins, which edgemesh does not run; use a token or client certificate`);
   }
-  return { server: String(cluster.server).replace(/\/$/, ""), token, tls, source: `kubeconfig ${path} (context ${current})` };
+  const server = String(cluster.server).replace(/\/$/, "");
+  if (token && !tokenTravelsSafely(server)) {
+    throw new KubeConfigError(
+      `kubeconfig ${path}: refusing to send user "${ctx.user}"'s bearer token over plain http to ${server}: anyone on the path could read it; use an https:// server (or a loopback address)`,
+    );
+  }
+  return { server, token, tls, source: `kubeconfig ${path} (context ${current})` };
+}
+
+/** https, or http to this host's own loopback (KubeEdge's MetaServer): where a bearer token may go */
+export function tokenTravelsSafely(server: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    return false;
+  }
+  if (url.protocol === "https:") return true;
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";

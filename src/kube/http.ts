@@ -37,6 +37,9 @@ export async function kubeFetch(ep: KubeEndpoint, path: string, o: FetchOptions 
   const init: RequestInit & { tls?: Record<string, unknown> } = {
     method: o.method ?? "GET",
     headers,
+    // a redirect would carry the request (and its token) elsewhere: the
+    // apiserver never sends one, so it is answered as the error it is
+    redirect: "manual",
     signal: signals.length ? AbortSignal.any(signals) : undefined,
   };
   if (ep.server.startsWith("https:") && ep.tls) {
@@ -47,11 +50,17 @@ export async function kubeFetch(ep: KubeEndpoint, path: string, o: FetchOptions 
       rejectUnauthorized: !ep.tls.insecure,
     };
   }
+  let res: Response;
   try {
-    return await fetch(`${ep.server}${path}`, init);
+    res = await fetch(`${ep.server}${path}`, init);
   } catch (e) {
     const err = e as { code?: string; message?: string; name?: string };
     if (err.name === "AbortError" && o.signal?.aborted) throw e;
     throw new Error(`${ep.server}: ${err.code ?? err.name ?? "error"}${err.message ? ` (${err.message})` : ""}`);
   }
+  if (res.status >= 300 && res.status < 400) {
+    void res.body?.cancel();
+    throw new KubeHttpError(`${ep.server}${path}: HTTP ${res.status} redirect to ${res.headers.get("location") ?? "?"} not followed`, res.status);
+  }
+  return res;
 }

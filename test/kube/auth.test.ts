@@ -8,6 +8,7 @@ import { FakeApiServer } from "./fake-apiserver/index.ts";
 import { Reflector } from "../../src/kube/reflector.ts";
 import { fromKubeconfig, inCluster, KubeConfigError, type KubeEndpoint } from "../../src/kube/endpoint.ts";
 import { createLogger } from "../../src/log.ts";
+import { kubeFetch, KubeHttpError } from "../../src/kube/http.ts";
 import { waitFor } from "../lab/wait.ts";
 import { tempDir } from "../util/temp.ts";
 
@@ -114,4 +115,39 @@ describe("kube auth", () => {
     const exec = kubeconfig("exec.yaml", { server: "https://x" }, { exec: { command: "aws" } });
     expect(() => fromKubeconfig(exec)).toThrow(/exec\/auth-provider plugins/);
   }, 20_000);
+});
+
+describe("a bearer token goes only where it is safe, and never follows a redirect", () => {
+  const kubeconfig = (server: string) => {
+    const p = f(`kc-${Bun.hash(server)}.yaml`);
+    writeFileSync(
+      p,
+      `apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{name: k, cluster: {server: "${server}"}}]\nusers: [{name: u, user: {token: secret-token}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n`,
+    );
+    return p;
+  };
+
+  test("plain http to another host with a token is refused, naming the fix; https and loopback are fine", () => {
+    expect(() => fromKubeconfig(kubeconfig("http://10.20.30.40:8080"))).toThrow(/refusing to send user "u"'s bearer token over plain http to http:\/\/10\.20\.30\.40:8080.*https/);
+    expect(() => fromKubeconfig(kubeconfig("http://apiserver.example:80"))).toThrow(KubeConfigError);
+    for (const ok of ["https://10.20.30.40:6443", "http://127.0.0.1:10550", "http://localhost:10550", "http://[::1]:10550"]) {
+      expect(fromKubeconfig(kubeconfig(ok)).server).toBe(ok);
+    }
+  });
+
+  test("a redirect is an error and the token never reaches where it points", async () => {
+    let followedWith: string | null | undefined;
+    const target = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => ((followedWith = req.headers.get("authorization")), new Response("{}")) });
+    const redirector = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.redirect(`http://127.0.0.1:${target.port}/api/v1/services`, 302) });
+    try {
+      const ep: KubeEndpoint = { server: `http://127.0.0.1:${redirector.port}`, token: () => "secret-token", tls: {}, source: "test" };
+      const err = await kubeFetch(ep, "/api/v1/services").then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(KubeHttpError);
+      expect((err as Error).message).toContain("redirect");
+      expect(followedWith).toBeUndefined();
+    } finally {
+      redirector.stop(true);
+      target.stop(true);
+    }
+  });
 });
