@@ -219,6 +219,16 @@ describe("forwarding", () => {
     expect(good.queries.filter((x) => x.name === "big.example.test").map((x) => x.transport)).toEqual(["udp", "tcp"]);
   }, 10_000);
 
+  test("a large forwarded or zone answer never exceeds 1,232 bytes over UDP, whatever buffer the query claims (TC, then TCP)", async () => {
+    for (const name of ["big.example.test", `many.demo.${ZONE}`]) {
+      const r = await q(["+ignore", "+bufsize=65535", name]);
+      const size = Number(/MSG SIZE\s+rcvd: (\d+)/.exec(r.text)?.[1]);
+      expect(size).toBeGreaterThan(500);
+      expect(size).toBeLessThanOrEqual(1232);
+      expect(r.flags).toContain("tc");
+    }
+  }, 10_000);
+
   test("/metrics counts queries by type and rcode, cache hits and upstream latency; /status shows the records served", async () => {
     const m = await (await fetch(`http://${admin}/metrics`)).text();
     expect(m).toMatch(/^edgemesh_dns_queries_total\{type="A",rcode="NXDOMAIN",source="zone"\} [1-9]\d*$/m);

@@ -91,10 +91,16 @@ export function parseQuery(buf: Buffer): Parsed {
   return { ok: true, query };
 }
 
-/** the most a reply to this query may take: the client's EDNS size over UDP (never below 512), 64 KiB over TCP */
+/**
+ * the most a reply to this query may take: over UDP the client's EDNS size,
+ * never below 512 and never above EDNS_BUFFER (whatever size a UDP query
+ * claims, and its source address may be forged, the reply stays within
+ * 1,232 bytes; the rest is TC and the full answer over TCP, zone and
+ * forwarded answers alike); 64 KiB over TCP
+ */
 export function replyLimit(query: Query, transport: "udp" | "tcp"): number {
   if (transport === "tcp") return 65535;
-  return query.edns ? Math.max(CLASSIC_UDP, query.edns.udpSize) : CLASSIC_UDP;
+  return query.edns ? Math.min(EDNS_BUFFER, Math.max(CLASSIC_UDP, query.edns.udpSize)) : CLASSIC_UDP;
 }
 
 function packetFor(query: Query, reply: Reply, tc: boolean, answers: Answer[], authorities: Answer[], additionals: Answer[]): dnsPacket.Packet {

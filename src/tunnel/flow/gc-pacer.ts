@@ -10,9 +10,12 @@
 //   chunks are young garbage, so it frees them for about 1.5 ms;
 // - only when RSS stands RELEASE_MIB above the lowest RSS seen, and at most
 //   once per RELEASE_INTERVAL_MS, a full collection (10-15 ms on an agent's
-//   heap): it frees the buffers that outlived a young collection, and the
-//   allocator hands their pages back to the kernel within its purge delay
-//   (daemon/allocator.ts) unless the transfer reuses them first;
+//   heap): it frees the buffers that outlived a young collection. On a slow
+//   link (under FAST_BYTES since the last one) Bun.gc(true), which also
+//   makes the allocator return the pages now: cheap when few pages will be
+//   taken again. On a fast one a plain full collection, and the allocator
+//   returns the pages within its purge delay (daemon/allocator.ts) unless the
+//   transfer reuses them first;
 // - when RSS stands HARD_RELEASE_MIB above its lowest, Bun.gc(true) at once,
 //   whatever the page faults cost: what the collections leave grows with the
 //   link's speed (at 400-450 MB/s through one agent, +94-113 MiB at peak
@@ -29,6 +32,8 @@ const PACE_BYTES = 16 * 1024 * 1024;
 const MIN_INTERVAL_MS = 20;
 const RELEASE_MIB = 32;
 const RELEASE_INTERVAL_MS = 1000;
+/** bytes per second above which returning pages at once costs more than it saves */
+const FAST_BYTES_PER_S = 64 * 1024 * 1024;
 /** past this, pages go back at once, whatever it costs: RSS must not follow link speed */
 const HARD_RELEASE_MIB = 96;
 const QUIET_MS = 2000;
@@ -40,6 +45,7 @@ let collections = 0;
 let releases = 0;
 let floorMiB = 0;
 let lastBytesAt = 0;
+let sinceRelease = 0;
 let quietTimer: ReturnType<typeof setTimeout> | undefined;
 
 const rssMiB = () => process.memoryUsage.rss() / 1048576;
@@ -52,6 +58,7 @@ export function noteBytes(n: number): void {
   if (since < PACE_BYTES || typeof Bun === "undefined") return;
   const now = performance.now();
   if (now - last < MIN_INTERVAL_MS) return;
+  sinceRelease += since;
   since = 0;
   last = now;
   collections++;
@@ -61,13 +68,17 @@ export function noteBytes(n: number): void {
   if (rss - floorMiB >= HARD_RELEASE_MIB) {
     releases++;
     lastRelease = now;
+    sinceRelease = 0;
     Bun.gc(true);
     return;
   }
   if (rss - floorMiB < RELEASE_MIB || now - lastRelease < RELEASE_INTERVAL_MS) return;
+  const perSecond = (sinceRelease * 1000) / (now - lastRelease);
   lastRelease = now;
   releases++;
-  fullGC();
+  sinceRelease = 0;
+  if (perSecond < FAST_BYTES_PER_S) Bun.gc(true);
+  else fullGC();
   quietTimer ??= setTimeout(whenQuiet, QUIET_MS);
   quietTimer.unref?.();
 }
