@@ -104,13 +104,15 @@ describe("compiled binary", () => {
   });
 
   test("the agent runs with the allocator's purge delay set (same PID, same arguments), and keeps an operator's own", async () => {
-    const environ = (pid: number) => Object.fromEntries(readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+    const environ = (pid: number) => Object.fromEntries(readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
     const { MIMALLOC_PURGE_DELAY: _, ...base } = process.env as Record<string, string>;
-    for (const [env, want] of [[base, "1000"], [{ ...base, MIMALLOC_PURGE_DELAY: "40" }, "40"]] as const) {
+    const unicode = "café ünïcode ✓";
+    for (const [env, want] of [[{ ...base, EDGEMESH_TEST_VALUE: unicode }, "1000"], [{ ...base, MIMALLOC_PURGE_DELAY: "40" }, "40"]] as const) {
       const a = startAgent("", "info", env);
       try {
         await until(async () => ((await fetch(`http://${a.admin}/healthz`).catch(() => undefined))?.ok ? true : undefined));
         expect(environ(a.proc.pid).MIMALLOC_PURGE_DELAY).toBe(want);
+        if ("EDGEMESH_TEST_VALUE" in env) expect(environ(a.proc.pid).EDGEMESH_TEST_VALUE).toBe(unicode); // the rest of the environment intact
         expect(readFileSync(`/proc/${a.proc.pid}/cmdline`, "latin1").split("\0").slice(1, 3)).toEqual(["agent", "--config"]);
       } finally {
         a.proc.kill("SIGTERM");

@@ -22,8 +22,11 @@ export function reexecWithAllocatorSettings(log: (msg: string) => void = () => {
   try {
     const argv = readFileSync("/proc/self/cmdline").toString("latin1").split("\0");
     if (argv.at(-1) === "") argv.pop();
-    const env = Object.entries({ ...process.env, [PURGE_DELAY_ENV]: PURGE_DELAY_MS }).map(([k, v]) => `${k}=${v ?? ""}`);
+    // the environment byte for byte too, as the kernel gave it, plus ours
+    const env = readFileSync("/proc/self/environ").toString("latin1").split("\0").filter((kv) => kv !== "");
+    env.push(`${PURGE_DELAY_ENV}=${PURGE_DELAY_MS}`);
     const strings: Buffer[] = [];
+    // read as latin1 and written back as latin1: every byte as it was
     const table = (xs: string[]): BigUint64Array => {
       const t = new BigUint64Array(xs.length + 1);
       xs.forEach((x, i) => {

@@ -155,7 +155,25 @@ describe('PrivnetConnection with the v2 layer', () => {
     await a.close();
   });
 
-  test('a wrong proof delivers nothing, whatever follows it', async () => {
+  test('what may wait for the remote\'s proof is bounded: past it the connection is aborted', async () => {
+    const [rawA] = multiaddrConnectionPair();
+    const [pa, pb] = proofs();
+    const a = new PrivnetConnection({ maConn: rawA, log: rawA.log, layer: proofLayer(pa, pb), maxMessageSize: 64 * 1024, confirmTimeoutMs: 2000 });
+    const closed = new Promise<Error | undefined>((resolve) => a.addEventListener('close', (evt) => resolve(evt.error)));
+    let thrown: unknown;
+    for (let i = 0; i < 6 && a.status === 'open'; i++) {
+      try {
+        a.send(new Uint8Array(64 * 1024));
+      } catch (e) {
+        thrown = e; // the send that crosses the bound fails, and the connection with it
+      }
+    }
+    expect(String(thrown)).toContain('before the remote confirmed');
+    const err = await Promise.race([closed, Bun.sleep(2000).then(() => new Error('no close'))]);
+    expect(err?.message).toContain('before the remote confirmed');
+  });
+
+    test('a wrong proof delivers nothing, whatever follows it', async () => {
     const [rawA, rawB] = multiaddrConnectionPair();
     const [pa, pb] = proofs();
     const a = new PrivnetConnection({ maConn: rawA, log: rawA.log, layer: proofLayer(proofs()[0], pb), maxMessageSize: 64 * 1024, confirmTimeoutMs: 2000 });

@@ -16,6 +16,9 @@ import type { AbortOptions, Logger, MultiaddrConnection } from '@libp2p/interfac
 import { PrivnetHandshakeError, PrivnetKeyMismatchError, PrivnetVersionError } from './errors.ts';
 import type { PrivnetLayer } from './layers.ts';
 
+/** most bytes the layer above may hand down before the remote's confirmation */
+export const MAX_HELD_BYTES = 256 * 1024;
+
 type SendList = Parameters<AbstractMultiaddrConnection['sendData']>[0];
 
 export interface PrivnetConnectionInit {
@@ -46,6 +49,7 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
   #keyMismatch = false;
   /** what the layer above sent before the remote's confirmation was checked */
   #held: Array<Uint8Array | SendList> = [];
+  #heldBytes = 0;
 
   constructor(init: PrivnetConnectionInit) {
     super({
@@ -136,6 +140,8 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
     // showed as "Encryption failed"). Only noise's first message waits, for
     // about one one-way trip.
     if (this.#confirm !== undefined) {
+      // noise sends one handshake message here; anything near this much is not noise
+      if ((this.#heldBytes += len) > MAX_HELD_BYTES) throw new PrivnetHandshakeError(`more than ${MAX_HELD_BYTES} bytes to send before the remote confirmed the key`);
       this.#held.push(out);
       return { sentBytes: len, canSendMore: true };
     }
