@@ -83,6 +83,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     });
   }
   if (o.flow) windowBudget.limit = o.flow.windowBudgetMiB * 1024 * 1024;
+  const encrypter = noise({ crypto: o.crypto });
   const node = await createLibp2p({
     ...libp2pLoggerOption(),
     privateKey: o.privateKey,
@@ -93,7 +94,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
       o.role === "agent"
         ? [sharedPortTcp({ log: o.log }), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })]
         : [tcp({ outboundSocketInactivityTimeout: 0, inboundSocketInactivityTimeout: 0 })],
-    connectionEncrypters: [getCryptoProvider(o.crypto) === "openssl" ? wholeNoiseFrames(noise({ crypto: o.crypto })) : noise({ crypto: o.crypto })],
+    connectionEncrypters: [getCryptoProvider(o.crypto) === "openssl" ? wholeNoiseFrames(encrypter) : encrypter],
     // yamux's default of 1,000 streams per connection caps an agent pair at
     // 1,000 concurrent proxied connections (upstream EdgeMesh reset or hung
     // beyond its limit); members are authenticated, so the cap is only a

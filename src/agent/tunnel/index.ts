@@ -42,7 +42,7 @@ class Tunnel implements Module {
   private membership?: Membership;
   private ids?: Identities;
   private socks?: SocksFrontDoor;
-  private socksRetry?: ReturnType<typeof setInterval>;
+  private socksRetry?: ReturnType<typeof setTimeout>;
   private stopped = false;
   private hintsByNode = new Map<string, string[]>();
   private unsubscribe: Array<() => void> = [];
@@ -123,24 +123,25 @@ class Tunnel implements Module {
       const start = () => startSocksFrontDoor(config.agent.socks5.listen, { tunnel: access, connector: () => connector, isKnownNode: routable, selfName: config.nodeName }, log);
       // the default listen address is the bridge IP, which the proxier (started
       // after this module) brings up: until it exists, bind again every 250 ms
-      this.socks = await start().catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== "EADDRNOTAVAIL") throw e;
-        log.info("SOCKS5 waits for its listen address to exist (the proxier brings up the bridge IP)", { listen: config.agent.socks5.listen });
-        this.socksRetry = setInterval(() => {
+      // one attempt at a time: the next is scheduled only after this one failed
+      const retry = () => {
+        this.socksRetry = setTimeout(() => {
           start().then(
             (s) => {
-              clearInterval(this.socksRetry);
-              this.socksRetry = undefined;
               if (this.stopped) void s.stop();
               else this.socks = s;
             },
             (err: NodeJS.ErrnoException) => {
-              if (err.code === "EADDRNOTAVAIL") return;
-              clearInterval(this.socksRetry);
-              log.error("SOCKS5 cannot listen", { listen: config.agent.socks5.listen, error: err });
+              if (err.code !== "EADDRNOTAVAIL") log.error("SOCKS5 cannot listen", { listen: config.agent.socks5.listen, error: err });
+              else if (!this.stopped) retry();
             },
           );
         }, 250);
+      };
+      this.socks = await start().catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== "EADDRNOTAVAIL") throw e;
+        log.info("SOCKS5 waits for its listen address to exist (the proxier brings up the bridge IP)", { listen: config.agent.socks5.listen });
+        retry();
         return undefined;
       });
     }
@@ -259,7 +260,7 @@ class Tunnel implements Module {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.socksRetry);
+    clearTimeout(this.socksRetry);
     for (const u of this.unsubscribe) u();
     await this.socks?.stop();
     this.upgrader?.shutdown();

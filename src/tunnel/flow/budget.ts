@@ -4,6 +4,7 @@
 // granted above that start is taken from this budget and given back when the
 // stream ends. Past the budget a window stops growing: transfers carry on at
 // the window they have, and memory stays bounded however many streams run.
+import { pacerCounters } from "./gc-pacer.ts";
 
 export interface FlowCounters {
   /** bytes granted above the streams' initial windows, now */
@@ -44,7 +45,6 @@ export class WindowBudget {
 /** one per process: every tunnel connection of an agent or server draws on it */
 export const windowBudget = new WindowBudget(32 * 1024 * 1024);
 
-import { pacerCounters } from "./gc-pacer.ts";
 
 type Collect = (name: string, help: string, type: "gauge" | "counter", read: () => Array<{ value: number }>) => void;
 

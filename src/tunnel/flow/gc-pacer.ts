@@ -11,7 +11,7 @@
 // - only when RSS stands RELEASE_MIB above the lowest RSS seen, and at most
 //   once per RELEASE_INTERVAL_MS, a full collection (10-15 ms on an agent's
 //   heap): it frees the buffers that outlived a young collection. On a slow
-//   link (under FAST_BYTES since the last one) Bun.gc(true), which also
+//   link (under FAST_BYTES_PER_S since the last one) Bun.gc(true), which also
 //   makes the allocator return the pages now: cheap when few pages will be
 //   taken again. On a fast one a plain full collection, and the allocator
 //   returns the pages within its purge delay (daemon/allocator.ts) unless the
@@ -52,11 +52,11 @@ const rssMiB = () => process.memoryUsage.rss() / 1048576;
 
 /** counts bytes moved by a pipe or relay; collects when PACE_BYTES have passed */
 export function noteBytes(n: number): void {
+  const now = performance.now();
   since += n;
-  lastBytesAt = performance.now();
+  lastBytesAt = now;
   if (floorMiB === 0) floorMiB = rssMiB(); // the first bytes: RSS at rest
   if (since < PACE_BYTES || typeof Bun === "undefined") return;
-  const now = performance.now();
   if (now - last < MIN_INTERVAL_MS) return;
   sinceRelease += since;
   since = 0;

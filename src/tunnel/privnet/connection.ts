@@ -56,7 +56,7 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
       log: init.log,
       remoteAddr: init.maConn.remoteAddr,
       direction: init.maConn.direction,
-      maxMessageSize: init.layer.maxMessageSize === undefined ? undefined : Math.min(init.maxMessageSize, init.layer.maxMessageSize),
+      maxMessageSize: init.layer.chunked ? init.maxMessageSize : undefined,
     });
     this.#maConn = init.maConn;
     this.#layer = init.layer;

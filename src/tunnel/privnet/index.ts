@@ -44,7 +44,7 @@ export interface PrivateNetworkOptions extends PrivnetCipherOptions {
   version?: 1 | 2;
   /** How long to wait for the remote's nonce, and then for its key confirmation. Default 1000 ms. */
   handshakeTimeoutMs?: number;
-  /** Largest plaintext run encrypted per send (bounds per-send allocation and latency). Default 64 KiB. */
+  /** v1: largest plaintext run encrypted per send (bounds per-send allocation and latency). Default 256 KiB. v2 does not cut sends. */
   maxMessageSize?: number;
   /** Told when a remote fails key confirmation (a different mesh secret), with its address as libp2p has it. */
   onKeyMismatch?: (remoteAddr: MultiaddrConnection['remoteAddr'], direction: MultiaddrConnection['direction']) => void;
@@ -124,27 +124,32 @@ class Protector implements PrivnetProtector {
     if (this.version === 2) {
       let v1: Uint8Array | undefined;
       // what this remote would send under v1, worked out only when needed
-      const v1Confirmation = (): Uint8Array => {
-        if (v1) return v1;
-        const keys = deriveDirectionKeys(this.swarmKey, localNonce, remoteNonce);
-        const rx = this.cipher.create(keys.in, ZERO_IV);
-        v1 = new Uint8Array(V1_CONFIRM_BYTES);
-        rx.xor(v1, v1);
-        rx.destroy();
-        keys.out.fill(0);
-        keys.in.fill(0);
-        return v1;
-      };
+      const v1Confirmation = (): Uint8Array =>
+        (v1 ??= this.withV1Keys(localNonce, remoteNonce, (keys) => {
+          const rx = this.cipher.create(keys.in, ZERO_IV);
+          const confirmation = new Uint8Array(V1_CONFIRM_BYTES);
+          rx.xor(confirmation, confirmation);
+          rx.destroy();
+          return confirmation;
+        }));
       return proofLayer(proofs.out, proofs.in, v1Confirmation);
     }
+    return this.withV1Keys(localNonce, remoteNonce, (keys) => {
+      const tx = this.cipher.create(keys.out, ZERO_IV);
+      try {
+        return xorLayer(tx, this.cipher.create(keys.in, ZERO_IV), proofs.in);
+      } catch (err) {
+        tx.destroy();
+        throw err;
+      }
+    });
+  }
+
+  /** v1's per-direction keys for this connection, wiped once `use` returns */
+  private withV1Keys<T>(localNonce: Uint8Array, remoteNonce: Uint8Array, use: (keys: { out: Uint8Array; in: Uint8Array }) => T): T {
     const keys = deriveDirectionKeys(this.swarmKey, localNonce, remoteNonce);
-    let tx;
     try {
-      tx = this.cipher.create(keys.out, ZERO_IV);
-      return xorLayer(tx, this.cipher.create(keys.in, ZERO_IV), proofs.in);
-    } catch (err) {
-      tx?.destroy();
-      throw err;
+      return use(keys);
     } finally {
       keys.out.fill(0);
       keys.in.fill(0);

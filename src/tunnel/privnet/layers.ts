@@ -36,8 +36,8 @@ export interface PrivnetLayer {
   incoming(buf: Uint8Array): void;
   /** turns bytes to send into what goes on the wire (the input belongs to the caller; a list goes as it is) */
   outgoing(data: SendList, byteLength: number): Uint8Array | SendList;
-  /** largest send handed to outgoing() at once (undefined: no limit) */
-  readonly maxMessageSize?: number;
+  /** whether sends are cut to the connection's maxMessageSize (v1 encrypts each into a fresh buffer) */
+  readonly chunked: boolean;
   destroy(): void;
 }
 
@@ -52,7 +52,7 @@ export function xorLayer(tx: Keystream, rx: Keystream, otherProof?: Uint8Array):
   tx.xor(confirmation, confirmation);
   return {
     version: 1,
-    maxMessageSize: 256 * 1024,
+    chunked: true,
     confirmation,
     confirmBytes: V1_CONFIRM_BYTES,
     check(received) {
@@ -94,6 +94,7 @@ export function proofLayer(proofOut: Uint8Array, proofIn: Uint8Array, v1Confirma
   const expected = Uint8Array.from(proofIn);
   return {
     version: 2,
+    chunked: false,
     confirmation: Uint8Array.from(proofOut),
     confirmBytes: expected.byteLength,
     check(received) {
