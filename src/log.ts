@@ -22,11 +22,15 @@ export interface LogSink {
 
 const stderrSink: LogSink = { write: (line) => process.stderr.write(line) };
 
+const escapeControls = (json: string) => json.replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
 function formatValue(v: unknown): string {
   if (v instanceof Error) v = v.message;
-  if (typeof v === "string") return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
+  // values may come from the network: anything but plain printable ASCII is
+  // quoted with every control and separator character escaped, one line always
+  if (typeof v === "string") return /^[\x21\x23-\x3c\x3e-\x7e]+$/.test(v) ? v : escapeControls(JSON.stringify(v));
   if (typeof v === "number" || typeof v === "boolean" || v === null || v === undefined) return String(v);
-  return JSON.stringify(v);
+  return escapeControls(JSON.stringify(v));
 }
 
 export function formatLine(time: Date, level: Level, module: string, msg: string, fields?: Fields): string {

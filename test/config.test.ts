@@ -35,7 +35,7 @@ describe("config defaults", () => {
     expect(c.agent.dns.listen).toBe("169.254.96.16:53");
     expect(c.agent.dns.clusterDomain).toBe("cluster.local");
     expect(c.agent.dns.cacheTTL).toBe(30);
-    expect(c.agent.socks5).toEqual({ enable: false, listen: "169.254.96.16:10800" });
+    expect(c.agent.socks5).toMatchObject({ enable: false, listen: "127.0.0.1:10800", nodePorts: [22] });
     expect(new TextDecoder().decode(c.pskSecret)).toBe("test-mesh-secret-0123456789abcdef");
   });
 

@@ -57,5 +57,5 @@ test("edit → reload; bad edit → old state kept and the reason logged; SIGHUP
   }
   const log = await stderr;
   expect(log).toContain("config reload failed, keeping the previous services");
-  expect(log).toContain('agent.metadata.static.services[0].clusterIP: expected an IP address, got \\"not-an-ip\\"');
+  expect(log).toContain('agent.metadata.static.services[0].clusterIP: expected an IPv4 or IPv6 address, strictly written, got \\"not-an-ip\\"');
 });

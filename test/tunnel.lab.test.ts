@@ -6,7 +6,7 @@
 import { beforeAll, afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
-import { startMesh, SOCKS, TUNNEL_PORT, SERVER_PORT, type Mesh } from "./lab/mesh.ts";
+import { startMesh, ADMIN, SOCKS, TUNNEL_PORT, SERVER_PORT, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary, ROOT } from "./util/run.ts";
 
 const FIX = join(ROOT, "test/fixtures");
@@ -140,6 +140,19 @@ describe("tunnel across the NAT lab", () => {
     expect(r.ok).toBe(false);
     expect(r.error).toBe("socks reply 4");
     expect(performance.now() - t0).toBeLessThan(5000);
+  }, 60_000);
+
+  test("a member cannot have another agent dial its admin endpoint, its LAN or a metadata address", async () => {
+    const ask = (host: string, port: number) => probe("edge1", ["tcp", mesh.psk, `${lab.hosts.edge3.ip}:${TUNNEL_PORT}`, "edge3", host, String(port)]);
+    const admin = await ask("127.0.0.1", Number(ADMIN.split(":")[1]));
+    expect(admin).toMatchObject({ opened: false });
+    expect(admin.error).toContain("not open to the mesh (agent.socks5.nodePorts)");
+    expect((await ask(lab.hosts.edge1.ip, 9001)).error).toContain("is not an endpoint of a known service on node edge3");
+    expect((await ask("169.254.169.254", 80)).error).toContain("forbidden");
+    // a listed node port still opens
+    expect(await ask("127.0.0.1", 9001)).toEqual({ opened: true });
+    const metrics = await lab.httpGet("edge3", `http://${ADMIN}/metrics`);
+    expect(metrics.body).toMatch(/^edgemesh_tunnel_streams_refused_total\{reason="forbidden"\} 3$/m);
   }, 60_000);
 
   test("a node without the mesh secret cannot even complete a handshake", async () => {

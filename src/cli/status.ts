@@ -39,12 +39,15 @@ export function renderStatus(doc: StatusDoc): string {
       .join("\n"),
   );
   const md = doc.metadata as
-    | { source: string; server?: string; endpointsApi?: string; resources?: Array<{ resource: string; state: string; since: string; resourceVersion: string; objects: number }> }
+    | { source: string; server?: string; endpointsApi?: string; resources?: Array<{ resource: string; state: string; since: string; resourceVersion: string; objects: number; rejectedNow?: number; rejected?: Array<{ object: string; reason: string }> }> }
     | undefined;
   if (md) {
     out.push("", `METADATA  source=${md.source}${md.server ? ` server=${md.server}` : ""}${md.endpointsApi ? ` endpoints=${md.endpointsApi}` : ""}`);
     if (md.resources?.length) {
-      out.push(table(["RESOURCE", "STATE", "SINCE", "OBJECTS", "RESOURCEVERSION"], md.resources.map((r) => [r.resource, r.state, r.since, String(r.objects), r.resourceVersion || "-"])));
+      out.push(table(["RESOURCE", "STATE", "SINCE", "OBJECTS", "REJECTED", "RESOURCEVERSION"], md.resources.map((r) => [r.resource, r.state, r.since, String(r.objects), String(r.rejectedNow ?? 0), r.resourceVersion || "-"])));
+      const rejected = md.resources.flatMap((r) => (r.rejected ?? []).map((x) => [r.resource, JSON.stringify(x.object), x.reason]));
+      // names and reasons are the source's text: quoted, so a crafted one cannot forge lines
+      if (rejected.length) out.push("", "REJECTED OBJECTS", table(["RESOURCE", "OBJECT", "REASON"], rejected.map((row) => row.map((c) => c.replace(/[\x00-\x1f\x7f]/g, "?")))));
     }
   }
   out.push("", "MODULES", table(["NAME", "STATE", "READY"], doc.modules.map((m) => [m.name, m.state, m.ready ? "yes" : "no"])));

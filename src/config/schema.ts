@@ -3,6 +3,7 @@
 // Every object is strict, so a typo is an error rather than a silent default.
 import { z } from "zod";
 import { isHostPort, isIP, parseHostPort } from "./net.ts";
+import { dnsLabel, externalName, ianaSvcName, portName, serviceableIP, strictIP } from "../model/grammar.ts";
 
 const port = z.number().int().min(1).max(65535);
 const hostPort = z.string().refine(isHostPort, { message: "expected host:port" });
@@ -21,24 +22,24 @@ export const protocolSchema = z.enum(["TCP", "UDP"]);
 export const lbPolicySchema = z.enum(["RoundRobin", "Random", "ConsistentHash"]);
 
 const staticPort = z.strictObject({
-  name: z.string().default("").describe("Port name; SRV records are `_<name>._<protocol>.<service>.<namespace>.svc.<clusterDomain>`."),
+  name: portName.default("").describe("Port name; SRV records are `_<name>._<protocol>.<service>.<namespace>.svc.<clusterDomain>`."),
   port: port.describe("Service port: what clients connect to at the ClusterIP or service name."),
   targetPort: z
-    .union([port, z.string().min(1)])
+    .union([port, ianaSvcName])
     .optional()
     .describe("Backend port: a number, or the name of a port in the endpoints' `ports`. Default: the same as `port`."),
   protocol: protocolSchema.default("TCP").describe("Transport protocol of the port."),
 });
 
 const staticEndpoint = z.strictObject({
-  ip: ip.describe("Backend IP address."),
-  nodeName: z.string().default("").describe('Node the backend runs on; its agent is reached through the tunnel. "" (or this node\'s name) dials the IP directly.'),
-  hostname: z.string().default("").describe("Gives the backend its own DNS record `<hostname>.<service>.<namespace>.svc.<clusterDomain>`."),
+  ip: strictIP.describe("Backend IP address."),
+  nodeName: z.union([z.literal(""), dnsName]).default("").describe('Node the backend runs on; its agent is reached through the tunnel. "" (or this node\'s name) dials the IP directly.'),
+  hostname: z.union([z.literal(""), dnsLabel]).default("").describe("Gives the backend its own DNS record `<hostname>.<service>.<namespace>.svc.<clusterDomain>`."),
   ready: z.boolean().default(true).describe("Only ready endpoints receive traffic or appear in DNS."),
   ports: z
     .array(
       z.strictObject({
-        name: z.string().describe("Port name, matched by a service port's named `targetPort`."),
+        name: portName.describe("Port name, matched by a service port's named `targetPort`."),
         port: port.describe("Port number on the backend."),
         protocol: protocolSchema.default("TCP").describe("Transport protocol of the port."),
       }),
@@ -48,13 +49,13 @@ const staticEndpoint = z.strictObject({
 });
 
 const staticService = z.strictObject({
-  name: dnsName.describe("Service name."),
-  namespace: dnsName.default("default").describe("Service namespace."),
+  name: dnsLabel.describe("Service name."),
+  namespace: dnsLabel.default("default").describe("Service namespace."),
   clusterIP: z
-    .union([ip, z.literal("None")])
+    .union([serviceableIP, z.literal("None")])
     .describe('Virtual IP clients connect to (intercepted with iptables). "None" makes the service headless: DNS answers with the ready endpoints\' IPs.'),
   type: z.enum(["ClusterIP", "ExternalName"]).default("ClusterIP").describe("ExternalName services are DNS aliases (CNAME to `externalName`) and get no listener."),
-  externalName: z.string().default("").describe("Target name when `type: ExternalName`."),
+  externalName: externalName.default("").describe("Target name when `type: ExternalName`."),
   ports: z.array(staticPort).default([]).describe("Service ports."),
   endpoints: z.array(staticEndpoint).default([]).describe("Backends of the service."),
   sessionAffinity: z.enum(["None", "ClientIP"]).default("None").describe("ClientIP keeps a client on the same backend for `sessionAffinityTimeoutSeconds`; it wins over `lbPolicy`."),
@@ -176,7 +177,10 @@ export const configSchema = z.strictObject({
       proxy: z
         .strictObject({
           enable: z.boolean().default(true).describe("Intercept ClusterIP traffic with iptables (needs root or CAP_NET_ADMIN)."),
-          bridgeDeviceName: z.string().min(1).max(15).default("edgemesh0").describe("Device that carries the agent's listen IP; created (dummy, else bridge, else the IP goes on `lo`) when missing."),
+          bridgeDeviceName: z
+            .string()
+            .regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: "expected an interface name (A-Z, a-z, 0-9, '_', '.', '-', at most 15)" })
+            .default("edgemesh0").describe("Device that carries the agent's listen IP; created (dummy, else bridge, else the IP goes on `lo`) when missing."),
           bridgeDeviceIP: ip.default("169.254.96.16").describe("IP the per-service listeners bind to and ClusterIP traffic is DNATed to."),
         })
         .prefault({})
@@ -199,8 +203,13 @@ export const configSchema = z.strictObject({
         .describe("DNS for service names (`svc`, `svc.ns`, `svc.ns.svc.<clusterDomain>`); other names are forwarded."),
       socks5: z
         .strictObject({
-          enable: z.boolean().default(false).describe("SOCKS5 entry for clients without root or iptables: `curl --socks5-hostname 169.254.96.16:10800 http://echo.demo:9000/`."),
-          listen: hostPort.default("169.254.96.16:10800").describe("Address of the SOCKS5 listener."),
+          enable: z.boolean().default(false).describe("SOCKS5 entry for clients without root or iptables: `curl --socks5-hostname 127.0.0.1:10800 http://echo.demo:9000/`."),
+          listen: hostPort.default("127.0.0.1:10800").describe("Address of the SOCKS5 listener. The default serves this host's own processes only; `169.254.96.16:10800` (the bridge IP) also serves its pods, and the agent's rules drop other hosts' traffic to that address."),
+          nodePorts: z
+            .array(port)
+            .max(64)
+            .default([22])
+            .describe("Ports of this node's own host that other members may reach by its node name (SOCKS5 `ssh edge2`): the tunnel dials 127.0.0.1 at these ports only. Nothing else on this host's loopback or LAN is open to the mesh; services are reached at their endpoints on this node."),
         })
         .prefault({})
         .describe("SOCKS5 front door to services and to other nodes by name."),

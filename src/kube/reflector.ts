@@ -8,6 +8,9 @@
 // - Anything else (connection refused, 5xx, a dropped stream) reconnects with
 //   capped exponential backoff and jitter; the cache keeps serving meanwhile.
 // - A malformed line or object is logged and skipped; the watch goes on.
+// - An object that fails `validate` is rejected alone: dropped from the cache
+//   (a stale copy would keep serving what the source no longer says), logged
+//   once per reason, and listed in the status until it is fixed or deleted.
 import type { Logger } from "../log.ts";
 import type { KubeEndpoint } from "./endpoint.ts";
 import { kubeFetch, KubeHttpError } from "./http.ts";
@@ -40,7 +43,16 @@ export interface ReflectorStats {
   events: number;
   malformed: number;
   lastError: string;
+  /** objects rejected by `validate` since start (each new reason counts) */
+  rejectedTotal: number;
+  /** objects rejected now */
+  rejectedNow: number;
+  /** the objects rejected now, at most MAX_LISTED_REJECTIONS of them */
+  rejected: Array<{ object: string; reason: string }>;
 }
+
+/** rejections kept for the status; the count of all of them is exact */
+export const MAX_LISTED_REJECTIONS = 100;
 
 export interface ReflectorOptions {
   endpoint: KubeEndpoint;
@@ -53,7 +65,7 @@ export interface ReflectorOptions {
   /** server-side watch timeout; each watch gets a random value in [t, 2t) like client-go */
   watchTimeoutSeconds?: number;
   backoff?: { initialMs: number; maxMs: number };
-  /** extra shape check; return why an object is unusable */
+  /** the kind's schema; returns why an object is unusable ("field: message") */
   validate?: (obj: KubeObject) => string | undefined;
 }
 
@@ -63,7 +75,7 @@ export function objectKey(o: { metadata: ObjectMeta }): string {
 
 function wellFormed(o: unknown): o is KubeObject {
   const m = (o as KubeObject | null)?.metadata;
-  return !!m && typeof m === "object" && typeof m.name === "string" && m.name.length > 0;
+  return !!m && typeof m === "object" && typeof m.name === "string" && m.name.length > 0 && m.name.length <= 253 && (m.namespace === undefined || (typeof m.namespace === "string" && m.namespace.length <= 63));
 }
 
 class GoneError extends Error {}
@@ -77,7 +89,9 @@ export class Reflector {
   private abort = new AbortController();
   private wake?: () => void;
   private loop?: Promise<void>;
-  private readonly stats = { relists: 0, watchRestarts: 0, events: 0, malformed: 0, lastError: "" };
+  private readonly stats = { relists: 0, watchRestarts: 0, events: 0, malformed: 0, lastError: "", rejectedTotal: 0 };
+  /** key → reason, for the objects the schema refused */
+  readonly rejected = new Map<string, string>();
   /** resolves after the first complete LIST */
   readonly synced: Promise<void>;
   private markSynced!: () => void;
@@ -105,6 +119,8 @@ export class Reflector {
       resourceVersion: this.rv,
       objects: this.cache.size,
       ...this.stats,
+      rejectedNow: this.rejected.size,
+      rejected: [...this.rejected].slice(0, MAX_LISTED_REJECTIONS).map(([object, reason]) => ({ object, reason })),
     };
   }
 
@@ -161,6 +177,7 @@ export class Reflector {
 
   private async list(): Promise<void> {
     const next = new Map<string, KubeObject>();
+    const rejected = new Map<string, string>();
     let cont = "";
     let rv = "";
     const limit = this.o.pageSize ?? 500;
@@ -172,18 +189,20 @@ export class Reflector {
         // the continue token expired mid-list: start over
         cont = "";
         next.clear();
+        rejected.clear();
         continue;
       }
       if (!res.ok) throw await KubeHttpError.from(res, `list ${this.o.resource}`);
       const body = (await res.json()) as { metadata?: { resourceVersion?: string; continue?: string }; items?: unknown[] };
       for (const item of body.items ?? []) {
-        const bad = this.check(item);
-        if (bad) {
+        if (!wellFormed(item)) {
           this.stats.malformed++;
-          this.o.log.warn("skipping malformed object in list", { resource: this.o.resource, error: bad });
+          this.o.log.warn("skipping malformed object in list", { resource: this.o.resource, error: "object without metadata.name" });
           continue;
         }
-        next.set(objectKey(item as KubeObject), item as KubeObject);
+        const bad = this.o.validate?.(item);
+        if (bad) rejected.set(objectKey(item), bad);
+        else next.set(objectKey(item), item);
       }
       rv = body.metadata?.resourceVersion ?? "";
       cont = body.metadata?.continue ?? "";
@@ -195,6 +214,9 @@ export class Reflector {
     const first = this.stats.relists === 0 && this.state === "listing";
     this.cache.clear();
     for (const [k, v] of next) this.cache.set(k, v);
+    const before = new Map(this.rejected);
+    this.rejected.clear();
+    for (const [k, why] of rejected) this.reject(k, why, before.get(k));
     this.rv = rv;
     this.stats.relists++;
     this.setState("synced");
@@ -203,9 +225,12 @@ export class Reflector {
     this.o.onChange();
   }
 
-  private check(o: unknown): string | undefined {
-    if (!wellFormed(o)) return "object without metadata.name";
-    return this.o.validate?.(o);
+  /** records a rejection; logs it unless it is the one already known */
+  private reject(key: string, why: string, known: string | undefined): void {
+    this.rejected.set(key, why);
+    if (known === why) return;
+    this.stats.rejectedTotal++;
+    this.o.log.warn("rejected object from the metadata source", { resource: this.o.resource, object: key, reason: why });
   }
 
   private async watch(): Promise<void> {
@@ -253,7 +278,7 @@ export class Reflector {
     }
     if (e?.type === "BOOKMARK") {
       const rv = e.object?.metadata?.resourceVersion;
-      if (typeof rv === "string") this.rv = rv;
+      if (typeof rv === "string" && rv.length <= 128) this.rv = rv;
       return;
     }
     if (e?.type !== "ADDED" && e?.type !== "MODIFIED" && e?.type !== "DELETED") {
@@ -261,17 +286,26 @@ export class Reflector {
       this.o.log.warn("skipping watch event of unknown type", { resource: this.o.resource, type: String(e?.type) });
       return;
     }
-    const bad = this.check(e.object);
-    if (bad) {
+    if (!wellFormed(e.object)) {
       this.stats.malformed++;
-      this.o.log.warn("skipping malformed object in watch event", { resource: this.o.resource, type: e.type, error: bad });
+      this.o.log.warn("skipping malformed object in watch event", { resource: this.o.resource, type: e.type, error: "object without metadata.name" });
       return;
     }
-    const obj = e.object as KubeObject;
+    const obj = e.object;
+    const key = objectKey(obj);
     this.stats.events++;
-    if (obj.metadata.resourceVersion) this.rv = obj.metadata.resourceVersion;
-    if (e.type === "DELETED") this.cache.delete(objectKey(obj));
-    else this.cache.set(objectKey(obj), obj);
+    if (typeof obj.metadata.resourceVersion === "string" && obj.metadata.resourceVersion.length <= 128) this.rv = obj.metadata.resourceVersion;
+    const bad = e.type === "DELETED" ? undefined : this.o.validate?.(obj);
+    if (e.type === "DELETED" || bad) {
+      const had = this.cache.delete(key);
+      const known = this.rejected.get(key);
+      if (bad) this.reject(key, bad, known);
+      else this.rejected.delete(key);
+      if (had) this.o.onChange();
+      return;
+    }
+    this.rejected.delete(key);
+    this.cache.set(key, obj);
     this.o.onChange();
   }
 }

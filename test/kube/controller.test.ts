@@ -255,5 +255,50 @@ test("edgemesh status shows the metadata source and each resource's sync state",
   const doc = { ...emptyStatus("agent", "edge1", "test"), ...h.mod.status!() };
   const text = renderStatus(doc as never);
   expect(text).toContain(`METADATA  source=kubernetes server=${api.url} endpoints=discovery.k8s.io/v1 EndpointSlices`);
-  expect(text).toMatch(/^services\s+synced\s+\S+\s+0\s+\d+$/m);
+  expect(text).toMatch(/^services\s+synced\s+\S+\s+0\s+0\s+\d+$/m);
 }, 30_000);
+
+describe("objects from the metadata source are validated one by one", () => {
+  test("crafted objects are rejected alone, named with their field, counted and listed; a fixed one comes back", async () => {
+    const api = await fake();
+    api.create("services", { ...service("web"), spec: { clusterIP: "10.96.0.20", ports: [{ name: "http", port: 80, targetPort: "http", protocol: "TCP" }] } });
+    api.create("endpointslices", slice("web", ["10.1.0.1"]));
+    const bad = (name: string, spec: Record<string, unknown>) => ({ ...service(name), spec: { ports: [{ name: "http", port: 80, protocol: "TCP" }], ...spec } });
+    api.create("services", bad("newline", { clusterIP: "10.96.0.21\nroute add 10.0.0.0/8 dev lo", clusterIPs: ["10.96.0.21\nroute add 10.0.0.0/8 dev lo"] }));
+    api.create("services", bad("loopback", { clusterIP: "127.0.0.1", clusterIPs: ["127.0.0.1"] }));
+    api.create("services", bad("port", { clusterIP: "10.96.0.23", ports: [{ name: "http", port: 70000, protocol: "TCP" }] }));
+    api.create("services", bad("quote", { clusterIP: "10.96.0.24", ports: [{ name: 'x" -j ACCEPT', port: 80, protocol: "TCP" }] }));
+    api.create("services", bad("many", { clusterIP: "10.96.0.25", ports: Array.from({ length: 300 }, (_, i) => ({ name: `p${i}`, port: 1000 + i, protocol: "TCP" })) }));
+    api.create("endpointslices", slice("metadata", ["169.254.169.254"]));
+    const h = await start(api);
+    await until(() => h.ready(), "first sync");
+    const names = () => h.snaps.at(-1)!.services.map((s) => s.name);
+    expect(names()).toEqual(["web"]);
+    expect(h.svc("web")!.endpoints.map((e) => e.ip)).toEqual(["10.1.0.1"]);
+
+    const st = h.mod.status!() as { metadata: { resources: Array<{ resource: string; rejectedNow: number; rejected: Array<{ object: string; reason: string }> }> } };
+    const of = (r: string) => st.metadata.resources.find((x) => x.resource === r)!;
+    expect(of("services").rejectedNow).toBe(5);
+    const reason = (o: string) => of("services").rejected.find((x) => x.object === o)?.reason;
+    expect(reason("demo/newline")).toMatch(/^spec\.clusterIP: expected an IPv4 or IPv6 address/);
+    expect(reason("demo/loopback")).toBe("spec.clusterIP: loopback address not allowed");
+    expect(reason("demo/port")).toMatch(/^spec\.ports\[0\]\.port: /);
+    expect(reason("demo/quote")).toMatch(/^spec\.ports\[0\]\.name: expected a DNS-1123 label/);
+    expect(reason("demo/many")).toMatch(/^spec\.ports: /);
+    expect(of("endpointslices").rejected).toEqual([{ object: "demo/metadata-abc", reason: "endpoints[0].addresses[0]: link-local address not allowed" }]);
+    const warned = () => h.logs.filter((l) => l.includes("rejected object from the metadata source"));
+    expect(warned()).toHaveLength(6);
+    expect(warned().every((l) => !l.slice(0, -1).includes("\n"))).toBe(true);
+
+    // the same bad object again: no new log line; fixed: it serves
+    api.patch("services", "demo", "loopback", { metadata: { labels: { touched: "1" } } });
+    api.patch("services", "demo", "port", { spec: { ports: [{ name: "http", port: 8081, protocol: "TCP" }] } });
+    await until(() => h.svc("port"), "the fixed service is published");
+    expect(names()).toEqual(["port", "web"]);
+    expect(warned()).toHaveLength(6);
+    // a good object turned bad leaves the snapshot (no stale copy serves on)
+    api.patch("services", "demo", "web", { spec: { sessionAffinity: "Sometimes" } });
+    await until(() => !h.svc("web"), "the broken service is withdrawn");
+    expect(warned()).toHaveLength(7);
+  }, 30_000);
+});

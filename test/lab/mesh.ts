@@ -63,6 +63,8 @@ export interface MeshOptions {
   keepDir?: boolean;
   /** answer DNS on the bridge IP (needs `proxy`), forwarding other names to these upstreams */
   dns?: { upstreams: string[] };
+  /** agent.socks5.nodePorts: ports of each agent's host other members may reach by node name; default the lab's test servers 9000-9002 */
+  nodePorts?: number[];
 }
 
 function yamlList(xs: string[]): string {
@@ -145,7 +147,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         ...(o.services ?? []).map((l) => `        ${l}`),
         `  proxy: {enable: ${o.proxy ?? false}}`,
         o.dns ? `  dns: {enable: true, upstreamServers: ${yamlList(o.dns.upstreams)}}` : `  dns: {enable: false}`,
-        `  socks5: {enable: true, listen: "${SOCKS}"}`,
+        `  socks5: {enable: true, listen: "${SOCKS}", nodePorts: [${(o.nodePorts ?? [9000, 9001, 9002]).join(", ")}]}`,
         "",
       ].join("\n"),
     );

@@ -107,12 +107,31 @@ for (const b of await availableBackends()) {
       });
     });
 
-    test("a rejected table is counted, reported in status, and a good table recovers", async () => {
+    test("an entry outside the command grammar costs only its own rule", async () => {
       await withNetns(async (ns) => {
         const h = proxierIn(ns, b);
         await h.module.start();
         try {
-          h.bus.publish("listeners", table(1, [{ clusterIPs: ["10.96.0.10"], port: 80, listenPort: 70000 }]));
+          await h.publish(table(1, [{ clusterIPs: ["10.96.0.10"], port: 80, listenPort: 70000 }, { clusterIPs: ["10.96.0.11\nCOMMIT"], port: 80, listenPort: 40002 }, { clusterIPs: ["10.96.0.12"], port: 80, listenPort: 40001 }]));
+          expect(h.status().lastError).toBeUndefined();
+          const rules = chainRules(await ns.natSave(b), "EDGEMESH-SERVICES");
+          expect(rules).toHaveLength(1);
+          expect(rules[0]).toContain("10.96.0.12/32");
+        } finally {
+          await h.module.stop();
+        }
+      });
+    });
+
+    test("a table iptables refuses is counted, reported in status, and a good table recovers", async () => {
+      await withNetns(async (ns) => {
+        // iptables-restore refuses the table that carries port 81 (as a kernel without a match module would)
+        const exec: typeof ns.exec = (argv, opts) =>
+          argv[0] === b.restore && String(opts?.stdin ?? "").includes("--dport 81 ") ? Promise.resolve({ code: 2, stdout: "", stderr: "iptables-restore: line 2 failed\n" }) : ns.exec(argv, opts);
+        const h = proxierIn(ns, b, { exec });
+        await h.module.start();
+        try {
+          h.bus.publish("listeners", table(1, [{ clusterIPs: ["10.96.0.10"], port: 81, listenPort: 40001 }]));
           await until(() => (h.status().lastError ? true : undefined));
           expect(h.status().lastError).toMatch(/^rules: .*--noflush/);
           expect(h.metrics.counter("proxier_apply_errors_total", "").get({ stage: "rules" })).toBe(1);

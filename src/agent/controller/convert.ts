@@ -3,11 +3,11 @@
 // and tested without an apiserver.
 import type { Endpoint, EndpointPort, LbPolicy, Node, Protocol, Service, ServicePort } from "../../model/index.ts";
 import type { KubeObject } from "../../kube/reflector.ts";
+import { LB_POLICY_ANNOTATION, PROXY_NAME_LABEL, SERVICE_NAME_LABEL } from "./objects.ts";
 
-/** upstream EdgeMesh skips services that name another proxy */
-export const PROXY_NAME_LABEL = "service.edgemesh.kubeedge.io/service-proxy-name";
-export const LB_POLICY_ANNOTATION = "edgemesh.io/lb-policy";
-export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
+// The objects come validated by their kind's schema (objects.ts): upstream
+// EdgeMesh skips services that name another proxy (PROXY_NAME_LABEL).
+export { LB_POLICY_ANNOTATION, PROXY_NAME_LABEL, SERVICE_NAME_LABEL };
 const LB_POLICIES: LbPolicy[] = ["RoundRobin", "Random", "ConsistentHash"];
 const DEFAULT_AFFINITY_TIMEOUT = 10800;
 

@@ -9,6 +9,7 @@ import { kubeFetch } from "../../kube/http.ts";
 import { Reflector } from "../../kube/reflector.ts";
 import { loadConfig, ConfigError } from "../../config/load.ts";
 import { buildServices, nodeFrom } from "./convert.ts";
+import { KIND_SCHEMAS, rejectionOf } from "./objects.ts";
 import { staticNodes, staticServices } from "./static-source.ts";
 import { SnapshotPublisher } from "./publisher.ts";
 import type { Node, Service } from "../../model/index.ts";
@@ -123,7 +124,10 @@ class Controller implements Module {
     if (this.stopped) return;
     log.info("endpoints source", { api: this.endpointsApi });
     const onChange = () => this.publisher.poke();
-    const mk = (resource: string, path: string) => new Reflector({ endpoint: ep, path, resource, log, onChange });
+    const mk = (resource: string, path: string) => {
+      const schema = KIND_SCHEMAS[resource]!;
+      return new Reflector({ endpoint: ep, path, resource, log, onChange, validate: (o) => rejectionOf(schema, o) });
+    };
     this.reflectors.services = mk("services", "/api/v1/services");
     if (this.endpointsApi.startsWith("discovery")) this.reflectors.slices = mk("endpointslices", "/apis/discovery.k8s.io/v1/endpointslices");
     else this.reflectors.endpoints = mk("endpoints", "/api/v1/endpoints");
@@ -182,6 +186,8 @@ class Controller implements Module {
     m.collect("controller_relists_total", "Full LISTs (first sync, 410 Gone).", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.relists })));
     m.collect("controller_events_total", "Watch events applied.", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.events })));
     m.collect("controller_malformed_total", "Malformed events or objects skipped.", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.malformed })));
+    m.collect("controller_rejected_objects", "Objects from the metadata source refused by their schema, now (listed in the status).", "gauge", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.rejectedNow })));
+    m.collect("controller_rejections_total", "Rejections of objects from the metadata source (each new reason counts once).", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.rejectedTotal })));
     m.collect("controller_synced", "1 while the resource's watch is up.", "gauge", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.state === "synced" ? 1 : 0 })));
     m.collect("services", "Services in the current snapshot.", "gauge", () => [{ value: this.ctx.bus.latest("services")?.services.length ?? 0 }]);
     m.collect("config_reloads_total", "Static metadata reloads by result.", "counter", () => [

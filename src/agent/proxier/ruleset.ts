@@ -6,6 +6,7 @@
 // one atomic transaction.
 import type { Protocol, Service } from "../../model/index.ts";
 import type { ListenerEntry, ListenerTable } from "../../model/listeners.ts";
+import { dnatRuleLine } from "./commands.ts";
 
 export const CHAIN_PREROUTING = "EDGEMESH-PREROUTING";
 export const CHAIN_OUTPUT = "EDGEMESH-OUTPUT";
@@ -46,14 +47,12 @@ export function listenerKey(s: { namespace: string; name: string }, port: number
   return `${s.namespace}/${s.name}:${port}/${protocol}`;
 }
 
-function rule(chain: string, i: Interception, bridgeIP: string): string {
-  const proto = i.protocol.toLowerCase();
-  const comment = i.service.replace(/"/g, "");
-  return `-A ${chain} -d ${i.clusterIP}/32 -p ${proto} -m ${proto} --dport ${i.port} -m comment --comment "${comment}" -j DNAT --to-destination ${bridgeIP}:${i.listenPort}`;
+/** iptables-restore input for the nat table: our chains, whole (an entry outside the grammar of commands.ts gets no rule) */
+export function natRuleset(list: Interception[], bridgeIP: string): string {
+  return natRulesetCounted(list, bridgeIP).text;
 }
 
-/** iptables-restore input for the nat table: our chains, whole */
-export function natRuleset(list: Interception[], bridgeIP: string): string {
+function natRulesetCounted(list: Interception[], bridgeIP: string): { text: string; rules: number } {
   const sorted = [...list].sort((a, b) => (a.clusterIP === b.clusterIP ? a.port - b.port || a.protocol.localeCompare(b.protocol) : a.clusterIP.localeCompare(b.clusterIP)));
   const lines = [
     "*nat",
@@ -63,9 +62,15 @@ export function natRuleset(list: Interception[], bridgeIP: string): string {
     `-A ${CHAIN_PREROUTING} -j ${CHAIN_SERVICES}`,
     `-A ${CHAIN_OUTPUT} -j ${CHAIN_SERVICES}`,
   ];
-  for (const i of sorted) lines.push(rule(CHAIN_SERVICES, i, bridgeIP));
+  let rules = 0;
+  for (const i of sorted) {
+    const line = dnatRuleLine({ chain: CHAIN_SERVICES, clusterIP: i.clusterIP, port: i.port, protocol: i.protocol, comment: i.service, bridgeIP, listenPort: i.listenPort });
+    if (line === undefined) continue;
+    lines.push(line);
+    rules++;
+  }
   lines.push("COMMIT", "");
-  return lines.join("\n");
+  return { text: lines.join("\n"), rules };
 }
 
 /** the interceptions a listener table asks for: each IPv4 ClusterIP of each entry */
@@ -82,8 +87,8 @@ export function interceptionsFromListeners(entries: ReadonlyArray<ListenerEntry>
 
 /** iptables-restore input for a whole listener table */
 export function listenerRuleset(table: ListenerTable): { text: string; interceptions: number } {
-  const list = interceptionsFromListeners(table.entries);
-  return { text: natRuleset(list, table.bridgeIP), interceptions: list.length };
+  const { text, rules } = natRulesetCounted(interceptionsFromListeners(table.entries), table.bridgeIP);
+  return { text, interceptions: rules };
 }
 
 /**

@@ -24,6 +24,7 @@ import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { HolePuncher } from "./hole-punch.ts";
 import { hostPortOf } from "./punch-protocol.ts";
+import { TargetPolicy } from "./target-policy.ts";
 
 export const tunnelModule: ModuleFactory = {
   name: "tunnel",
@@ -46,9 +47,12 @@ class Tunnel implements Module {
   private stopped = false;
   private hintsByNode = new Map<string, string[]>();
   private unsubscribe: Array<() => void> = [];
-  private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0, accepted: { direct: 0, stock: 0 } };
+  private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0, accepted: { direct: 0, stock: 0 }, refused: { header: 0, unauthorized: 0, forbidden: 0, busy: 0, dial: 0 } };
+  private readonly targets: TargetPolicy;
 
-  constructor(private readonly ctx: ModuleContext) {}
+  constructor(private readonly ctx: ModuleContext) {
+    this.targets = new TargetPolicy(ctx.config.nodeName, ctx.config.agent.socks5.nodePorts);
+  }
 
   async start(): Promise<void> {
     const { config, log, bus } = this.ctx;
@@ -98,9 +102,12 @@ class Tunnel implements Module {
       ),
     );
     const hints = (name: string) => this.hintsByNode.get(name) ?? [];
+    // members may have us dial only our own service endpoints and the node ports listed
+    this.unsubscribe.push(bus.subscribe("services", (snap) => this.targets.update(snap.services), "tunnel", { replay: true }));
     await serveProxyStreams(node, {
       log,
       authorize: (peer: string, fromNode: string) => ids.matchesText(peer, fromNode),
+      permit: (req) => this.targets.check(req),
       counters: this.counters,
     });
     await node.start();
@@ -222,6 +229,9 @@ class Tunnel implements Module {
       { labels: { direction: "out" }, value: this.counters.streamsOut },
       { labels: { direction: "in" }, value: this.counters.streamsIn },
     ]);
+    m.collect("tunnel_streams_refused_total", "Inbound proxy streams refused, by reason (forbidden: a target outside the target policy).", "counter", () =>
+      Object.entries(this.counters.refused).map(([reason, value]) => ({ labels: { reason }, value })),
+    );
     m.collect("tunnel_stream_errors_total", "Proxy streams that failed to open.", "counter", () => [{ value: this.counters.streamErrors }]);
     m.collect("tunnel_bytes_total", "Bytes carried by proxy streams this agent served.", "counter", () => [
       { labels: { direction: "in" }, value: this.counters.bytesIn },

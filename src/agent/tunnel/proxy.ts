@@ -5,12 +5,15 @@ import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { EarlyBytes, TunnelChannel } from "../../model/tunnel.ts";
 import { PROXY_PROTOCOL, PROXY_HANDLER_OPTIONS, ProxyServer, openProxyStream, type ProxyRequest } from "../../tunnel/proxy/index.ts";
+import type { RejectReason } from "../../tunnel/proxy/server.ts";
 import { acceptDirectly, type DirectAcceptStats } from "../../tunnel/proxy/direct-accept.ts";
 
 export { PROXY_PROTOCOL };
 
 export interface ProxyCounters {
   streamsIn: number;
+  /** inbound streams refused, by reason */
+  refused: Record<RejectReason, number>;
   bytesIn: number;
   bytesOut: number;
   /** inbound streams recognised as proxy streams by their first bytes, and the others (left to libp2p) */
@@ -20,6 +23,8 @@ export interface ProxyCounters {
 export interface ServeOptions {
   log: Logger;
   authorize(remotePeer: string, fromNode: string): Promise<boolean>;
+  /** which targets members may have us dial (target-policy.ts) */
+  permit(req: ProxyRequest): string | undefined;
   counters: ProxyCounters;
 }
 
@@ -27,7 +32,9 @@ export async function serveProxyStreams(node: TunnelNode, o: ServeOptions): Prom
   const server = new ProxyServer({
     log: o.log,
     authorize: o.authorize,
+    permit: o.permit,
     metrics: {
+      onReject: (reason) => void o.counters.refused[reason]++,
       onSessionStart: () => void o.counters.streamsIn++,
       onBytes: (_proto, dir, n) => {
         if (dir === "in") o.counters.bytesIn += n;

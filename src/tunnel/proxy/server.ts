@@ -42,7 +42,7 @@ export const DEFAULT_UDP_IDLE_TIMEOUT_MS = 60_000;
 export const REFUSE_GRACE_MS = 2_000;
 
 export type ProxyLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
-export type RejectReason = 'header' | 'unauthorized' | 'busy' | 'dial';
+export type RejectReason = 'header' | 'unauthorized' | 'forbidden' | 'busy' | 'dial';
 
 export interface SessionSummary {
   /** Opener → target bytes (TCP) or datagram payload bytes (UDP). */
@@ -70,6 +70,8 @@ export interface ProxyServerContext {
   udpIdleTimeoutMs?: number;
   /** Concurrent sessions across all peers; further streams are refused ("busy"). */
   maxSessions?: number;
+  /** Which targets a member may have us dial: undefined to allow, else the reason sent back ("forbidden"). */
+  permit?(req: ProxyRequest): string | undefined;
   /** Overrides for tests or policy (e.g. refusing some targets). Must reject with a readable message. */
   dialTcp?: (target: Target, timeoutMs: number) => Promise<Socket>;
   openUdp?: (target: Target) => Promise<UdpSocket>;
@@ -153,6 +155,12 @@ export class ProxyServer {
       log.warn('proxy: refused stream', { ...fields, reason: 'not authorized' });
       metrics?.onReject?.('unauthorized', peer);
       return refuse(stream, `peer is not authorized as node ${req.fromNode}`);
+    }
+    const forbidden = ctx.permit?.(req);
+    if (forbidden !== undefined) {
+      log.warn('proxy: refused stream', { ...fields, reason: forbidden });
+      metrics?.onReject?.('forbidden', peer);
+      return refuse(stream, `forbidden: ${forbidden}`);
     }
     // This stream is already counted in #streams.
     if (ctx.maxSessions !== undefined && this.#streams.size > ctx.maxSessions) {

@@ -1,0 +1,47 @@
+// The only place that writes text for root commands (`iptables-restore`
+// input, `ip -batch` lines). Every value is checked against its grammar here
+// again, whatever validated it before: a line is built from an IPv4 address
+// in dotted-quad form, a port number, a known protocol, a device name and a
+// comment of plain characters, or it is not built at all. A refused entry
+// costs only its own line; the others still go out.
+import { ipFamily } from "../../model/grammar.ts";
+import type { Protocol } from "../../model/index.ts";
+
+const DEVICE = /^[A-Za-z0-9_.-]{1,15}$/;
+const CHAIN = /^[A-Z0-9-]{1,28}$/;
+const COMMENT_CHARS = /[^A-Za-z0-9./:_-]/g;
+
+export const isIPv4 = (s: unknown): s is string => typeof s === "string" && ipFamily(s) === 4;
+export const isPort = (n: unknown): n is number => typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 65535;
+export const isDeviceName = (s: unknown): s is string => typeof s === "string" && DEVICE.test(s) && s !== "." && s !== "..";
+const isProtocol = (p: unknown): p is Protocol => p === "TCP" || p === "UDP";
+
+/** a rule comment: only characters that need no quoting, at most 200 */
+export function commentText(s: string): string {
+  return s.replace(COMMENT_CHARS, "_").slice(0, 200);
+}
+
+export interface DnatRule {
+  chain: string;
+  clusterIP: string;
+  port: number;
+  protocol: Protocol;
+  comment: string;
+  bridgeIP: string;
+  listenPort: number;
+}
+
+/** `-A CHAIN … -j DNAT` for one service port, or undefined when a value is outside its grammar */
+export function dnatRuleLine(r: DnatRule): string | undefined {
+  if (!CHAIN.test(r.chain) || !isIPv4(r.clusterIP) || !isPort(r.port) || !isProtocol(r.protocol) || !isIPv4(r.bridgeIP) || !isPort(r.listenPort)) return undefined;
+  const proto = r.protocol.toLowerCase();
+  return `-A ${r.chain} -d ${r.clusterIP}/32 -p ${proto} -m ${proto} --dport ${r.port} -m comment --comment "${commentText(r.comment)}" -j DNAT --to-destination ${r.bridgeIP}:${r.listenPort}`;
+}
+
+export type RouteOp = "add" | "del" | "get";
+
+/** one `ip -batch` line for a host route of ours, or undefined when a value is outside its grammar */
+export function routeLine(op: RouteOp, ip: string, device: string, proto: number): string | undefined {
+  if (!isIPv4(ip) || !isDeviceName(device) || !Number.isInteger(proto) || proto < 1 || proto > 255) return undefined;
+  return op === "get" ? `route get ${ip}` : `route ${op} ${ip}/32 dev ${device} proto ${proto}`;
+}
