@@ -31,7 +31,7 @@ describe("config defaults", () => {
     expect(c.agent.tunnel.listenPort).toBe(20006);
     expect(c.agent.metadata.source).toBe("kubernetes");
     expect(c.agent.metadata.kubernetes).toEqual({ server: "http://127.0.0.1:10550", kubeconfig: "", inCluster: false });
-    expect(c.agent.proxy).toEqual({ enable: true, bridgeDeviceName: "edgemesh0", bridgeDeviceIP: "169.254.96.16" });
+    expect(c.agent.proxy).toEqual({ enable: true, bridgeDeviceName: "edgemesh0", bridgeDeviceIP: "169.254.96.16", podSources: { interfaces: ["cni0", "docker0"], cidrs: [] } });
     expect(c.agent.dns.listen).toBe("169.254.96.16:53");
     expect(c.agent.dns.clusterDomain).toBe("cluster.local");
     expect(c.agent.dns.cacheTTL).toBe(30);
@@ -68,6 +68,29 @@ describe("config defaults", () => {
     expect(buildConfig({ psk: "psk" }, d.dir, "", opts).warnings[0]).toContain("readable by its group (mode 640)");
   });
 
+  test("SOCKS5 credentials: username and passwordFile together, the password read and its file's mode checked", () => {
+    const d = tempConfigDir();
+    const agent = (socks5: Record<string, unknown>) => ({ psk: "psk", agent: { socks5 } });
+    const p = (doc: unknown) => {
+      try {
+        buildConfig(doc, d.dir, "", opts);
+        return [];
+      } catch (e) {
+        return (e as ConfigError).problems;
+      }
+    };
+    expect(p(agent({ username: "ops" }))).toEqual(["agent.socks5: username and passwordFile go together (got a username without passwordFile)"]);
+    expect(p(agent({ username: "ops", passwordFile: "nope" }))[0]).toBe(`agent.socks5.passwordFile: cannot read ${join(d.dir, "nope")}: ENOENT`);
+    expect(p(agent({ username: "o p", passwordFile: "pw" }))[0]).toStartWith("agent.socks5.username: expected printable ASCII without spaces");
+    d.write("pw", "hunter2 \n");
+    chmodSync(join(d.dir, "pw"), 0o600);
+    const c = buildConfig(agent({ username: "ops", passwordFile: "pw" }), d.dir, "", opts);
+    expect(new TextDecoder().decode(c.socks5Credentials!.password)).toBe("hunter2");
+    expect(c.warnings).toEqual([]);
+    chmodSync(join(d.dir, "pw"), 0o644);
+    expect(buildConfig(agent({ username: "ops", passwordFile: "pw" }), d.dir, "", opts).warnings[0]).toStartWith(`agent.socks5.passwordFile: ${join(d.dir, "pw")} is readable by every user`);
+  });
+
   test("an empty file is all defaults but still needs psk", () => {
     expect(problems(null)).toEqual(["psk: required: path of the file holding the mesh secret"]);
   });
@@ -82,7 +105,7 @@ describe("config errors name the field path", () => {
   test("format", () => {
     expect(problems({ psk: "psk", agent: { dns: { listen: "abc" } } })).toEqual(['agent.dns.listen: expected host:port, got "abc"']);
     expect(problems({ psk: "psk", agent: { servers: ["ok.example:20004", "bad"] } })).toEqual(['agent.servers[1]: expected host:port, got "bad"']);
-    expect(problems({ psk: "psk", agent: { proxy: { bridgeDeviceIP: "1.2.3" } } })).toEqual(['agent.proxy.bridgeDeviceIP: expected an IP address, got "1.2.3"']);
+    expect(problems({ psk: "psk", agent: { proxy: { bridgeDeviceIP: "1.2.3" } } })).toEqual(['agent.proxy.bridgeDeviceIP: expected an IPv4 address, got "1.2.3"']);
     // a port here would build a broken relay address: the server's listenPort is used
     const roleServer = { ...opts, role: "server" as const };
     expect(problems({ psk: "psk", server: { advertiseAddresses: ["203.0.113.10:20004"] } }, roleServer)[0]).toMatch(/^server\.advertiseAddresses\[0\]: give the address without a port/);

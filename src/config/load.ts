@@ -22,6 +22,8 @@ export interface Config extends Omit<ConfigFile, "nodeName" | "adminListen"> {
   adminListen: string;
   /** the mesh secret read from the psk file (trimmed) */
   pskSecret: Uint8Array;
+  /** SOCKS5 credentials when agent.socks5.username is set (password read from its file, trimmed) */
+  socks5Credentials?: { username: Uint8Array; password: Uint8Array };
   /** absolute path of the file this came from, "" when built in code */
   configPath: string;
   role: Role;
@@ -158,8 +160,27 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
   }
   const pskPath = isAbsolute(file.psk) ? file.psk : resolve(baseDir, file.psk);
   const pskSecret = readPsk(pskPath);
-  const warnings = pskExposure(pskPath);
+  const warnings = secretExposure("psk", pskPath, "anyone who reads it can join the mesh");
   const problems: string[] = [];
+  let socks5Credentials: Config["socks5Credentials"];
+  const socks = file.agent.socks5;
+  if (opts.role === "agent" && (socks.username !== "") !== (socks.passwordFile !== "")) {
+    problems.push(`agent.socks5: username and passwordFile go together (got ${socks.username ? "a username without passwordFile" : "a passwordFile without username"})`);
+  } else if (opts.role === "agent" && socks.username) {
+    const path = isAbsolute(socks.passwordFile) ? socks.passwordFile : resolve(baseDir, socks.passwordFile);
+    let password = "";
+    try {
+      password = readFileSync(path, "utf8").trim();
+    } catch (e) {
+      problems.push(`agent.socks5.passwordFile: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (password && Buffer.byteLength(password) > 255) problems.push(`agent.socks5.passwordFile: the password in ${path} is longer than SOCKS5 allows (255 bytes)`);
+    else if (!password && !problems.length) problems.push(`agent.socks5.passwordFile: ${path} is empty`);
+    else if (password) {
+      socks5Credentials = { username: new TextEncoder().encode(socks.username), password: new TextEncoder().encode(password) };
+      warnings.push(...secretExposure("agent.socks5.passwordFile", path, "anyone who reads it can use the SOCKS5 front door"));
+    }
+  }
   if (opts.role === "agent" && file.agent.metadata.source === "static") {
     file.agent.metadata.static.services.forEach((svc, i) => {
       svc.ports.forEach((p, j) => {
@@ -175,18 +196,19 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
     nodeName,
     adminListen: file.adminListen ?? DEFAULT_ADMIN[opts.role],
     pskSecret,
+    ...(socks5Credentials ? { socks5Credentials } : {}),
     configPath,
     role: opts.role,
     warnings,
   };
 }
 
-/** a psk file others may read: the mesh secret is as good as theirs */
-function pskExposure(path: string): string[] {
+/** a secret file others may read: the secret is as good as theirs */
+function secretExposure(field: string, path: string, consequence: string): string[] {
   try {
     const mode = statSync(path).mode & 0o777;
     if ((mode & 0o077) === 0) return [];
-    return [`psk: ${path} is readable by ${mode & 0o007 ? "every user" : "its group"} (mode ${mode.toString(8).padStart(3, "0")}): anyone who reads it can join the mesh; chmod 600 ${path}`];
+    return [`${field}: ${path} is readable by ${mode & 0o007 ? "every user" : "its group"} (mode ${mode.toString(8).padStart(3, "0")}): ${consequence}; chmod 600 ${path}`];
   } catch {
     return [];
   }

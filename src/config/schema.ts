@@ -181,7 +181,26 @@ export const configSchema = z.strictObject({
             .string()
             .regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: "expected an interface name (A-Z, a-z, 0-9, '_', '.', '-', at most 15)" })
             .default("edgemesh0").describe("Device that carries the agent's listen IP; created (dummy, else bridge, else the IP goes on `lo`) when missing."),
-          bridgeDeviceIP: ip.default("169.254.96.16").describe("IP the per-service listeners bind to and ClusterIP traffic is DNATed to."),
+          bridgeDeviceIP: z
+            .string()
+            .refine((s) => isIP(s) === 4, { message: "expected an IPv4 address" })
+            .default("169.254.96.16")
+            .describe("IP the per-service listeners bind to and ClusterIP traffic is DNATed to."),
+          podSources: z
+            .strictObject({
+              interfaces: z
+                .array(z.string().regex(/^[A-Za-z0-9_.-]{1,15}\+?$/, { message: "expected an interface name, optionally ending in '+' (a prefix)" }))
+                .max(64)
+                .default(["cni0", "docker0"])
+                .describe("Interfaces this node's pods send from (their bridge; `cali+` for a prefix). Traffic arriving there may use services, DNS and SOCKS5 on the bridge IP."),
+              cidrs: z
+                .array(z.string().refine((s) => /^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/.test(s) && isIP(s.split("/")[0]!) === 4 && Number(s.split("/")[1]) <= 32, { message: "expected an IPv4 CIDR, e.g. 10.244.1.0/24" }))
+                .max(64)
+                .default([])
+                .describe("Pod source networks, for pod networks without a bridge interface. A source address can be forged on the LAN: prefer `interfaces`."),
+            })
+            .prefault({})
+            .describe("Which traffic from other interfaces counts as this node's pods. This host's own processes are always served; everything else sent to the bridge IP (LAN neighbours routing ClusterIPs or 169.254.96.16 via this node) is dropped by the agent's filter rules."),
         })
         .prefault({})
         .describe("ClusterIP interception."),
@@ -205,6 +224,14 @@ export const configSchema = z.strictObject({
         .strictObject({
           enable: z.boolean().default(false).describe("SOCKS5 entry for clients without root or iptables: `curl --socks5-hostname 127.0.0.1:10800 http://echo.demo:9000/`."),
           listen: hostPort.default("127.0.0.1:10800").describe("Address of the SOCKS5 listener. The default serves this host's own processes only; `169.254.96.16:10800` (the bridge IP) also serves its pods, and the agent's rules drop other hosts' traffic to that address."),
+          username: z
+            .string()
+            .max(255)
+            .regex(/^[\x21-\x7e]*$/, { message: "expected printable ASCII without spaces" })
+            .default("")
+            .describe("Require this username and the password in `passwordFile` (RFC 1929). Default: none, for a listener only this host's users can reach."),
+          passwordFile: z.string().default("").describe("File holding the SOCKS5 password (mode 600; a warning at start otherwise). A relative path is relative to the config file."),
+          maxConnections: z.number().int().min(1).max(65535).default(256).describe("SOCKS5 clients at once; more are closed at accept and counted (`socks5_refused_total`)."),
           nodePorts: z
             .array(port)
             .max(64)

@@ -175,7 +175,7 @@ for (const b of await availableBackends()) {
           const save = await ns.natSave(b);
           expect(parseRule(chainRules(save, "PREROUTING")[0]!)?.target).toBe("EDGEMESH-PREROUTING");
           expect(chainRules(save, "OUTPUT").filter((r) => r.includes("EDGEMESH"))).toHaveLength(1);
-          expect(h.logs.join("")).toContain("nat jumps were missing or not first; restored");
+          expect(h.logs.join("")).toContain("iptables jumps were missing or not first; restored");
         } finally {
           await h.module.stop();
         }

@@ -45,3 +45,36 @@ export function routeLine(op: RouteOp, ip: string, device: string, proto: number
   if (!isIPv4(ip) || !isDeviceName(device) || !Number.isInteger(proto) || proto < 1 || proto > 255) return undefined;
   return op === "get" ? `route get ${ip}` : `route ${op} ${ip}/32 dev ${device} proto ${proto}`;
 }
+
+export interface PodSources {
+  interfaces: readonly string[];
+  cidrs: readonly string[];
+}
+
+const IFACE_PATTERN = /^[A-Za-z0-9_.-]{1,15}\+?$/;
+const isCidr4 = (s: string) => {
+  const [ip, len, more] = s.split("/");
+  return more === undefined && isIPv4(ip) && /^\d{1,2}$/.test(len ?? "") && Number(len) <= 32;
+};
+
+/**
+ * iptables-restore input for the filter table: our INPUT guard, whole. What
+ * reaches the bridge IP (DNAT included: a ClusterIP's traffic arrives there)
+ * is accepted from this host (lo), as replies, and from pod sources; anything
+ * else is dropped, so LAN neighbours get no DNS, service or SOCKS5. A pod
+ * source outside its grammar gets no line (and so no access).
+ */
+export function guardRuleset(chain: string, bridgeIP: string, pods: PodSources): string {
+  if (!CHAIN.test(chain) || !isIPv4(bridgeIP)) throw new Error("guard: chain or bridge IP outside the command grammar");
+  const lines = [
+    "*filter",
+    `:${chain} - [0:0]`,
+    `-A ${chain} ! -d ${bridgeIP}/32 -j RETURN`,
+    `-A ${chain} -i lo -j RETURN`,
+    `-A ${chain} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN`,
+  ];
+  for (const i of pods.interfaces) if (IFACE_PATTERN.test(i)) lines.push(`-A ${chain} -i ${i} -j RETURN`);
+  for (const c of pods.cidrs) if (isCidr4(c)) lines.push(`-A ${chain} -s ${c} -j RETURN`);
+  lines.push(`-A ${chain} -m comment --comment "edgemesh: only this host and its pods" -j DROP`, "COMMIT", "");
+  return lines.join("\n");
+}

@@ -7,7 +7,8 @@ import { ensureBridgeDevice, type BridgeDevice } from "./device.ts";
 import { createExec, type Exec } from "./exec.ts";
 import { Iptables } from "./iptables.ts";
 import { Routes } from "./routes.ts";
-import { CHAIN_SERVICES, listenerRuleset, natRuleset, natRulesetDelta } from "./ruleset.ts";
+import { CHAIN_GUARD, CHAIN_SERVICES, listenerRuleset, natRuleset, natRulesetDelta } from "./ruleset.ts";
+import { guardRuleset } from "./commands.ts";
 
 export interface ProxierOptions {
   /** runs ip/iptables; tests pass one prefixed with `ip netns exec NS` */
@@ -52,6 +53,8 @@ class Proxier implements Module {
   private resyncTimer?: ReturnType<typeof setInterval>;
   /** our jumps were put first once; from then on the periodic check keeps them there */
   private jumpsPlaced = false;
+  /** the filter guard (fixed by the config) */
+  private guard = "";
   /** the last ruleset in effect, for the periodic check to restore */
   private applied?: { text: string; interceptions: number };
   private state = { rules: 0, generation: -1, lastApplyMs: 0, snapshotToLiveMs: 0, lastError: "" };
@@ -84,6 +87,8 @@ class Proxier implements Module {
     const stale = await this.ipt.removeAll();
     if (stale.jumps || stale.chains) log.warn("removed nat rules left by an earlier run", stale);
     await this.ipt.apply(natRuleset([], bridgeDeviceIP));
+    this.guard = guardRuleset(CHAIN_GUARD, bridgeDeviceIP, config.agent.proxy.podSources);
+    await this.ipt.apply(this.guard);
     await this.ipt.ensureJumps();
     log.info("nat chains ready", { iptables: this.ipt.iptables, version: await this.ipt.version() });
 
@@ -212,7 +217,13 @@ class Proxier implements Module {
             this.ctx.log.warn("nat rules were changed by something else; restored", { expected: last.interceptions, found: dnat ?? "no chain" });
           }
         }
-        if (await this.ipt.ensureJumps()) this.ctx.log.warn("nat jumps were missing or not first; restored");
+        const guard = (await this.ipt.list(CHAIN_GUARD, "filter"))?.filter((l) => l.startsWith("-A ")).length;
+        const want = this.guard.split("\n").filter((l) => l.startsWith("-A ")).length;
+        if (guard !== want) {
+          await this.ipt.apply(this.guard);
+          this.ctx.log.warn("filter guard was changed by something else; restored", { expected: want, found: guard ?? "no chain" });
+        }
+        if (await this.ipt.ensureJumps()) this.ctx.log.warn("iptables jumps were missing or not first; restored");
       } catch (e) {
         this.ctx.log.error("nat jump check failed", { error: e });
       }

@@ -2,7 +2,7 @@
 // `iptables` alternative points at, or the binaries named in options). Every
 // change goes through `iptables-restore --noflush`, so each one is a single
 // kernel transaction and no other chain's rules are rewritten.
-import { CHAIN_OUTPUT, CHAIN_PREROUTING, CHAIN_SERVICES } from "./ruleset.ts";
+import { CHAIN_GUARD, CHAIN_OUTPUT, CHAIN_PREROUTING, CHAIN_SERVICES } from "./ruleset.ts";
 import { CommandError, createExec, type Exec } from "./exec.ts";
 
 export interface IptablesOptions {
@@ -13,13 +13,15 @@ export interface IptablesOptions {
   exec?: Exec;
 }
 
-/** builtin nat chain → our chain it jumps to */
-export const JUMPS: ReadonlyArray<{ from: string; to: string }> = [
-  { from: "PREROUTING", to: CHAIN_PREROUTING },
-  { from: "OUTPUT", to: CHAIN_OUTPUT },
+export type Table = "nat" | "filter";
+
+/** builtin chain → our chain it jumps to */
+export const JUMPS: ReadonlyArray<{ table: Table; from: string; to: string; comment: string }> = [
+  { table: "nat", from: "PREROUTING", to: CHAIN_PREROUTING, comment: "edgemesh: ClusterIP interception" },
+  { table: "nat", from: "OUTPUT", to: CHAIN_OUTPUT, comment: "edgemesh: ClusterIP interception" },
+  { table: "filter", from: "INPUT", to: CHAIN_GUARD, comment: "edgemesh: bridge IP for this host and its pods only" },
 ];
-const OUR_CHAINS = new Set([...JUMPS.map((j) => j.to), CHAIN_SERVICES]);
-const JUMP_COMMENT = "edgemesh: ClusterIP interception";
+const OUR_CHAINS: Record<Table, Set<string>> = { nat: new Set([CHAIN_PREROUTING, CHAIN_OUTPUT, CHAIN_SERVICES]), filter: new Set([CHAIN_GUARD]) };
 // -w waits for the xtables lock (legacy backend) instead of failing while kube-proxy holds it.
 const WAIT = ["-w", "5"];
 
@@ -65,9 +67,9 @@ export class Iptables {
     throw new CommandError(argv, r.code, r.stderr, bad ? ` (input line ${line}: ${bad})` : "");
   }
 
-  /** `iptables -t nat -S [chain]` lines; with a chain, undefined when it does not exist */
-  async list(chain?: string): Promise<string[] | undefined> {
-    const argv = [this.iptables, ...WAIT, "-t", "nat", "-S", ...(chain ? [chain] : [])];
+  /** `iptables -t TABLE -S [chain]` lines; with a chain, undefined when it does not exist */
+  async list(chain?: string, table: Table = "nat"): Promise<string[] | undefined> {
+    const argv = [this.iptables, ...WAIT, "-t", table, "-S", ...(chain ? [chain] : [])];
     const r = await this.exec(argv, { check: chain === undefined });
     if (r.code !== 0) {
       if (/No chain|does not exist|incompatible/i.test(r.stderr) && chain) return undefined;
@@ -78,40 +80,50 @@ export class Iptables {
 
   /**
    * Makes our jump the first rule of nat PREROUTING and OUTPUT, exactly once,
-   * so ClusterIP traffic reaches us before kube-proxy's KUBE-SERVICES. Our
-   * chains must exist (apply a ruleset first). Returns whether anything changed.
+   * so ClusterIP traffic reaches us before kube-proxy's KUBE-SERVICES, and of
+   * filter INPUT, so the guard runs before a host firewall's ACCEPTs. Our
+   * nat chains must exist (apply the rulesets first). Returns whether anything changed.
    */
   async ensureJumps(): Promise<boolean> {
-    const ops: string[] = [];
-    for (const { from, to } of JUMPS) {
-      const rules = ((await this.list(from)) ?? []).filter((l) => l.startsWith("-A "));
+    const ops: Record<Table, string[]> = { nat: [], filter: [] };
+    for (const { table, from, to, comment } of JUMPS) {
+      // a chain not in place (e.g. the guard, in tests of the nat part alone) gets no jump
+      if (table === "filter" && (await this.list(to, table)) === undefined) continue;
+      const rules = ((await this.list(from, table)) ?? []).filter((l) => l.startsWith("-A "));
       const ours = rules.filter((l) => parseRule(l)?.target === to);
       if (ours.length === 1 && parseRule(rules[0] ?? "")?.target === to) continue;
       // Delete every copy and insert one at the top, in one transaction: the
       // jump is never missing, and never doubled, for any packet.
-      for (const l of ours) ops.push(`-D${l.slice(2)}`);
-      ops.push(`-I ${from} 1 -m comment --comment "${JUMP_COMMENT}" -j ${to}`);
+      for (const l of ours) ops[table].push(`-D${l.slice(2)}`);
+      ops[table].push(`-I ${from} 1 -m comment --comment "${comment}" -j ${to}`);
     }
-    if (ops.length === 0) return false;
-    await this.apply(["*nat", ...ops, "COMMIT", ""].join("\n"));
+    const text = (Object.keys(ops) as Table[]).filter((t) => ops[t].length).flatMap((t) => [`*${t}`, ...ops[t], "COMMIT"]);
+    if (text.length === 0) return false;
+    await this.apply([...text, ""].join("\n"));
     return true;
   }
 
   /** removes our jumps (all copies) and our chains; other chains' rules are left alone. Returns how many it removed. */
   async removeAll(): Promise<{ jumps: number; chains: number }> {
-    const lines = (await this.list()) ?? [];
-    const jumps: string[] = [];
-    const chains: string[] = [];
-    for (const l of lines) {
-      const r = parseRule(l);
-      if (r && JUMPS.some((j) => j.from === r.chain && j.to === r.target)) jumps.push(`-D${l.slice(2)}`);
-      const w = words(l);
-      if (w[0] === "-N" && w[1] && OUR_CHAINS.has(w[1])) chains.push(w[1]);
+    let jumpCount = 0;
+    let chainCount = 0;
+    for (const table of ["nat", "filter"] as const) {
+      const lines = (await this.list(undefined, table)) ?? [];
+      const jumps: string[] = [];
+      const chains: string[] = [];
+      for (const l of lines) {
+        const r = parseRule(l);
+        if (r && JUMPS.some((j) => j.table === table && j.from === r.chain && j.to === r.target)) jumps.push(`-D${l.slice(2)}`);
+        const w = words(l);
+        if (w[0] === "-N" && w[1] && OUR_CHAINS[table].has(w[1])) chains.push(w[1]);
+      }
+      // Jumps go first, then every flush, then the deletes: a chain still
+      // referenced (by a jump, or by our own chains' jumps) cannot be deleted.
+      const ops = [...jumps, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`)];
+      if (ops.length) await this.apply([`*${table}`, ...ops, "COMMIT", ""].join("\n"));
+      jumpCount += jumps.length;
+      chainCount += chains.length;
     }
-    // Jumps go first, then every flush, then the deletes: a chain still
-    // referenced (by a jump, or by our own chains' jumps) cannot be deleted.
-    const ops = [...jumps, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`)];
-    if (ops.length) await this.apply(["*nat", ...ops, "COMMIT", ""].join("\n"));
-    return { jumps: jumps.length, chains: chains.length };
+    return { jumps: jumpCount, chains: chainCount };
   }
 }

@@ -15,6 +15,8 @@ export const CHAIN_OUTPUT = "EDGEMESH-OUTPUT";
  * per entry chain halves what every update hands to iptables-restore.
  */
 export const CHAIN_SERVICES = "EDGEMESH-SERVICES";
+/** filter INPUT guard: only this host and its pods reach the bridge IP (commands.ts guardRuleset) */
+export const CHAIN_GUARD = "EDGEMESH-INPUT";
 
 /** one intercepted service port: ClusterIP:port/proto → bridgeIP:listenPort */
 export interface Interception {

@@ -49,6 +49,7 @@ class Tunnel implements Module {
   private unsubscribe: Array<() => void> = [];
   private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0, accepted: { direct: 0, stock: 0 }, refused: { header: 0, unauthorized: 0, forbidden: 0, busy: 0, dial: 0 } };
   private readonly targets: TargetPolicy;
+  private readonly socksRefused = { capacity: 0, credentials: 0 };
 
   constructor(private readonly ctx: ModuleContext) {
     this.targets = new TargetPolicy(ctx.config.nodeName, ctx.config.agent.socks5.nodePorts);
@@ -127,7 +128,12 @@ class Tunnel implements Module {
       const routable = (name: string) => this.hintsByNode.has(name) || !name.includes(".");
       let connector: ServiceConnector | undefined;
       this.unsubscribe.push(bus.subscribe("connector", (c) => void (connector = c), "tunnel", { replay: true }));
-      const start = () => startSocksFrontDoor(config.agent.socks5.listen, { tunnel: access, connector: () => connector, isKnownNode: routable, selfName: config.nodeName }, log);
+      const limits = {
+        ...(config.socks5Credentials ? { credentials: config.socks5Credentials } : {}),
+        maxConnections: config.agent.socks5.maxConnections,
+        onRefused: (why: "capacity" | "credentials") => void this.socksRefused[why]++,
+      };
+      const start = () => startSocksFrontDoor(config.agent.socks5.listen, { tunnel: access, connector: () => connector, isKnownNode: routable, selfName: config.nodeName }, log, limits);
       // the default listen address is the bridge IP, which the proxier (started
       // after this module) brings up: until it exists, bind again every 250 ms
       // one attempt at a time: the next is scheduled only after this one failed
@@ -229,6 +235,10 @@ class Tunnel implements Module {
       { labels: { direction: "out" }, value: this.counters.streamsOut },
       { labels: { direction: "in" }, value: this.counters.streamsIn },
     ]);
+    m.collect("socks5_connections", "SOCKS5 clients connected now.", "gauge", () => [{ value: this.socks?.connections ?? 0 }]);
+    m.collect("socks5_refused_total", "SOCKS5 clients refused: capacity (agent.socks5.maxConnections reached) or credentials (wrong username or password).", "counter", () =>
+      Object.entries(this.socksRefused).map(([reason, value]) => ({ labels: { reason }, value })),
+    );
     m.collect("tunnel_streams_refused_total", "Inbound proxy streams refused, by reason (forbidden: a target outside the target policy).", "counter", () =>
       Object.entries(this.counters.refused).map(([reason, value]) => ({ labels: { reason }, value })),
     );

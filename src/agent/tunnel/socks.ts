@@ -12,7 +12,15 @@ import { startSocks5, type Socks5Route } from "../../tunnel/socks5/server.ts";
 
 export interface SocksFrontDoor {
   port: number;
+  /** clients connected now */
+  readonly connections: number;
   stop(): Promise<void>;
+}
+
+export interface SocksLimits {
+  credentials?: { username: Uint8Array; password: Uint8Array };
+  maxConnections: number;
+  onRefused(why: "capacity" | "credentials"): void;
 }
 
 const GENERAL_FAILURE = 0x01;
@@ -26,13 +34,16 @@ export interface SocksRouting {
   selfName: string;
 }
 
-export async function startSocksFrontDoor(listen: string, r: SocksRouting, log: Logger): Promise<SocksFrontDoor> {
+export async function startSocksFrontDoor(listen: string, r: SocksRouting, log: Logger, limits: SocksLimits): Promise<SocksFrontDoor> {
   const hp = parseHostPort(listen);
   if (!hp) throw new Error(`agent.socks5.listen: expected host:port, got ${JSON.stringify(listen)}`);
   const server = await startSocks5({
     host: hp.host,
     port: hp.port,
     log,
+    ...(limits.credentials ? { credentials: limits.credentials } : {}),
+    maxConnections: limits.maxConnections,
+    onRefused: limits.onRefused,
     route: async (target): Promise<Socks5Route> => {
       const name = target.host.toLowerCase().replace(/\.$/, "");
       const connector = r.connector();
@@ -59,6 +70,6 @@ export async function startSocksFrontDoor(listen: string, r: SocksRouting, log: 
       return { kind: "stream", open: () => r.tunnel.open(name, { protocol: "tcp", host: "127.0.0.1", port: target.port }) };
     },
   });
-  log.info("socks5 front door listening", { address: `${hp.host}:${server.port}` });
+  log.info("socks5 front door listening", { address: `${hp.host}:${server.port}`, auth: limits.credentials ? "username/password" : "none", maxConnections: limits.maxConnections });
   return server;
 }

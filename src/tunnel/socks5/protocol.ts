@@ -45,9 +45,26 @@ export function parseGreeting(buf: Uint8Array): Parse<{ methods: number[] }> {
   return { kind: 'ok', consumed: 2 + n, methods: Array.from(buf.subarray(2, 2 + n)) };
 }
 
-/** The server's choice: only "no authentication" is supported. */
-export function selectMethod(methods: readonly number[]): number {
-  return methods.includes(METHOD.NO_AUTH) ? METHOD.NO_AUTH : METHOD.NO_ACCEPTABLE;
+/** The server's choice: username/password when it requires one (RFC 1929), else "no authentication". */
+export function selectMethod(methods: readonly number[], requireUserPass = false): number {
+  const want = requireUserPass ? METHOD.USER_PASS : METHOD.NO_AUTH;
+  return methods.includes(want) ? want : METHOD.NO_ACCEPTABLE;
+}
+
+/** RFC 1929 sub-negotiation: VER=1, ULEN, UNAME, PLEN, PASSWD */
+export function parseUserPass(buf: Uint8Array): Parse<{ username: Uint8Array; password: Uint8Array }> {
+  if (buf.byteLength < 2) return { kind: 'incomplete' };
+  if (buf[0] !== 0x01) return { kind: 'error', reason: `unsupported username/password version ${buf[0]}` };
+  const ulen = buf[1]!;
+  if (buf.byteLength < 3 + ulen) return { kind: 'incomplete' };
+  const plen = buf[2 + ulen]!;
+  if (buf.byteLength < 3 + ulen + plen) return { kind: 'incomplete' };
+  return { kind: 'ok', consumed: 3 + ulen + plen, username: buf.subarray(2, 2 + ulen), password: buf.subarray(3 + ulen, 3 + ulen + plen) };
+}
+
+/** RFC 1929 status: 0 = success, anything else = failure (the connection is then closed) */
+export function buildUserPassStatus(ok: boolean): Uint8Array {
+  return Uint8Array.of(0x01, ok ? 0x00 : 0x01);
 }
 
 export function buildMethodSelection(method: number): Uint8Array {

@@ -1,10 +1,12 @@
 /**
- * SOCKS5 front door: CONNECT only, no authentication. Each accepted request
+ * SOCKS5 front door: CONNECT only; no authentication, or a username and
+ * password (RFC 1929) when configured; at most `maxConnections` clients. Each accepted request
  * is handed to `route`, which decides where it goes (typically a proxy stream
  * to another node's agent); the SOCKS reply is sent only once that stream is
  * open, then the client socket is piped to it with pipe.ts.
  */
 import { createServer } from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { ByteSocket } from '../../net/byte-socket.ts';
 import type { Stream } from '@libp2p/interface';
@@ -20,6 +22,8 @@ import {
   REPLY,
   buildMethodSelection,
   buildReply,
+  buildUserPassStatus,
+  parseUserPass,
   parseGreeting,
   parseRequest,
   replyCodeFor,
@@ -49,7 +53,15 @@ export interface Socks5Options {
   openTimeoutMs?: number;
   /** Live byte counts: 'in' = tunnel → client, 'out' = client → tunnel. */
   onBytes?: (direction: ByteDirection, bytes: number) => void;
+  /** Require this username and password (RFC 1929); clients offering only "no authentication" are refused. */
+  credentials?: { username: Uint8Array; password: Uint8Array };
+  /** Clients at once; one more is closed at accept and counted (default 256). */
+  maxConnections?: number;
+  /** A client closed because `maxConnections` were open, or refused for wrong credentials. */
+  onRefused?: (why: 'capacity' | 'credentials') => void;
 }
+
+export const DEFAULT_MAX_CONNECTIONS = 256;
 
 export interface Socks5Server {
   host: string;
@@ -62,7 +74,20 @@ export interface Socks5Server {
 
 export async function startSocks5(opts: Socks5Options): Promise<Socks5Server> {
   const sockets = new Set<Socket>();
+  const max = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  let lastCapWarn = 0;
   const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+    if (sockets.size >= max) {
+      // a bounded table: past the cap a client costs nothing but this reset
+      opts.onRefused?.('capacity');
+      if (Date.now() - lastCapWarn > 10_000) {
+        lastCapWarn = Date.now();
+        opts.log.warn('socks5: connection cap reached, refusing clients', { maxConnections: max });
+      }
+      socket.on('error', () => {});
+      resetSocket(socket);
+      return;
+    }
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {}); // reported where it matters; must never crash the agent
@@ -105,7 +130,7 @@ async function serveClient(socket: Socket, opts: Socks5Options): Promise<void> {
   const { log } = opts;
   const client = `${socket.remoteAddress}:${socket.remotePort}`;
   socket.setNoDelay(true);
-  const hs = await handshake(socket, opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, log, client);
+  const hs = await handshake(socket, opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, log, client, opts);
   if (!hs) return;
   const { target } = hs;
   const dest = `${target.host}:${target.port}`;
@@ -177,14 +202,16 @@ async function connectTarget(target: Socks5Target, opts: Socks5Options): Promise
  * method selection in between. Resolves undefined when the connection was
  * refused or closed; the socket is left paused so no payload is lost.
  */
-function handshake(socket: Socket, timeoutMs: number, log: ProxyLog, client: string): Promise<Handshake | undefined> {
+function handshake(socket: Socket, timeoutMs: number, log: ProxyLog, client: string, opts: Socks5Options): Promise<Handshake | undefined> {
+  const creds = opts.credentials;
   return new Promise((resolve) => {
     let buf: Uint8Array = EMPTY;
-    let phase: 'greeting' | 'request' = 'greeting';
+    let phase: 'greeting' | 'auth' | 'request' = 'greeting';
     const finish = (hs: Handshake | undefined): void => {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('close', onClose);
+      socket.off('end', onEnd);
       resolve(hs);
     };
     const fail = (reason: string, reply?: number): void => {
@@ -199,7 +226,7 @@ function handshake(socket: Socket, timeoutMs: number, log: ProxyLog, client: str
         const g = parseGreeting(buf);
         if (g.kind === 'incomplete') return;
         if (g.kind === 'error') return fail(g.reason);
-        const method = selectMethod(g.methods);
+        const method = selectMethod(g.methods, creds !== undefined);
         if (method === METHOD.NO_ACCEPTABLE) {
           log.debug('socks5: handshake failed', { client, reason: `no acceptable authentication method in [${g.methods.join(', ')}]` });
           endAndLinger(socket, buildMethodSelection(method));
@@ -207,6 +234,20 @@ function handshake(socket: Socket, timeoutMs: number, log: ProxyLog, client: str
         }
         socket.write(buildMethodSelection(method));
         buf = buf.subarray(g.consumed);
+        phase = creds ? 'auth' : 'request';
+      }
+      if (phase === 'auth' && creds) {
+        const a = parseUserPass(buf);
+        if (a.kind === 'incomplete') return;
+        if (a.kind === 'error') return fail(a.reason);
+        if (!same(a.username, creds.username) || !same(a.password, creds.password)) {
+          log.info('socks5: wrong username or password', { client });
+          opts.onRefused?.('credentials');
+          endAndLinger(socket, buildUserPassStatus(false));
+          return finish(undefined);
+        }
+        socket.write(buildUserPassStatus(true));
+        buf = buf.subarray(a.consumed);
         phase = 'request';
       }
       const r = parseRequest(buf);
@@ -216,10 +257,20 @@ function handshake(socket: Socket, timeoutMs: number, log: ProxyLog, client: str
       finish({ command: r.command, target: r.target, rest: copy(buf.subarray(r.consumed)) });
     };
     const onClose = (): void => finish(undefined);
+    // half-open sockets are allowed for the pipe, but a client that ends
+    // before its request is gone: free its slot now, not at the timeout
+    const onEnd = (): void => fail('client closed before its request');
     const timer = setTimeout(() => fail(`no complete request within ${timeoutMs} ms`), timeoutMs);
     socket.on('data', onData);
     socket.on('close', onClose);
+    socket.once('end', onEnd);
   });
+}
+
+/** compares digests in constant time: a refusal's timing says nothing about the secret, its length included */
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  const digest = (x: Uint8Array) => createHash('sha256').update(x).digest();
+  return timingSafeEqual(digest(a), digest(b));
 }
 
 function refuse(socket: Socket, reply: number): void {
