@@ -117,11 +117,18 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
               version: o.privateNetwork === "v1" ? 1 : 2,
               log: o.log,
               handshakeTimeoutMs: 5000,
+              // a connection we accept proves the secret within about a second
+              // or goes, and one source holds at most 32 of the handshake slots
+              inboundHandshakeTimeoutMs: 1000,
+              maxPendingPerSource: 32,
               onKeyMismatch: o.onSecretMismatch && ((addr, direction) => o.onSecretMismatch!(describeAddr(addr), direction)),
             }),
           ),
     connectionGater: o.membership.gater(),
-    connectionManager: { maxConnections: 4096, dialTimeout: 10_000 },
+    // handshake slots for a real mesh (libp2p's default is 10, which one
+    // outsider reopening idle connections keeps full); each source may open 20
+    // per second (default 5: agents behind one NAT share an address)
+    connectionManager: { maxConnections: 4096, dialTimeout: 10_000, maxIncomingPendingConnections: 256, inboundConnectionThreshold: 20, inboundUpgradeTimeout: 10_000 },
     connectionMonitor: { pingInterval: 10_000, abortConnectionOnPingFailure: true },
     services,
   });

@@ -132,6 +132,21 @@ describe('privnet v1 over libp2p (tcp + noise + yamux)', () => {
     expect(ms).toBeGreaterThan(HANDSHAKE_MS * 0.8);
   });
 
+  test('one source holds at most maxPendingPerSource handshakes; one more is closed at once, and a real peer still connects', async () => {
+    const listener = await makeNode({ protection: providers[0]!, secret: SECRET, privnet: { handshakeTimeoutMs: 3000, maxPendingPerSource: 4 } });
+    nodes.push(listener);
+    const held = await Promise.all([0, 1, 2, 3].map(() => rawClient(tcpPort(listener))));
+    await Bun.sleep(100);
+    const extra = await rawClient(tcpPort(listener));
+    expect(await extra.closed(1000)).toBeLessThan(1000);
+    // the held ones are still waiting for their handshake
+    for (const c of held) expect(c.socket.destroyed).toBe(false);
+    // a real peer from the same address waits for a slot: free one
+    held[0]!.socket.destroy();
+    await Bun.sleep(1000);
+    await expectTransfer(await node(providers[0]!), listener, 64 * 1024);
+  });
+
   test('a TCP client sending garbage is dropped at once', async () => {
     const listener = await node(providers[0]!);
     const good = await node(providers[0]!);

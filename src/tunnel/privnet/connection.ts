@@ -34,6 +34,8 @@ export interface PrivnetConnectionInit {
   onKeyMismatch?: () => void;
   /** Called once when the remote's confirmation is that of the other privnet version. */
   onVersionMismatch?: (err: PrivnetVersionError) => void;
+  /** Called once when the handshake is over: confirmed, failed or closed. */
+  onSettled?: () => void;
 }
 
 export class PrivnetConnection extends AbstractMultiaddrConnection {
@@ -46,6 +48,7 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
   #destroyed = false;
   readonly #onKeyMismatch?: () => void;
   readonly #onVersionMismatch?: (err: PrivnetVersionError) => void;
+  #onSettled?: () => void;
   #keyMismatch = false;
   /** what the layer above sent before the remote's confirmation was checked */
   #held: Array<Uint8Array | SendList> = [];
@@ -63,6 +66,7 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
     this.#confirm = new Uint8Array(init.layer.confirmBytes);
     this.#onKeyMismatch = init.onKeyMismatch;
     this.#onVersionMismatch = init.onVersionMismatch;
+    this.#onSettled = init.onSettled;
 
     this.addEventListener('close', () => this.#destroy());
 
@@ -111,6 +115,7 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
       }
       this.#confirm = undefined;
       clearTimeout(this.#confirmTimer);
+      this.#settle();
       this.log.trace('key confirmation received');
       for (const out of this.#held.splice(0)) this.#maConn.send(out);
       if (n === buf.byteLength) return;
@@ -122,9 +127,16 @@ export class PrivnetConnection extends AbstractMultiaddrConnection {
     this.onData(buf);
   }
 
+  #settle(): void {
+    const f = this.#onSettled;
+    this.#onSettled = undefined;
+    f?.();
+  }
+
   #destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#settle();
     clearTimeout(this.#confirmTimer);
     this.#layer.destroy();
     this.#held = [];

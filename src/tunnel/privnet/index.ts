@@ -44,6 +44,14 @@ export interface PrivateNetworkOptions extends PrivnetCipherOptions {
   version?: 1 | 2;
   /** How long to wait for the remote's nonce, and then for its key confirmation. Default 1000 ms. */
   handshakeTimeoutMs?: number;
+  /**
+   * The same bound for connections we accept (each phase: nonce, then key
+   * confirmation); short, so a host without the secret holds a handshake slot
+   * for about a second. Default: handshakeTimeoutMs.
+   */
+  inboundHandshakeTimeoutMs?: number;
+  /** Inbound handshakes one source address may have in progress at once; more are closed at once. Default 32. */
+  maxPendingPerSource?: number;
   /** v1: largest plaintext run encrypted per send (bounds per-send allocation and latency). Default 256 KiB. v2 does not cut sends. */
   maxMessageSize?: number;
   /** Told when a remote fails key confirmation (a different mesh secret), with its address as libp2p has it. */
@@ -78,6 +86,7 @@ class Protector implements PrivnetProtector {
     private readonly version: 1 | 2,
     private readonly onKeyMismatch?: PrivateNetworkOptions['onKeyMismatch'],
     private readonly log?: PrivateNetworkOptions['log'],
+    private readonly inbound: { timeoutMs: number; maxPerSource: number; pending: Map<string, number> } = { timeoutMs, maxPerSource: Infinity, pending: new Map() },
   ) {
     this[Symbol.toStringTag] = `edgemesh/privnet-v${version}`;
     this.provider = cipher.provider;
@@ -88,11 +97,33 @@ class Protector implements PrivnetProtector {
     const maConn = connection as MultiaddrConnection;
     const log = connection.log.newScope('privnet');
     const localNonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+    const inbound = maConn.direction === 'inbound';
+    const timeoutMs = inbound ? this.inbound.timeoutMs : this.timeoutMs;
+    // one source may hold only so many of the node's handshake slots
+    const source = inbound ? sourceOf(maConn) : '';
+    let settled = !inbound;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      const n = (this.inbound.pending.get(source) ?? 1) - 1;
+      if (n > 0) this.inbound.pending.set(source, n);
+      else this.inbound.pending.delete(source);
+    };
+    if (inbound) {
+      const n = this.inbound.pending.get(source) ?? 0;
+      if (n >= this.inbound.maxPerSource) {
+        const err = new PrivnetHandshakeError(`${n} handshakes from ${source} already in progress`);
+        maConn.abort(err);
+        throw err;
+      }
+      this.inbound.pending.set(source, n + 1);
+    }
 
     let remoteNonce: Uint8Array;
     try {
-      remoteNonce = await this.exchangeNonces(maConn, localNonce, options);
+      remoteNonce = await this.exchangeNonces(maConn, localNonce, timeoutMs, options);
     } catch (err) {
+      settle();
       // The transports abort on a failed upgrade too; doing it here keeps a
       // silent or misbehaving client from holding the socket regardless.
       maConn.abort(err instanceof Error ? err : new Error(String(err)));
@@ -108,11 +139,13 @@ class Protector implements PrivnetProtector {
         log,
         layer,
         maxMessageSize: this.maxMessageSize,
-        confirmTimeoutMs: this.timeoutMs,
+        confirmTimeoutMs: timeoutMs,
+        onSettled: settle,
         onKeyMismatch: this.onKeyMismatch && (() => this.onKeyMismatch!(maConn.remoteAddr, maConn.direction)),
         onVersionMismatch: (err) => this.log?.('warn', `${err.message} (${maConn.direction} ${maConn.remoteAddr.toString()})`),
       });
     } catch (err) {
+      settle();
       layer?.destroy();
       maConn.abort(err instanceof Error ? err : new Error(String(err)));
       throw err;
@@ -156,13 +189,13 @@ class Protector implements PrivnetProtector {
     }
   }
 
-  private async exchangeNonces(maConn: MultiaddrConnection, localNonce: Uint8Array, options?: AbortOptions): Promise<Uint8Array> {
+  private async exchangeNonces(maConn: MultiaddrConnection, localNonce: Uint8Array, timeoutMs: number, options?: AbortOptions): Promise<Uint8Array> {
     // Our own deadline always applies; pnet's only applies when the caller
     // passes no signal, and libp2p always passes one (10 s inbound).
     const ctl = new AbortController();
     const timer = setTimeout(() => {
-      ctl.abort(new PrivnetHandshakeError(`no handshake from the other end within ${this.timeoutMs} ms (${NOT_MESH})`));
-    }, this.timeoutMs);
+      ctl.abort(new PrivnetHandshakeError(`no handshake from the other end within ${timeoutMs} ms (${NOT_MESH})`));
+    }, timeoutMs);
     const parent = options?.signal;
     const onParentAbort = (): void => ctl.abort(parent?.reason);
     if (parent?.aborted === true) onParentAbort();
@@ -191,6 +224,12 @@ class Protector implements PrivnetProtector {
   }
 }
 
+/** the remote host of a connection (its IP), what the per-source cap counts by */
+function sourceOf(maConn: MultiaddrConnection): string {
+  const c = maConn.remoteAddr.getComponents?.();
+  return c?.find((x) => x.name === 'ip4' || x.name === 'ip6')?.value ?? maConn.remoteAddr.toString();
+}
+
 /**
  * Connection protector keyed from the mesh secret. Pass the result as
  * libp2p's `connectionProtector`. The cipher provider is chosen (and logged
@@ -204,6 +243,8 @@ export function createPrivateNetwork(secret: Uint8Array, opts: PrivateNetworkOpt
   const swarmKey = deriveSwarmKey(secret);
   const cipher = loadPrivnetCipher(opts);
   const version = opts.version ?? 2;
-  const factory = (): PrivnetProtector => new Protector(swarmKey, cipher, timeoutMs, maxMessageSize, version, opts.onKeyMismatch, opts.log);
+  // shared by every protector of this node: handshakes in progress per source
+  const inbound = { timeoutMs: opts.inboundHandshakeTimeoutMs ?? timeoutMs, maxPerSource: opts.maxPendingPerSource ?? 32, pending: new Map<string, number>() };
+  const factory = (): PrivnetProtector => new Protector(swarmKey, cipher, timeoutMs, maxMessageSize, version, opts.onKeyMismatch, opts.log, inbound);
   return Object.assign(factory, { provider: cipher.provider, detail: cipher.detail });
 }
