@@ -30,7 +30,7 @@ describe("config defaults", () => {
     expect(c.agent.servers).toEqual([]);
     expect(c.agent.tunnel.listenPort).toBe(20006);
     expect(c.agent.metadata.source).toBe("kubernetes");
-    expect(c.agent.metadata.kubernetes).toEqual({ server: "http://127.0.0.1:10550", kubeconfig: "", inCluster: false });
+    expect(c.agent.metadata.kubernetes).toEqual({ server: "http://127.0.0.1:10550", kubeconfig: "", inCluster: false, maxListPageMiB: 64, maxEventKiB: 4096, maxObjects: 100_000 });
     expect(c.agent.proxy).toEqual({ enable: true, bridgeDeviceName: "edgemesh0", bridgeDeviceIP: "169.254.96.16", podSources: { interfaces: ["cni0", "docker0"], cidrs: [] } });
     expect(c.agent.dns.listen).toBe("169.254.96.16:53");
     expect(c.agent.dns.clusterDomain).toBe("cluster.local");

@@ -123,6 +123,13 @@ export const configSchema = z.strictObject({
         .describe("Public IPs or DNS names agents reach the server at (no port: `listenPort` is used), announced to peers so they can build relay addresses."),
       maxReservations: z.number().int().min(1).default(1024).describe("Relay reservations held at once, over all agents; an agent beyond it is refused."),
       maxConnectionsPerPeer: z.number().int().min(1).default(16).describe("Connections one peer may hold to the server."),
+      maxRelayedConnectionsPerPeer: z
+        .number()
+        .int()
+        .min(1)
+        .max(65536)
+        .default(256)
+        .describe("Relayed connections one agent may have open through the server at once (each holds two streams and their buffers here); more are refused (`relay_refused_total`)."),
       privateNetwork: privateNetwork.describe(
         "Private network keyed from the psk on every connection: without the secret a peer cannot even start a handshake (v2: a proof of the psk bound to the connection). `v1`: the encrypting construction of earlier releases, for a mesh being upgraded. Must match the agents.",
       ),
@@ -161,6 +168,15 @@ export const configSchema = z.strictObject({
                 .describe("KubeEdge MetaServer (edgecore `metaServer.enable: true`), or an apiserver URL. Used when neither `kubeconfig` nor `inCluster` is set."),
               kubeconfig: z.string().default("").describe("Path of a kubeconfig (current context); when set it wins over `server` and `inCluster`."),
               inCluster: z.boolean().default(false).describe("Use the pod's service-account token and CA (running as a pod); wins over `server`."),
+              maxListPageMiB: z.number().int().min(1).max(1024).default(64).describe("Largest LIST page read (MiB); a larger one is asked for again with fewer objects per page. Never read whole beyond it."),
+              maxEventKiB: z
+                .number()
+                .int()
+                .min(64)
+                .max(65536)
+                .default(4096)
+                .describe("Largest watch event read (KiB; Kubernetes objects are at most about 1.5 MiB). A larger one restarts the watch with backoff, keeping the last state, and is counted (`controller_oversized_total`)."),
+              maxObjects: z.number().int().min(1).max(10_000_000).default(100_000).describe("Objects of one resource held at once; beyond it new ones are dropped and counted."),
             })
             .prefault({})
             .describe("The Kubernetes API to watch when `source: kubernetes`."),
@@ -216,10 +232,40 @@ export const configSchema = z.strictObject({
             .describe("Resolvers for other names (IP or IP:port). Default: the nameservers of /etc/resolv.conf, without this listener."),
           cacheTTL: z.number().int().min(0).max(86400).default(30).describe("Longest time (s) a forwarded answer is cached."),
           cacheSize: z.number().int().min(0).max(1_000_000).default(10_000).describe("Forwarded answers held in the cache at once; the least recently used go first. 0 turns the cache off."),
+          forwardRatePerSource: z
+            .number()
+            .int()
+            .min(0)
+            .max(100_000)
+            .default(100)
+            .describe("Forwarded lookups (names outside the cluster, not in the cache) one client address may cause per second, in bursts of twice that; beyond it REFUSED (`dns_rate_limited_total`). 0 = no limit. Cluster names and cached answers are never limited."),
+          tcpMaxConnections: z.number().int().min(1).max(65535).default(256).describe("DNS-over-TCP clients at once; more are closed at accept (`dns_tcp_refused_total`)."),
+          tcpIdleSeconds: z.number().int().min(1).max(3600).default(10).describe("A DNS-over-TCP connection without a query for this long is closed."),
           ttl: z.number().int().min(0).max(3600).default(5).describe("TTL (s) of answers about services, so changes propagate quickly."),
         })
         .prefault({})
         .describe("DNS for service names (`svc`, `svc.ns`, `svc.ns.svc.<clusterDomain>`); other names are forwarded."),
+      limits: z
+        .strictObject({
+          proxySessionsPerPeer: z
+            .number()
+            .int()
+            .min(1)
+            .max(65536)
+            .default(1024)
+            .describe("Proxied sessions one member may have open through this agent at once (each is a socket here); more are refused (`tunnel_streams_refused_total{reason=\"busy\"}`)."),
+          proxySessions: z.number().int().min(1).max(1_000_000).default(8192).describe("Proxied sessions all members together may have open through this agent at once."),
+          udpSessionsPerClient: z
+            .number()
+            .int()
+            .min(1)
+            .max(65536)
+            .default(64)
+            .describe("UDP sessions one client address may have open on one service port (a source port each; source addresses can be forged on a LAN); datagrams that would open more are dropped (`traffic_udp_refused_total`)."),
+          udpSessionsPerPort: z.number().int().min(1).max(1_000_000).default(4096).describe("UDP sessions one service port may have open at once, over all clients."),
+        })
+        .prefault({})
+        .describe("Bounds on what clients and other members may make this agent hold; each refusal is counted in /metrics."),
       socks5: z
         .strictObject({
           enable: z.boolean().default(false).describe("SOCKS5 entry for clients without root or iptables: `curl --socks5-hostname 127.0.0.1:10800 http://echo.demo:9000/`."),

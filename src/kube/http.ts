@@ -64,3 +64,34 @@ export async function kubeFetch(ep: KubeEndpoint, path: string, o: FetchOptions 
   }
   return res;
 }
+
+/** a response body past the size we read: the caller asks for less (a smaller page) or reports it */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`response body larger than ${limit} bytes`);
+  }
+}
+
+/** reads a JSON body of at most `limit` bytes; past it the body is cancelled, never buffered whole */
+export async function readJsonLimited(res: Response, limit: number): Promise<unknown> {
+  const declared = Number(res.headers.get("content-length") ?? NaN);
+  if (declared > limit) {
+    await res.body?.cancel();
+    throw new BodyTooLargeError(limit);
+  }
+  if (!res.body) return JSON.parse("");
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel();
+      throw new BodyTooLargeError(limit);
+    }
+    parts.push(value);
+  }
+  return JSON.parse(Buffer.concat(parts, total).toString("utf8"));
+}

@@ -3,7 +3,7 @@
 // that does not parse is reported and skipped, never fatal.
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;
 
-export type LineResult = { ok: true; value: unknown } | { ok: false; error: string; line: string };
+export type LineResult = { ok: true; value: unknown } | { ok: false; error: string; line: string; oversized?: boolean };
 
 export class NdjsonSplitter {
   private parts: Uint8Array[] = [];
@@ -27,7 +27,7 @@ export class NdjsonSplitter {
       this.parts = [];
       this.pending = 0;
       this.skipping = true;
-      out.push({ ok: false, error: `line longer than ${this.maxLineBytes} bytes (${size}+), skipped`, line: "" });
+      out.push({ ok: false, error: `line longer than ${this.maxLineBytes} bytes (${size}+), skipped`, line: "", oversized: true });
     }
     return out;
   }
@@ -55,6 +55,13 @@ export class NdjsonSplitter {
       return [];
     }
     if (this.pending === 0) return [];
+    if (this.pending > this.maxLineBytes) {
+      // a whole line that came in one chunk: the same bound as one split over many
+      const size = this.pending;
+      this.parts = [];
+      this.pending = 0;
+      return [{ ok: false, error: `line longer than ${this.maxLineBytes} bytes (${size}), skipped`, line: "", oversized: true }];
+    }
     const buf = this.parts.length === 1 ? this.parts[0]! : concat(this.parts, this.pending);
     this.parts = [];
     this.pending = 0;

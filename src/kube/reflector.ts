@@ -13,7 +13,7 @@
 //   once per reason, and listed in the status until it is fixed or deleted.
 import type { Logger } from "../log.ts";
 import type { KubeEndpoint } from "./endpoint.ts";
-import { kubeFetch, KubeHttpError } from "./http.ts";
+import { BodyTooLargeError, kubeFetch, KubeHttpError, readJsonLimited } from "./http.ts";
 import { NdjsonSplitter } from "./ndjson.ts";
 
 export interface ObjectMeta {
@@ -45,6 +45,8 @@ export interface ReflectorStats {
   lastError: string;
   /** objects rejected by `validate` since start (each new reason counts) */
   rejectedTotal: number;
+  /** LIST pages, watch events or objects past the bounds (maxListBytes, maxEventBytes, maxObjects) */
+  oversized: number;
   /** objects rejected now */
   rejectedNow: number;
   /** the objects rejected now, at most MAX_LISTED_REJECTIONS of them */
@@ -65,6 +67,12 @@ export interface ReflectorOptions {
   /** server-side watch timeout; each watch gets a random value in [t, 2t) like client-go */
   watchTimeoutSeconds?: number;
   backoff?: { initialMs: number; maxMs: number };
+  /** bytes one LIST page may have; past it the page size is cut, down to one object (default 64 MiB) */
+  maxListBytes?: number;
+  /** bytes one watch event may have; past it the watch is restarted (with backoff) and the event counted (default 4 MiB) */
+  maxEventBytes?: number;
+  /** objects the cache may hold; past it a LIST fails and new objects from a watch are dropped, counted (default 100,000) */
+  maxObjects?: number;
   /** the kind's schema; returns why an object is unusable ("field: message") */
   validate?: (obj: KubeObject) => string | undefined;
 }
@@ -89,7 +97,7 @@ export class Reflector {
   private abort = new AbortController();
   private wake?: () => void;
   private loop?: Promise<void>;
-  private readonly stats = { relists: 0, watchRestarts: 0, events: 0, malformed: 0, lastError: "", rejectedTotal: 0 };
+  private readonly stats = { relists: 0, watchRestarts: 0, events: 0, malformed: 0, lastError: "", rejectedTotal: 0, oversized: 0 };
   /** key → reason, for the objects the schema refused */
   readonly rejected = new Map<string, string>();
   /** resolves after the first complete LIST */
@@ -180,7 +188,9 @@ export class Reflector {
     const rejected = new Map<string, string>();
     let cont = "";
     let rv = "";
-    const limit = this.o.pageSize ?? 500;
+    let limit = this.o.pageSize ?? 500;
+    const maxBytes = this.o.maxListBytes ?? 64 * 1024 * 1024;
+    const maxObjects = this.o.maxObjects ?? 100_000;
     for (let page = 0; ; page++) {
       const q = new URLSearchParams({ limit: String(limit) });
       if (cont) q.set("continue", cont);
@@ -193,7 +203,19 @@ export class Reflector {
         continue;
       }
       if (!res.ok) throw await KubeHttpError.from(res, `list ${this.o.resource}`);
-      const body = (await res.json()) as { metadata?: { resourceVersion?: string; continue?: string }; items?: unknown[] };
+      let body: { metadata?: { resourceVersion?: string; continue?: string }; items?: unknown[] };
+      try {
+        body = (await readJsonLimited(res, maxBytes)) as typeof body;
+      } catch (e) {
+        if (!(e instanceof BodyTooLargeError)) throw e;
+        this.stats.oversized++;
+        // the same page again, smaller (the continue token stays valid)
+        if (limit === 1) throw new Error(`list ${this.o.resource}: one object is larger than ${maxBytes} bytes (agent.metadata.kubernetes.maxListPageMiB)`);
+        limit = Math.max(1, Math.floor(limit / 8));
+        this.o.log.warn("list page too large, asking for fewer objects per page", { resource: this.o.resource, maxBytes, pageSize: limit });
+        continue;
+      }
+      if (body === null || typeof body !== "object") throw new Error(`list ${this.o.resource}: the body is not a list`);
       for (const item of body.items ?? []) {
         if (!wellFormed(item)) {
           this.stats.malformed++;
@@ -204,8 +226,12 @@ export class Reflector {
         if (bad) rejected.set(objectKey(item), bad);
         else next.set(objectKey(item), item);
       }
-      rv = body.metadata?.resourceVersion ?? "";
-      cont = body.metadata?.continue ?? "";
+      if (next.size + rejected.size > maxObjects) {
+        this.stats.oversized++;
+        throw new Error(`list ${this.o.resource}: more than ${maxObjects} objects (agent.metadata.kubernetes.maxObjects)`);
+      }
+      rv = typeof body.metadata?.resourceVersion === "string" ? body.metadata.resourceVersion.slice(0, 128) : "";
+      cont = typeof body.metadata?.continue === "string" ? body.metadata.continue : "";
       if (!cont) break;
       if (page > 100_000) throw new Error("list did not end");
     }
@@ -248,13 +274,20 @@ export class Reflector {
     }
     if (!res.ok || !res.body) throw await KubeHttpError.from(res, `watch ${this.o.resource}`);
     this.setState("synced");
-    const splitter = new NdjsonSplitter();
+    const maxEvent = this.o.maxEventBytes ?? 4 * 1024 * 1024;
+    const splitter = new NdjsonSplitter(maxEvent);
     const reader = res.body.getReader();
     try {
       for (;;) {
         const { done, value } = await reader.read();
         const lines = done ? splitter.end() : splitter.push(value);
         for (const line of lines) {
+          if (!line.ok && line.oversized) {
+            // skipping it would leave the cache behind the source: resume from
+            // the last good resourceVersion, with backoff, and say why
+            this.stats.oversized++;
+            throw new Error(`watch ${this.o.resource}: an event larger than ${maxEvent} bytes (agent.metadata.kubernetes.maxEventKiB)`);
+          }
           if (!line.ok) {
             this.stats.malformed++;
             this.o.log.warn("skipping malformed watch event", { resource: this.o.resource, error: line.error, line: line.line });
@@ -305,6 +338,11 @@ export class Reflector {
       return;
     }
     this.rejected.delete(key);
+    if (!this.cache.has(key) && this.cache.size >= (this.o.maxObjects ?? 100_000)) {
+      this.stats.oversized++;
+      this.o.log.warn("object dropped: the cache is full", { resource: this.o.resource, object: key, maxObjects: this.o.maxObjects ?? 100_000 });
+      return;
+    }
     this.cache.set(key, obj);
     this.o.onChange();
   }

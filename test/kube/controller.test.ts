@@ -302,3 +302,26 @@ describe("objects from the metadata source are validated one by one", () => {
     expect(warned()).toHaveLength(7);
   }, 30_000);
 });
+
+describe("what the metadata source sends is read within bounds", () => {
+  test("a LIST page past maxListPageMiB is asked for again in smaller pages; a watch event past maxEventKiB restarts the watch; the last state keeps serving", async () => {
+    const api = await fake();
+    const big = "x".repeat(40 * 1024);
+    for (let i = 0; i < 60; i++) api.create("services", { ...service(`s${i}`), metadata: { name: `s${i}`, namespace: "demo", annotations: { note: big } } });
+    const h = await start(api, { server: api.url, maxListPageMiB: 1, maxEventKiB: 64 });
+    await until(() => h.ready(), "first sync", 10_000);
+    expect(h.snaps.at(-1)!.services).toHaveLength(60);
+    expect(h.logs.some((l) => l.includes("list page too large, asking for fewer objects per page"))).toBe(true);
+    const services = () => (h.mod.status!() as { metadata: { resources: Array<{ resource: string; oversized: number }> } }).metadata.resources.find((r) => r.resource === "services")!;
+    const before = services().oversized;
+    expect(before).toBeGreaterThan(0);
+
+    await api.waitForWatches("services");
+    // a 100 KiB event: never buffered past 64 KiB, the watch starts again from the last resourceVersion
+    api.injectRawWatchLine("services", JSON.stringify({ type: "MODIFIED", object: { metadata: { name: "s0", namespace: "demo" }, pad: "y".repeat(100 * 1024) } }) + "\n");
+    await until(() => services().oversized > before, "the oversized event is counted");
+    expect(h.snaps.at(-1)!.services).toHaveLength(60);
+    api.create("services", service("after"));
+    await until(() => h.svc("after"), "a later change still arrives", 15_000);
+  }, 40_000);
+});

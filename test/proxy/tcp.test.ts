@@ -311,4 +311,23 @@ describe('proxy session cap', () => {
       await capped.stop();
     }
   });
+
+  test('one peer past maxSessionsPerPeer is refused as busy, naming the node', async () => {
+    const capped = await startPair({ maxSessionsPerPeer: 2 });
+    const echo = await echoServer();
+    try {
+      const open = () => capped.open({ protocol: 'tcp', host: '127.0.0.1', port: echo.port });
+      const held = [await open(), await open()];
+      const err = await open().catch((e) => e);
+      expect(err).toBeInstanceOf(ProxyRemoteError);
+      expect(err.message).toBe('busy: 2 proxy sessions of node edge1 in progress');
+      held[0]!.stream.abort(new Error('done'));
+      await waitFor(() => capped.server.active === 1, 3_000, 'a session to end');
+      (await open()).stream.abort(new Error('done'));
+      held[1]!.stream.abort(new Error('done'));
+    } finally {
+      await echo.close();
+      await capped.stop();
+    }
+  });
 });

@@ -98,6 +98,7 @@ class Controller implements Module {
   private async discoverAndStart(): Promise<void> {
     const { log } = this.ctx;
     const ep = this.endpoint!;
+    const k = this.ctx.config.agent.metadata.kubernetes;
     let delay = 500;
     while (!this.stopped) {
       try {
@@ -126,7 +127,17 @@ class Controller implements Module {
     const onChange = () => this.publisher.poke();
     const mk = (resource: string, path: string) => {
       const schema = KIND_SCHEMAS[resource]!;
-      return new Reflector({ endpoint: ep, path, resource, log, onChange, validate: (o) => rejectionOf(schema, o) });
+      return new Reflector({
+        endpoint: ep,
+        path,
+        resource,
+        log,
+        onChange,
+        validate: (o) => rejectionOf(schema, o),
+        maxListBytes: k.maxListPageMiB * 1024 * 1024,
+        maxEventBytes: k.maxEventKiB * 1024,
+        maxObjects: k.maxObjects,
+      });
     };
     this.reflectors.services = mk("services", "/api/v1/services");
     if (this.endpointsApi.startsWith("discovery")) this.reflectors.slices = mk("endpointslices", "/apis/discovery.k8s.io/v1/endpointslices");
@@ -186,6 +197,7 @@ class Controller implements Module {
     m.collect("controller_relists_total", "Full LISTs (first sync, 410 Gone).", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.relists })));
     m.collect("controller_events_total", "Watch events applied.", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.events })));
     m.collect("controller_malformed_total", "Malformed events or objects skipped.", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.malformed })));
+    m.collect("controller_oversized_total", "LIST pages, watch events or objects past agent.metadata.kubernetes.maxListPageMiB, maxEventKiB or maxObjects.", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.oversized })));
     m.collect("controller_rejected_objects", "Objects from the metadata source refused by their schema, now (listed in the status).", "gauge", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.rejectedNow })));
     m.collect("controller_rejections_total", "Rejections of objects from the metadata source (each new reason counts once).", "counter", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.rejectedTotal })));
     m.collect("controller_synced", "1 while the resource's watch is up.", "gauge", () => stats().map((s) => ({ labels: { resource: s.resource }, value: s.state === "synced" ? 1 : 0 })));

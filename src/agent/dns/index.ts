@@ -12,7 +12,8 @@ import { Forwarder } from "./forward.ts";
 import { Resolver } from "./resolver.ts";
 import { chooseUpstreams, formatUpstream } from "./upstreams.ts";
 import { listenUdp } from "./server-udp.ts";
-import { listenTcp, type TcpListener } from "./server-tcp.ts";
+import { DEFAULT_TCP_LIMITS, listenTcp, type TcpListener } from "./server-tcp.ts";
+import { SourceRateLimit } from "./rate-limit.ts";
 import { dnsMetrics } from "./metrics.ts";
 
 const RESOLV_CONF = "/etc/resolv.conf";
@@ -77,7 +78,11 @@ class Dns implements Module {
         this.rateLimited(`rejected ${reason}`, () => ctx.log.debug("malformed or unsupported packet", { reason }));
       },
       unresolved: (name, type) => this.rateLimited("unresolved", () => ctx.log.warn("no upstream answered", { name, type, upstreams: this.forwarder.upstreams.length })),
-    });
+      rateLimited: (client) => {
+        this.m.rateLimited();
+        this.rateLimited("rate limited", () => ctx.log.warn("a client is past its rate of forwarded lookups; answering REFUSED", { client, perSecond: dns.forwardRatePerSource }));
+      },
+    }, new SourceRateLimit(dns.forwardRatePerSource));
   }
 
   async start(): Promise<void> {
@@ -88,10 +93,13 @@ class Dns implements Module {
       this.device = await ensureBridgeDevice(proxy.bridgeDeviceName, proxy.bridgeDeviceIP, log);
     }
     const onError = (e: unknown) => this.rateLimited("socket error", () => log.warn("dns socket error", { error: e }));
-    const handle = (packet: Buffer, transport: "udp" | "tcp") => this.resolver.handle(packet, transport);
+    const handle = (packet: Buffer, transport: "udp" | "tcp", source: string) => this.resolver.handle(packet, transport, source);
     try {
       this.udp = await listenUdp(this.listen, handle, onError);
-      this.tcp = await listenTcp(this.listen, handle, onError);
+      this.tcp = await listenTcp(this.listen, handle, onError, { idleMs: dns.tcpIdleSeconds * 1000, maxConnections: dns.tcpMaxConnections, maxPipelined: DEFAULT_TCP_LIMITS.maxPipelined }, () => {
+        this.m.tcpRefused();
+        this.rateLimited("tcp cap", () => log.warn("dns TCP connection cap reached, refusing clients", { maxConnections: dns.tcpMaxConnections }));
+      });
     } catch (e) {
       await this.stop();
       throw new Error(`cannot listen on ${dns.listen}: ${e instanceof Error ? e.message : String(e)}`);

@@ -19,6 +19,8 @@ export function dnsMetrics(metrics: Metrics, cache: AnswerCache, zone: () => Zon
   const attempts = metrics.counter("dns_upstream_requests_total", "Queries sent to upstream resolvers, by upstream and result.");
   const seconds = metrics.counter("dns_upstream_seconds_total", "Time spent waiting for upstream resolvers, by upstream (divide by requests for the mean latency).");
   const last = metrics.gauge("dns_upstream_last_seconds", "Latency of the last upstream request, by upstream.");
+  const tcpRefused = metrics.counter("dns_tcp_refused_total", "TCP clients closed at accept because agent.dns.tcpMaxConnections were open.");
+  const limited = metrics.counter("dns_rate_limited_total", "Forwarded lookups answered REFUSED because their client was past agent.dns.forwardRatePerSource.");
   metrics.collect("dns_cache_hits_total", "Queries answered from the cache.", "counter", () => [{ value: cache.hits }]);
   metrics.collect("dns_cache_misses_total", "Forwarded queries not found in the cache.", "counter", () => [{ value: cache.misses }]);
   metrics.collect("dns_cache_entries", "Answers held in the cache.", "gauge", () => [{ value: cache.size }]);
@@ -29,6 +31,12 @@ export function dnsMetrics(metrics: Metrics, cache: AnswerCache, zone: () => Zon
     },
     rejected(reason: string) {
       rejected.inc({ reason });
+    },
+    rateLimited() {
+      limited.inc();
+    },
+    tcpRefused() {
+      tcpRefused.inc();
     },
     upstream(upstream: string, result: string, s: number) {
       attempts.inc({ upstream, result });

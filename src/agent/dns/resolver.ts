@@ -7,6 +7,7 @@ import type { Forwarded, Forwarder, Question } from "./forward.ts";
 import { encodeReply, parseQuery, replyLimit, type Query } from "./message.ts";
 import type { Zone } from "./zone.ts";
 import { ReplyMemo } from "./reply-memo.ts";
+import type { SourceRateLimit } from "./rate-limit.ts";
 
 export type Transport = "udp" | "tcp";
 type Source = "zone" | "cache" | "upstream" | "error";
@@ -18,6 +19,8 @@ export interface ResolverEvents {
   rejected?(reason: string): void;
   /** no upstream gave an answer */
   unresolved?(name: string, type: string): void;
+  /** a client past its rate of forwarded lookups got REFUSED */
+  rateLimited?(client: string): void;
 }
 
 // Forwarded lookups in flight at once; past this, new ones get SERVFAIL at
@@ -34,6 +37,7 @@ export class Resolver {
     private readonly cache: AnswerCache,
     private readonly forwarder: Pick<Forwarder, "resolve">,
     private readonly events: ResolverEvents = {},
+    private readonly limit?: SourceRateLimit,
   ) {}
 
   /**
@@ -41,33 +45,34 @@ export class Resolver {
    * zone question is answered synchronously from the memo; the rest may wait
    * for an upstream.
    */
-  handle(packet: Buffer, transport: Transport): Buffer | undefined | Promise<Buffer | undefined> {
+  handle(packet: Buffer, transport: Transport, source = ""): Buffer | undefined | Promise<Buffer | undefined> {
     const zone = this.zone();
     const hit = this.memo.get(zone, packet, transport);
     if (hit) {
       this.events.answered?.(hit.type, hit.rcode, "zone");
       return hit.reply;
     }
-    return this.handleFresh(packet, transport, zone);
+    return this.handleFresh(packet, transport, zone, source);
   }
 
-  private async handleFresh(packet: Buffer, transport: Transport, zone: Zone): Promise<Buffer | undefined> {
+  private async handleFresh(packet: Buffer, transport: Transport, zone: Zone, source: string): Promise<Buffer | undefined> {
     const parsed = parseQuery(packet);
     if (!parsed.ok) {
       this.events.rejected?.(parsed.reason);
       return parsed.reply;
     }
     const q = parsed.query;
+    const client = source;
     let reply: Reply;
-    let source: Source;
+    let from: Source;
     let pure = false;
     try {
-      [reply, source, pure] = await this.resolve(q, zone);
+      [reply, from, pure] = await this.resolve(q, zone, client);
     } catch {
       // a bug here must cost one query, not the server
-      [reply, source] = [failure(), "error"];
+      [reply, from] = [failure(), "error"];
     }
-    this.events.answered?.(q.type, reply.rcode, source);
+    this.events.answered?.(q.type, reply.rcode, from);
     let encoded: Buffer;
     try {
       encoded = encodeReply(q, reply, replyLimit(q, transport));
@@ -81,7 +86,7 @@ export class Resolver {
   }
 
   /** the reply, where it came from, and whether it depends on nothing but the query and the zone */
-  private async resolve(q: Query, zone: Zone): Promise<[Reply, Source, boolean]> {
+  private async resolve(q: Query, zone: Zone, client: string): Promise<[Reply, Source, boolean]> {
     if (q.class !== "IN" && q.class !== "ANY") return [{ ...failure(), rcode: RCODE.NOTIMP }, "error", false];
     // zone transfers are not offered: the zone is a view of the API, not data to copy
     if (q.type === "AXFR" || q.type === "IXFR") return [{ ...failure(), rcode: RCODE.REFUSED }, "error", false];
@@ -91,19 +96,24 @@ export class Resolver {
       // (also SERVFAIL before the first snapshot: the snapshot brings a new zone, which empties the memo)
       if (!own.chase) return [own, "zone", true];
       // ExternalName pointing outside: add the target's records as a recursive server would
-      const [target, source] = await this.lookup({ name: own.chase, type: q.type, class: q.class });
+      const [target, source] = await this.lookup({ name: own.chase, type: q.type, class: q.class }, client);
       if (target.rcode !== RCODE.NOERROR && target.rcode !== RCODE.NXDOMAIN) return [own, "zone", false];
       return [{ ...own, rcode: target.rcode, answers: [...own.answers, ...target.answers], authorities: target.authorities }, source === "error" ? "zone" : source, false];
     }
-    return [...(await this.lookup({ name: q.name, type: q.type, class: q.class })), false];
+    return [...(await this.lookup({ name: q.name, type: q.type, class: q.class }, client)), false];
   }
 
-  private async lookup(q: Question): Promise<[Reply, "cache" | "upstream" | "error"]> {
+  private async lookup(q: Question, client: string): Promise<[Reply, "cache" | "upstream" | "error"]> {
     const key = cacheKey(q.name, q.type, q.class);
     const cached = this.cache.get(key);
     if (cached) return [cached, "cache"];
     let pending = this.inflight.get(key);
     if (!pending) {
+      // what costs an upstream query is limited per client
+      if (this.limit && !this.limit.take(client)) {
+        this.events.rateLimited?.(client);
+        return [{ ...failure(), rcode: RCODE.REFUSED }, "error"];
+      }
       if (this.inflight.size >= MAX_INFLIGHT) return [failure(), "error"];
       // identical questions asked meanwhile share one upstream query
       pending = this.forwarder

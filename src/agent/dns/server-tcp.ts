@@ -20,14 +20,20 @@ export interface TcpListener {
   close(): Promise<void>;
 }
 
-export function listenTcp(addr: HostPort, handle: PacketHandler, onError: (e: unknown) => void, limits: TcpLimits = DEFAULT_TCP_LIMITS): Promise<TcpListener> {
+export function listenTcp(addr: HostPort, handle: PacketHandler, onError: (e: unknown) => void, limits: TcpLimits = DEFAULT_TCP_LIMITS, onRefused?: () => void): Promise<TcpListener> {
   const open = new Set<Socket>();
   const server = createServer((sock) => {
+    // a bounded table: past the cap a client is closed at once, and counted
+    if (open.size >= limits.maxConnections) {
+      onRefused?.();
+      sock.on("error", () => {});
+      sock.destroy();
+      return;
+    }
     open.add(sock);
     sock.on("close", () => open.delete(sock));
     serveConnection(sock, handle, onError, limits);
   });
-  server.maxConnections = limits.maxConnections;
   const close = () =>
     new Promise<void>((resolve) => {
       server.close(() => resolve());
@@ -61,7 +67,7 @@ function serveConnection(sock: Socket, handle: PacketHandler, onError: (e: unkno
       pending++;
       if (pending >= limits.maxPipelined) sock.pause();
       Promise.resolve()
-        .then(() => handle(Buffer.from(msg), "tcp"))
+        .then(() => handle(Buffer.from(msg), "tcp", sock.remoteAddress ?? ""))
         .then((reply) => {
           if (!reply || closed) return;
           const framed = Buffer.alloc(2 + reply.length);

@@ -6,7 +6,7 @@ import type { HostPort } from "../../config/net.ts";
 import { isIP } from "../../config/net.ts";
 
 /** a reply at once when it is known (the common case: no promise, no extra tick), else later */
-export type PacketHandler = (packet: Buffer, transport: "udp" | "tcp") => Buffer | undefined | Promise<Buffer | undefined>;
+export type PacketHandler = (packet: Buffer, transport: "udp" | "tcp", source: string) => Buffer | undefined | Promise<Buffer | undefined>;
 
 export function listenUdp(addr: HostPort, handle: PacketHandler, onError: (e: unknown) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -19,7 +19,7 @@ export function listenUdp(addr: HostPort, handle: PacketHandler, onError: (e: un
         if (reply) sock.send(reply, rinfo.port, rinfo.address, (e) => e && onError(e));
       };
       try {
-        const r = handle(msg, "udp");
+        const r = handle(msg, "udp", rinfo.address);
         if (r instanceof Promise) r.then(send).catch(onError);
         else send(r);
       } catch (e) {

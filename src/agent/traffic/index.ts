@@ -50,6 +50,7 @@ class Traffic implements Module {
   private readonly cooldown = new Cooldown();
   private syncing: Promise<void> = Promise.resolve();
   private readonly lastNoEndpointsWarn = new Map<string, number>();
+  private readonly udpRefused = { client: 0, port: 0 };
   private readonly stats = { connections: new Map<string, number>(), bytes: new Map<string, number>(), dialFailures: new Map<string, number>(), picks: new Map<string, number>(), refused: new Map<string, number>() };
 
   constructor(private readonly ctx: ModuleContext) {}
@@ -167,6 +168,9 @@ class Traffic implements Module {
             tunnel: () => this.tunnel,
             log: this.ctx.log,
             onDatagram: (_dir, n) => this.inc(this.stats.bytes, name, n),
+            maxPerClient: this.ctx.config.agent.limits.udpSessionsPerClient,
+            maxSessions: this.ctx.config.agent.limits.udpSessionsPerPort,
+            onRefused: (why) => this.udpRefused[why]++,
           });
           resolve(l);
         });
@@ -242,6 +246,9 @@ class Traffic implements Module {
     m.collect("traffic_bytes_total", "Bytes carried both ways, per service.", "counter", per(this.stats.bytes));
     m.collect("traffic_dial_failures_total", "Backend dials that failed, per service.", "counter", per(this.stats.dialFailures));
     m.collect("traffic_refused_total", "Connections refused because the service had no ready endpoint.", "counter", per(this.stats.refused));
+    m.collect("traffic_udp_refused_total", "UDP datagrams dropped because they would open a session past a bound: client (agent.limits.udpSessionsPerClient) or port (udpSessionsPerPort).", "counter", () =>
+      Object.entries(this.udpRefused).map(([reason, value]) => ({ labels: { reason }, value })),
+    );
     m.collect("traffic_backend_selections_total", "Backends chosen, per service and endpoint.", "counter", () =>
       [...this.stats.picks].map(([k, v]) => {
         const [service, endpoint] = k.split("|");

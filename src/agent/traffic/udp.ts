@@ -28,11 +28,19 @@ export interface UdpContext {
   log: Logger;
   idleMs?: number;
   onDatagram?: (dir: "up" | "down", bytes: number) => void;
+  /** sessions (open or opening) one client address may have; source addresses can be forged on a LAN */
+  maxPerClient: number;
+  /** sessions (open or opening) in all */
+  maxSessions: number;
+  /** a datagram that would have opened a session past a bound was dropped */
+  onRefused?: (why: "client" | "port") => void;
 }
 
 export class UdpForwarder {
   private readonly sessions = new Map<string, Session>();
   private readonly opening = new Map<string, Uint8Array[]>();
+  /** sessions open or opening per client IP */
+  private readonly perClient = new Map<string, number>();
   private readonly sweeper: ReturnType<typeof setInterval>;
 
   constructor(
@@ -53,8 +61,18 @@ export class UdpForwarder {
 
   private drop(key: string): void {
     const s = this.sessions.get(key);
+    if (!s) return;
     this.sessions.delete(key);
-    s?.close();
+    this.release(key);
+    s.close();
+  }
+
+  /** a session (open or opening) of this client went */
+  private release(key: string): void {
+    const ip = key.slice(0, key.lastIndexOf(":"));
+    const n = (this.perClient.get(ip) ?? 1) - 1;
+    if (n > 0) this.perClient.set(ip, n);
+    else this.perClient.delete(ip);
   }
 
   private reply(ip: string, port: number, d: Uint8Array): void {
@@ -76,6 +94,12 @@ export class UdpForwarder {
       if (queued.length < 64) queued.push(msg);
       return;
     }
+    const mine = this.perClient.get(ip) ?? 0;
+    if (mine >= this.ctx.maxPerClient || this.sessions.size + this.opening.size >= this.ctx.maxSessions) {
+      this.ctx.onRefused?.(mine >= this.ctx.maxPerClient ? "client" : "port");
+      return;
+    }
+    this.perClient.set(ip, mine + 1);
     this.opening.set(key, [msg]);
     void this.open(key, ip, port);
   }
@@ -83,6 +107,7 @@ export class UdpForwarder {
   private async open(key: string, ip: string, port: number): Promise<void> {
     const service = this.ctx.service();
     const tried = new Set<string>();
+    let opened = false;
     try {
       for (let i = 0; i < 3; i++) {
         const ep = this.ctx.policy().pick(service, { clientIp: ip, exclude: tried });
@@ -93,6 +118,7 @@ export class UdpForwarder {
         try {
           const session = isLocal(ep, this.ctx.nodeName) ? await this.local(ep.ip, target, ip, port, key) : await this.remote(ep.nodeName, ep.ip, target, ip, port, key);
           this.sessions.set(key, session);
+          opened = true;
           for (const d of this.opening.get(key) ?? []) session.send(d);
           return;
         } catch (e) {
@@ -101,6 +127,7 @@ export class UdpForwarder {
       }
     } finally {
       this.opening.delete(key);
+      if (!opened) this.release(key);
     }
   }
 
@@ -125,7 +152,10 @@ export class UdpForwarder {
       // the stream ended (reset, idle on the far side): forget the session so
       // the next datagram reopens one
       onClose: () => {
-        if (this.sessions.get(key)?.close === close) this.sessions.delete(key);
+        if (this.sessions.get(key)?.close === close) {
+          this.sessions.delete(key);
+          this.release(key);
+        }
       },
     });
     const close = () => void s.close();

@@ -109,6 +109,8 @@ class Tunnel implements Module {
       log,
       authorize: (peer: string, fromNode: string) => ids.matchesText(peer, fromNode),
       permit: (req) => this.targets.check(req),
+      maxSessions: config.agent.limits.proxySessions,
+      maxSessionsPerPeer: config.agent.limits.proxySessionsPerPeer,
       counters: this.counters,
     });
     await node.start();

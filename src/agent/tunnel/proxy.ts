@@ -25,6 +25,8 @@ export interface ServeOptions {
   authorize(remotePeer: string, fromNode: string): Promise<boolean>;
   /** which targets members may have us dial (target-policy.ts) */
   permit(req: ProxyRequest): string | undefined;
+  maxSessions: number;
+  maxSessionsPerPeer: number;
   counters: ProxyCounters;
 }
 
@@ -33,6 +35,8 @@ export async function serveProxyStreams(node: TunnelNode, o: ServeOptions): Prom
     log: o.log,
     authorize: o.authorize,
     permit: o.permit,
+    maxSessions: o.maxSessions,
+    maxSessionsPerPeer: o.maxSessionsPerPeer,
     metrics: {
       onReject: (reason) => void o.counters.refused[reason]++,
       onSessionStart: () => void o.counters.streamsIn++,

@@ -25,6 +25,8 @@ export interface RelayCounters {
   bytes: number;
   /** times a half was paused because the other could not keep up */
   pauses: number;
+  /** relayed connections refused: their source already had maxPerPeer open */
+  refused: number;
 }
 
 const HOP = "/libp2p/circuit/relay/0.2.0/hop";
@@ -82,17 +84,46 @@ function newestUnpairedHop(node: NodeLike, id: Uint8Array): Stream | undefined {
   return best;
 }
 
-export function manageRelayedFlows(node: NodeLike, counters: RelayCounters): void {
+/**
+ * Wraps the relay's STOP step: pairs and throttles the halves, counts, and
+ * refuses a relayed connection whose source already has `maxPerPeer` open
+ * (each holds two streams and their read buffers here), so one member cannot
+ * make the server hold thousands.
+ */
+export function manageRelayedFlows(node: NodeLike, counters: RelayCounters, maxPerPeer = Infinity, onRefused?: (source: string) => void): void {
   const relay = node.services.relay as { stopHop?: StopHop } | undefined;
   if (!relay?.stopHop) return;
   const original = relay.stopHop.bind(relay);
+  const perSource = new Map<string, number>();
   relay.stopHop = async (opts, ...rest) => {
+    const id = opts.request.peer?.id;
+    let source = "";
+    try {
+      source = id ? peerIdFromMultihash(Digest.decode(id)).toString() : "";
+    } catch {
+      source = "";
+    }
+    if ((perSource.get(source) ?? 0) >= maxPerPeer) {
+      // the relay answers the source CONNECTION_FAILED
+      counters.refused++;
+      onRefused?.(source);
+      return undefined;
+    }
     const dst = await original(opts, ...rest);
     if (!dst) return dst;
     counters.connections++;
     counters.active++;
-    dst.addEventListener("close", () => counters.active--, { once: true });
-    const id = opts.request.peer?.id;
+    perSource.set(source, (perSource.get(source) ?? 0) + 1);
+    dst.addEventListener(
+      "close",
+      () => {
+        counters.active--;
+        const n = (perSource.get(source) ?? 1) - 1;
+        if (n > 0) perSource.set(source, n);
+        else perSource.delete(source);
+      },
+      { once: true },
+    );
     let src: Stream | undefined;
     try {
       src = id ? newestUnpairedHop(node, id) : undefined;

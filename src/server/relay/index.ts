@@ -29,7 +29,7 @@ class Relay implements Module {
   readonly name = "relay";
   private node?: TunnelNode;
   private membership?: Membership;
-  private readonly relayed = { connections: 0, bytes: 0, active: 0, pauses: 0 };
+  private readonly relayed = { connections: 0, bytes: 0, active: 0, pauses: 0, refused: 0 };
 
   constructor(private readonly ctx: ModuleContext) {}
 
@@ -58,7 +58,12 @@ class Relay implements Module {
       flow: config.flow,
       onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
     });
-    manageRelayedFlows(this.node, this.relayed);
+    let lastWarn = 0;
+    manageRelayedFlows(this.node, this.relayed, config.server.maxRelayedConnectionsPerPeer, (source) => {
+      if (Date.now() - lastWarn < 10_000) return;
+      lastWarn = Date.now();
+      log.warn("relayed connection refused: its source has as many open as allowed", { peer: source, max: config.server.maxRelayedConnectionsPerPeer });
+    });
     await this.node.start();
     log.info("tunnel server listening", {
       peerId: this.node.peerId.toString(),
@@ -70,6 +75,7 @@ class Relay implements Module {
     metrics.collect("relay_reservations", "Relay reservations held by agents.", "gauge", () => [{ value: this.reservations().length }]);
     metrics.collect("relay_connections_total", "Relayed connections opened through this server.", "counter", () => [{ value: this.relayed.connections }]);
     metrics.collect("relay_connections_active", "Relayed connections open now.", "gauge", () => [{ value: this.relayed.active }]);
+    metrics.collect("relay_refused_total", "Relayed connections refused because their source had server.maxRelayedConnectionsPerPeer open.", "counter", () => [{ value: this.relayed.refused }]);
     metrics.collect("relay_bytes_total", "Bytes relayed between agents (both directions).", "counter", () => [{ value: this.relayed.bytes }]);
     metrics.collect("peers_connected", "Peers with an open connection.", "gauge", () => [{ value: node.getPeers().length }]);
     // libp2p refuses reservations beyond the cap without a word on this side;

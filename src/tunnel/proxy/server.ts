@@ -70,6 +70,8 @@ export interface ProxyServerContext {
   udpIdleTimeoutMs?: number;
   /** Concurrent sessions across all peers; further streams are refused ("busy"). */
   maxSessions?: number;
+  /** Concurrent sessions of one peer; further streams of that peer are refused ("busy"). */
+  maxSessionsPerPeer?: number;
   /** Which targets a member may have us dial: undefined to allow, else the reason sent back ("forbidden"). */
   permit?(req: ProxyRequest): string | undefined;
   /** Overrides for tests or policy (e.g. refusing some targets). Must reject with a readable message. */
@@ -81,6 +83,8 @@ export interface ProxyServerContext {
 export class ProxyServer {
   readonly #ctx: ProxyServerContext;
   readonly #streams = new Set<Stream>();
+  /** streams in progress per remote peer, for maxSessionsPerPeer */
+  readonly #perPeer = new Map<string, number>();
 
   constructor(ctx: ProxyServerContext) {
     this.#ctx = ctx;
@@ -113,6 +117,7 @@ export class ProxyServer {
    */
   async handle(stream: Stream, remotePeer: string, first?: Uint8Array): Promise<void> {
     this.#streams.add(stream);
+    this.#perPeer.set(remotePeer, (this.#perPeer.get(remotePeer) ?? 0) + 1);
     try {
       await this.#serve(stream, remotePeer, first);
     } catch (err) {
@@ -121,6 +126,9 @@ export class ProxyServer {
       stream.abort(err instanceof Error ? err : new Error(String(err)));
     } finally {
       this.#streams.delete(stream);
+      const n = (this.#perPeer.get(remotePeer) ?? 1) - 1;
+      if (n > 0) this.#perPeer.set(remotePeer, n);
+      else this.#perPeer.delete(remotePeer);
     }
   }
 
@@ -167,6 +175,11 @@ export class ProxyServer {
       log.warn('proxy: refused stream', { ...fields, reason: 'busy' });
       metrics?.onReject?.('busy', peer);
       return refuse(stream, `busy: ${ctx.maxSessions} proxy sessions in progress`);
+    }
+    if (ctx.maxSessionsPerPeer !== undefined && (this.#perPeer.get(peer) ?? 0) > ctx.maxSessionsPerPeer) {
+      log.warn('proxy: refused stream', { ...fields, reason: 'busy (this peer)' });
+      metrics?.onReject?.('busy', peer);
+      return refuse(stream, `busy: ${ctx.maxSessionsPerPeer} proxy sessions of node ${req.fromNode} in progress`);
     }
 
     if (req.protocol === 'tcp') await this.#serveTcp(stream, peer, req, rest, fields);
