@@ -91,6 +91,18 @@ describe("config defaults", () => {
     expect(buildConfig(agent({ username: "ops", passwordFile: "pw" }), d.dir, "", opts).warnings[0]).toStartWith(`agent.socks5.passwordFile: ${join(d.dir, "pw")} is readable by every user`);
   });
 
+  test("DNS or SOCKS5 listening where the guard does not reach is a warning", () => {
+    const d = tempConfigDir();
+    const w = (agent: Record<string, unknown>) => buildConfig({ psk: "psk", agent }, d.dir, "", opts).warnings;
+    expect(w({})).toEqual([]);
+    expect(w({ socks5: { enable: true } })).toEqual([]);
+    expect(w({ dns: { listen: "0.0.0.0:53" } })).toEqual(["agent.dns.listen: 0.0.0.0:53 is reachable by other hosts; the agent's rules keep LAN neighbours off the bridge IP (169.254.96.16) only"]);
+    expect(w({ proxy: { enable: false }, socks5: { enable: true, listen: "169.254.96.16:10800" } })).toEqual([
+      "agent.dns.listen: 169.254.96.16:53 is on the bridge IP, but with agent.proxy off no rule keeps LAN neighbours off it",
+      "agent.socks5.listen: 169.254.96.16:10800 is on the bridge IP, but with agent.proxy off no rule keeps LAN neighbours off it",
+    ]);
+  });
+
   test("an empty file is all defaults but still needs psk", () => {
     expect(problems(null)).toEqual(["psk: required: path of the file holding the mesh secret"]);
   });

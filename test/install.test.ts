@@ -179,7 +179,7 @@ describe("systemd units", () => {
       .filter((l) => l.startsWith(`${key}=`))
       .map((l) => l.slice(key.length + 1));
 
-  test("run the binary with the installed config, restart on failure, keep the agent's capabilities", () => {
+  test("run the binary with the installed config, restart on failure, keep the agent's capabilities, read-only system and a system call filter", () => {
     for (const role of ["agent", "server"]) {
       const u = unitText(role);
       expect(directive(u, "ExecStart")).toEqual([`/usr/local/bin/edgemesh ${role} --config /etc/edgemesh/edgemesh.yaml`]);
@@ -192,7 +192,14 @@ describe("systemd units", () => {
     }
     // netlink (ip, iptables-nft) must stay allowed, and /run writable for the xtables lock
     expect(directive(agent, "RestrictAddressFamilies").join(" ")).toContain("AF_NETLINK");
-    expect(directive(agent, "ProtectSystem")).not.toContain("strict");
+    expect(directive(agent, "ProtectSystem")).toEqual(["strict"]);
+    expect(directive(agent, "ReadWritePaths")).toEqual(["/run"]);
+    for (const role of ["agent", "server"]) {
+      const u = unitText(role);
+      expect(directive(u, "SystemCallFilter")).toEqual(["@system-service"]);
+      expect(directive(u, "ProtectSystem")).toEqual(["strict"]);
+      expect(directive(u, "NoNewPrivileges")).toEqual(["yes"]);
+    }
   });
 
   const analyze = Bun.which("systemd-analyze");

@@ -7,6 +7,7 @@ import { resolve, dirname, isAbsolute } from "node:path";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { z } from "zod";
 import { configSchema, type ConfigFile } from "./schema.ts";
+import { parseHostPort } from "./net.ts";
 
 export type Role = "agent" | "server";
 
@@ -191,6 +192,7 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
     });
   }
   if (problems.length) throw new ConfigError(problems);
+  if (opts.role === "agent") warnings.push(...exposureWarnings(file));
   return {
     ...file,
     nodeName,
@@ -201,6 +203,24 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
     role: opts.role,
     warnings,
   };
+}
+
+/**
+ * DNS and SOCKS5 listening where the agent's guard does not reach: the guard
+ * drops other hosts' traffic to the bridge IP only (docs/security.md).
+ */
+function exposureWarnings(file: ConfigFile): string[] {
+  const out: string[] = [];
+  const { proxy, dns, socks5 } = file.agent;
+  const check = (field: string, listen: string, enabled: boolean) => {
+    const host = parseHostPort(listen)?.host ?? "";
+    if (!enabled || host === "::1" || /^127\./.test(host) || host === "localhost") return;
+    if (host !== proxy.bridgeDeviceIP) out.push(`${field}: ${listen} is reachable by other hosts; the agent's rules keep LAN neighbours off the bridge IP (${proxy.bridgeDeviceIP}) only`);
+    else if (!proxy.enable) out.push(`${field}: ${listen} is on the bridge IP, but with agent.proxy off no rule keeps LAN neighbours off it`);
+  };
+  check("agent.dns.listen", dns.listen, dns.enable);
+  check("agent.socks5.listen", socks5.listen, socks5.enable);
+  return out;
 }
 
 /** a secret file others may read: the secret is as good as theirs */
