@@ -252,9 +252,9 @@ export const configSchema = z.strictObject({
             .int()
             .min(1)
             .max(65536)
-            .default(1024)
-            .describe("Proxied sessions one member may have open through this agent at once (each is a socket here); more are refused (`tunnel_streams_refused_total{reason=\"busy\"}`)."),
-          proxySessions: z.number().int().min(1).max(1_000_000).default(8192).describe("Proxied sessions all members together may have open through this agent at once."),
+            .default(16384)
+            .describe("Proxied sessions one member may have open through this agent at once (each is a socket here; yamux alone would allow 65,536 per connection); more are refused (`tunnel_streams_refused_total{reason=\"busy\"}`)."),
+          proxySessions: z.number().int().min(1).max(1_000_000).default(65536).describe("Proxied sessions all members together may have open through this agent at once."),
           udpSessionsPerClient: z
             .number()
             .int()

@@ -147,6 +147,30 @@ describe("cluster names", () => {
     expect(rdata(await q([`many.demo.${ZONE}`]), "A")).toHaveLength(60);
   }, 20_000);
 
+  test("no amplification: a query of about 55 bytes claiming a 65,535-byte EDNS buffer draws at most 1,232 bytes over UDP", async () => {
+    const query = dnsPacket.encode({
+      type: "query",
+      id: 7,
+      flags: dnsPacket.RECURSION_DESIRED,
+      questions: [{ name: `many.demo.${ZONE}`, type: "A" }],
+      additionals: [{ name: ".", type: "OPT", udpPayloadSize: 65535, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as never],
+    });
+    expect(query.length).toBeLessThanOrEqual(60);
+    const sock = createSocket("udp4");
+    try {
+      const reply = await new Promise<Buffer>((resolve, reject) => {
+        sock.once("message", resolve);
+        sock.once("error", reject);
+        sock.send(query, dnsPort, "127.0.0.1");
+        setTimeout(() => reject(new Error("no reply")), 3000);
+      });
+      expect(reply.length).toBeLessThanOrEqual(1232);
+      expect((dnsPacket.decode(reply) as { flag_tc?: boolean }).flag_tc).toBe(true);
+    } finally {
+      sock.close();
+    }
+  }, 20_000);
+
   test("several queries on one TCP connection, pipelined", async () => {
     const names = ["echo", "db", "dual", "nope"].map((n) => `${n}.demo.${ZONE}`);
     const frames = names.map((name, i) => dnsPacket.streamEncode({ type: "query", id: 100 + i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: "A" }] }));

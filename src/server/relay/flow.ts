@@ -31,8 +31,8 @@ export interface RelayCounters {
 
 const HOP = "/libp2p/circuit/relay/0.2.0/hop";
 const paired = Symbol("edgemesh.paired");
-/** bytes a paused half may still receive: yamux's largest window, plus slack */
-export const RELAY_READ_BUFFER_BYTES = 16 * 1024 * 1024 + 256 * 1024;
+/** bytes a paused half may still receive: the largest window a stream may grant (flow.maxStreamWindowKiB), plus slack */
+export const readBufferFor = (maxStreamWindowBytes: number) => maxStreamWindowBytes + 256 * 1024;
 
 type StopHop = (opts: { request: { peer?: { id: Uint8Array } } }, ...rest: unknown[]) => Promise<Stream | undefined>;
 
@@ -44,10 +44,10 @@ interface NodeLike {
 type Marked = Stream & { [paired]?: boolean };
 
 /** writes to `writer` that it cannot take yet pause `reader` until `writer` has sent them (flow/water-marks.ts) */
-function throttle(writer: Stream, reader: Stream, counters: RelayCounters): void {
+function throttle(writer: Stream, reader: Stream, counters: RelayCounters, readBuffer: number): void {
   const send = writer.send.bind(writer);
   let waiting = false;
-  reader.maxReadBufferLength = Math.max(reader.maxReadBufferLength, RELAY_READ_BUFFER_BYTES);
+  reader.maxReadBufferLength = Math.max(reader.maxReadBufferLength, readBuffer);
   const check = () => {
     if (!waiting) return;
     if (writer.status === "open" && writer.writeBufferLength > STREAM_LOW_WATER) return;
@@ -90,7 +90,8 @@ function newestUnpairedHop(node: NodeLike, id: Uint8Array): Stream | undefined {
  * (each holds two streams and their read buffers here), so one member cannot
  * make the server hold thousands.
  */
-export function manageRelayedFlows(node: NodeLike, counters: RelayCounters, maxPerPeer = Infinity, onRefused?: (source: string) => void): void {
+export function manageRelayedFlows(node: NodeLike, counters: RelayCounters, maxPerPeer = Infinity, onRefused?: (source: string) => void, maxStreamWindowBytes = 4 * 1024 * 1024): void {
+  const readBuffer = readBufferFor(maxStreamWindowBytes);
   const relay = node.services.relay as { stopHop?: StopHop } | undefined;
   if (!relay?.stopHop) return;
   const original = relay.stopHop.bind(relay);
@@ -133,8 +134,8 @@ export function manageRelayedFlows(node: NodeLike, counters: RelayCounters, maxP
     (dst as Marked)[paired] = true;
     if (src) {
       (src as Marked)[paired] = true;
-      throttle(dst, src, counters);
-      throttle(src, dst, counters);
+      throttle(dst, src, counters, readBuffer);
+      throttle(src, dst, counters, readBuffer);
     }
     return dst;
   };

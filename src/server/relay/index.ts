@@ -63,7 +63,7 @@ class Relay implements Module {
       if (Date.now() - lastWarn < 10_000) return;
       lastWarn = Date.now();
       log.warn("relayed connection refused: its source has as many open as allowed", { peer: source, max: config.server.maxRelayedConnectionsPerPeer });
-    });
+    }, config.flow.maxStreamWindowKiB * 1024);
     await this.node.start();
     log.info("tunnel server listening", {
       peerId: this.node.peerId.toString(),
