@@ -10,6 +10,7 @@ import { agentModules } from "./agent/modules.ts";
 import { serverModules } from "./server/modules.ts";
 import { VERSION } from "./version.ts";
 import { reexecWithAllocatorSettings } from "./daemon/allocator.ts";
+import { runTrustCommand } from "./cli/trust.ts";
 
 const DEFAULT_CONFIG = "/etc/edgemesh/edgemesh.yaml";
 
@@ -85,6 +86,19 @@ export async function main(argv: string[]): Promise<number> {
         throw e;
       }
     }
+    case "ca init":
+    case "ca revoke":
+    case "cert issue":
+    case "cert keygen":
+      try {
+        return await runTrustCommand(parsed.command, parsed.flags, (line) => process.stderr.write(`edgemesh ${parsed.command}: ${line}\n`));
+      } catch (e) {
+        if (e instanceof UsageError) {
+          process.stderr.write(`edgemesh: ${e.message}\n\n${COMMAND_USAGE[parsed.command]}`);
+          return 2;
+        }
+        throw e;
+      }
     case "server":
       return runRole("server", (parsed.flags.config as string | undefined) ?? DEFAULT_CONFIG);
     case "agent": {

@@ -29,20 +29,39 @@ export const COMMANDS: Record<string, FlagSpec> = {
   status: { values: ["--admin"], switches: ["--json"] },
   version: { values: [], switches: [] },
   psk: { values: ["--out"], switches: [] },
+  "ca init": { values: ["--dir"], switches: [] },
+  "ca revoke": { values: ["--ca", "--node", "--serial", "--out"], switches: [] },
+  "cert issue": { values: ["--ca", "--node", "--role", "--days", "--out", "--pubkey"], switches: [] },
+  "cert keygen": { values: ["--out"], switches: [] },
   help: { values: [], switches: [] },
 };
+
+/** commands of two words: `edgemesh ca init`, `edgemesh cert issue` */
+const GROUPS = new Set(["ca", "cert"]);
 
 export function parseArgs(argv: string[]): Parsed {
   const [first, ...rest] = argv;
   if (first === undefined) throw new UsageError("missing command");
   if (first === "--help" || first === "-h" || first === "help") {
-    if (rest[0] && COMMANDS[rest[0]]) return { command: rest[0], flags: {}, help: true };
+    const asked = rest[0] && GROUPS.has(rest[0]) && rest[1] ? `${rest[0]} ${rest[1]}` : rest[0];
+    if (asked && COMMANDS[asked]) return { command: asked, flags: {}, help: true };
     return { command: "help", flags: {}, help: true };
+  }
+  if (GROUPS.has(first)) {
+    const sub = rest[0];
+    if (sub === undefined || sub.startsWith("-")) throw new UsageError(`"${first}" needs a subcommand (${Object.keys(COMMANDS).filter((c) => c.startsWith(`${first} `)).map((c) => c.split(" ")[1]).join(", ")})`);
+    const command = `${first} ${sub}`;
+    if (!COMMANDS[command]) throw new UsageError(`unknown command "${command}"`);
+    return parseFlags(command, rest.slice(1));
   }
   if (first === "--version" || first === "-v") return { command: "version", flags: {}, help: false };
   if (first.startsWith("-")) throw new UsageError(`unknown flag ${first}`);
-  const spec = COMMANDS[first];
-  if (!spec) throw new UsageError(`unknown command "${first}"`);
+  if (!COMMANDS[first]) throw new UsageError(`unknown command "${first}"`);
+  return parseFlags(first, rest);
+}
+
+function parseFlags(first: string, rest: string[]): Parsed {
+  const spec = COMMANDS[first]!;
   const flags: Record<string, string | true> = {};
   let help = false;
   for (let i = 0; i < rest.length; i++) {

@@ -7,6 +7,12 @@ Usage:
   edgemesh status [--admin HOST:PORT] [--json]
                                       show a running agent's or server's state
   edgemesh psk [--out FILE]           a new random mesh secret, printed or written (mode 600)
+  edgemesh ca init --dir DIR          a new mesh CA (on the operator's machine only)
+  edgemesh cert issue --ca DIR --node NAME --out DIR [--role R] [--days N] [--pubkey FILE]
+                                      a node's key and certificate
+  edgemesh cert keygen --out FILE     a node key made on the node (FILE.pub goes to the CA)
+  edgemesh ca revoke --ca DIR (--node NAME | --serial N) --out FILE
+                                      add a node to the revocation list
   edgemesh version                    print the version
   edgemesh COMMAND --help             help for one command
 
@@ -53,6 +59,34 @@ the same secret, readable by root only:
 writes it with mode 600 (an existing file is never replaced). Without --out
 it is printed to stdout. The agent and server warn at start when the file is
 readable by others.
+`,
+  "ca init": `Usage: edgemesh ca init --dir DIR
+
+Makes a new mesh CA: DIR/ca.key (mode 600; keep it on the operator's machine,
+never on an edge node) and DIR/ca.pub (copied to every node as trust.ca).
+Existing files are never replaced.
+`,
+  "cert issue": `Usage: edgemesh cert issue --ca DIR --node NAME --out OUTDIR [--role agent|server|relay] [--days N] [--pubkey FILE]
+
+Issues a certificate binding NAME, its role and its key, signed by the CA in
+DIR: OUTDIR/NAME.crt, and OUTDIR/NAME.key (mode 600, a new key) unless
+--pubkey names a public key made on the node (edgemesh cert keygen), so the
+private key never travels.
+
+  --role    agent (default), server (a tunnel server), relay (an agent others may relay through)
+  --days    validity in days (default 365)
+`,
+  "cert keygen": `Usage: edgemesh cert keygen --out FILE
+
+Makes a node key on the node: FILE (mode 600) and FILE.pub, which goes to the
+operator for "edgemesh cert issue --pubkey FILE.pub".
+`,
+  "ca revoke": `Usage: edgemesh ca revoke --ca DIR (--node NAME | --serial N) --out FILE
+
+Adds an entry to the CA-signed revocation list in FILE (made when absent).
+--node revokes every certificate of NAME issued until now (a replacement
+issued later is not revoked); --serial one certificate. Servers read FILE
+(server.revocations) and hand it to every agent.
 `,
   help: "",
 };
