@@ -4,7 +4,7 @@ import { writeFileSync } from "node:fs";
 import { parseArgs, UsageError } from "./cli/args.ts";
 import { MAIN_USAGE, COMMAND_USAGE } from "./cli/usage.ts";
 import { fetchStatus, renderStatus, StatusFetchError } from "./cli/status.ts";
-import { loadConfig, ConfigError, type Role } from "./config/load.ts";
+import { loadConfig, loadIdentityInto, ConfigError, type Role } from "./config/load.ts";
 import { runDaemon } from "./daemon/run.ts";
 import { agentModules } from "./agent/modules.ts";
 import { serverModules } from "./server/modules.ts";
@@ -18,7 +18,7 @@ async function runRole(role: Role, configPath: string): Promise<number> {
   reexecWithAllocatorSettings((msg) => process.stderr.write(`edgemesh ${role}: ${msg}\n`));
   let config;
   try {
-    config = loadConfig(configPath, { role });
+    config = await loadIdentityInto(loadConfig(configPath, { role }));
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`edgemesh ${role}: invalid config:\n${e.problems.map((p) => `  ${p}`).join("\n")}\n`);

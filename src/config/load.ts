@@ -8,6 +8,7 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { z } from "zod";
 import { configSchema, type ConfigFile } from "./schema.ts";
 import { parseHostPort } from "./net.ts";
+import { loadIdentity, type NodeIdentity, type TrustPaths } from "../trust/load.ts";
 
 export type Role = "agent" | "server";
 
@@ -30,6 +31,12 @@ export interface Config extends Omit<ConfigFile, "nodeName" | "adminListen"> {
   role: Role;
   /** not errors, but an operator should hear of them at start (the daemon logs each) */
   warnings: string[];
+  /** where nodeName came from; a certificate's name replaces one that was only a default */
+  nodeNameFrom: "file" | "env" | "hostname";
+  /** `trust` with its paths resolved against the config file's directory */
+  trustPaths?: TrustPaths;
+  /** this node's identity v2, once loadIdentityInto has checked it */
+  identity?: NodeIdentity;
 }
 
 export class ConfigError extends Error {
@@ -193,9 +200,12 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
   }
   if (problems.length) throw new ConfigError(problems);
   if (opts.role === "agent") warnings.push(...exposureWarnings(file));
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   return {
     ...file,
     nodeName,
+    nodeNameFrom: file.nodeName ? "file" : env.NODE_NAME ? "env" : "hostname",
+    ...(file.trust ? { trustPaths: { ca: rel(file.trust.ca), cert: rel(file.trust.cert), key: rel(file.trust.key) } } : {}),
     adminListen: file.adminListen ?? DEFAULT_ADMIN[opts.role],
     pskSecret,
     ...(socks5Credentials ? { socks5Credentials } : {}),
@@ -248,6 +258,19 @@ function readPsk(path: string): Uint8Array {
     ]);
   }
   return new TextEncoder().encode(secret);
+}
+
+/**
+ * Reads and checks `trust` (identity v2) into the config: a ConfigError names
+ * each problem's field. The certificate's name becomes nodeName unless the
+ * file set one (then they must agree). Nothing happens without `trust`.
+ */
+export async function loadIdentityInto(config: Config): Promise<Config> {
+  if (!config.trustPaths) return config;
+  const explicit = config.nodeNameFrom === "file" ? config.nodeName : undefined;
+  const { identity, problems, warnings } = await loadIdentity(config.trustPaths, { role: config.role, ...(explicit !== undefined ? { nodeName: explicit } : {}) });
+  if (problems.length) throw new ConfigError(problems);
+  return { ...config, identity, nodeName: identity.cert.nodeName, warnings: [...config.warnings, ...warnings] };
 }
 
 export function loadConfig(path: string, opts: LoadOptions): Config {

@@ -79,6 +79,14 @@ export const configSchema = z.strictObject({
     .string({ message: "required: path of the file holding the mesh secret" })
     .min(1)
     .describe("Path of the file holding the mesh secret, the same on every node (`edgemesh psk --out FILE` writes one with mode 600; at least 16 bytes; a warning at start when others can read it). A relative path is relative to the config file."),
+  trust: z
+    .strictObject({
+      ca: z.string().min(1).describe("The mesh CA's public key (`ca.pub` from `edgemesh ca init`)."),
+      cert: z.string().min(1).describe("This node's certificate (`edgemesh cert issue`): its name, role and key, signed by the CA."),
+      key: z.string().min(1).describe("This node's private key (mode 600)."),
+    })
+    .optional()
+    .describe("Identity v2: this node's key and certificate under the mesh CA (paths relative to the config file, as `psk`). Peers then know each other by verified certificates, not by keys derived from the psk."),
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Least severe level that is logged (to stderr, one line per event)."),
   adminListen: hostPort
     .optional()
