@@ -1,8 +1,10 @@
 // Who is a member of the mesh. pnet already keeps out anyone without the
-// secret; this keeps a secret holder from posing as another node: a peer's
-// name (claimed in identify) is believed only if the secret derives the
-// peer's ID from it. Unverified peers get no relay reservation, no relayed
-// hop and no proxied stream.
+// secret; this keeps a secret holder from posing as another node. Identity
+// v1: a peer's name (claimed in identify) is believed only if the secret
+// derives the peer's ID from it. Identity v2 (`certificates`): names and roles
+// come only from verified certificates (tunnel/certs.ts); identify's claim is
+// not read. Unverified peers get no relay reservation, no relayed hop and no
+// proxied stream.
 import type { Connection, ConnectionGater, PeerId } from "@libp2p/interface";
 import type { Logger } from "../log.ts";
 import { parseAgentVersion, type Claim } from "./agent-version.ts";
@@ -24,7 +26,23 @@ export class Membership {
   constructor(
     private readonly ids: Identities,
     private readonly log: Logger,
+    /** identity v2: claims come from certificates only */
+    readonly certificates = false,
   ) {}
+
+  /** identity v2: a peer's certificate verified on a connection */
+  recordCertificate(peer: PeerId, claim: Claim): void {
+    const key = peer.toString();
+    if (!this.verified.has(key)) this.log.debug("peer verified by certificate", { peer: key, node: claim.nodeName, role: claim.role });
+    this.verified.set(key, claim);
+    this.resolve(key, claim);
+  }
+
+  /** identity v2: a peer whose certificate failed, or was revoked, is no member */
+  forget(peer: PeerId): void {
+    this.verified.delete(peer.toString());
+    this.resolve(peer.toString(), undefined);
+  }
 
   /** a known claim, or undefined */
   claim(peer: PeerId): Claim | undefined {
@@ -34,6 +52,17 @@ export class Membership {
   /** learn a name from identify; close the connection when the claim is false */
   async onIdentify(r: IdentifyResult): Promise<void> {
     const key = r.peerId.toString();
+    if (this.certificates) {
+      // v2: the certificate decides; a peer that calls itself something else is lying
+      const said = parseAgentVersion(r.agentVersion);
+      const cert = said && (await this.waitVerified(r.peerId, 10_000));
+      if (said && cert && (said.nodeName !== cert.nodeName || said.role !== cert.role)) {
+        this.log.warn("peer refused: it calls itself another node than its certificate", { peer: key, claims: `${said.role} ${said.nodeName}`, certificate: `${cert.role} ${cert.nodeName}` });
+        this.forget(r.peerId);
+        r.connection.abort(new Error("edgemesh: claimed name differs from certificate"));
+      }
+      return;
+    }
     const claim = parseAgentVersion(r.agentVersion);
     if (!claim) {
       this.log.warn("peer refused: not an edgemesh node", { peer: key, agent: r.agentVersion ?? "" });
@@ -53,6 +82,8 @@ export class Membership {
 
   /** record a peer whose name we already know (we dialled its derived ID) */
   async trust(peer: PeerId, claim: Claim): Promise<boolean> {
+    // v2: a name is only ever learnt from the peer's own certificate
+    if (this.certificates) return (await this.waitVerified(peer, 10_000))?.nodeName === claim.nodeName;
     if (!(await this.ids.matches(peer, claim.nodeName))) return false;
     this.verified.set(peer.toString(), claim);
     this.resolve(peer.toString(), claim);

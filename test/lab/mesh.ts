@@ -2,7 +2,7 @@
 // agents on edge1/edge2/edge3 (and optionally one on `cloud`, reachable
 // without NAT), all real processes of the compiled binary. Shared by the
 // tunnel tests, the benchmark and the demo.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Lab } from "./lab";
@@ -65,6 +65,14 @@ export interface MeshOptions {
   dns?: { upstreams: string[] };
   /** agent.socks5.nodePorts: ports of each agent's host other members may reach by node name; default the lab's test servers 9000-9002 */
   nodePorts?: number[];
+  /** identity v2: a CA in the mesh directory (ca/), a key and certificate per node (certs/NAME.*), `trust` in every config */
+  certificates?: boolean;
+}
+
+/** runs one of the binary's CA commands; throws with its output when it fails */
+export function caCommand(binary: string, args: string[]): void {
+  const r = Bun.spawnSync([binary, ...args], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`edgemesh ${args.join(" ")}: ${r.stderr.toString()}`);
 }
 
 function yamlList(xs: string[]): string {
@@ -78,9 +86,15 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
   const serverIp = lab.hosts.cloud.ip;
   const level = o.logLevel ?? "info";
   const serverConfig = join(dir, "server.yaml");
+  const trust = (name: string, role = "agent") => {
+    if (!o.certificates) return [];
+    if (!existsSync(join(dir, "ca"))) caCommand(o.binary, ["ca", "init", "--dir", join(dir, "ca")]);
+    caCommand(o.binary, ["cert", "issue", "--ca", join(dir, "ca"), "--node", name, "--role", role, "--out", join(dir, "certs")]);
+    return [`trust: {ca: ${join(dir, "ca", "ca.pub")}, cert: ${join(dir, "certs", `${name}.crt`)}, key: ${join(dir, "certs", `${name}.key`)}}`];
+  };
   writeFileSync(
     serverConfig,
-    [`nodeName: cloud`, `psk: ${psk}`, `logLevel: ${level}`, `adminListen: ${SERVER_ADMIN}`, `server:`, `  listenPort: ${SERVER_PORT}`, `  advertiseAddresses: [${serverIp}]`, `  privateNetwork: ${o.privateNetwork ?? true}`, ""].join("\n"),
+    [`nodeName: cloud`, ...trust("cloud", "server"), `psk: ${psk}`, `logLevel: ${level}`, `adminListen: ${SERVER_ADMIN}`, `server:`, `  listenPort: ${SERVER_PORT}`, `  advertiseAddresses: [${serverIp}]`, `  privateNetwork: ${o.privateNetwork ?? true}`, ""].join("\n"),
   );
   const agents = new Map<string, { spec: AgentSpec; proc: LabProcess; config: string }>();
   const mesh: Mesh = {
@@ -131,6 +145,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
       config,
       [
         `nodeName: ${spec.name}`,
+        ...trust(spec.name),
         `psk: ${psk}`,
         `logLevel: ${spec.logLevel ?? level}`,
         `adminListen: ${ADMIN}`,

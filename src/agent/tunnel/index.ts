@@ -25,6 +25,10 @@ import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { HolePuncher } from "./hole-punch.ts";
 import { hostPortOf } from "./punch-protocol.ts";
 import { TargetPolicy } from "./target-policy.ts";
+import { installCertIdentity } from "../../tunnel/cert-identity.ts";
+import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
+import { peerIdFromString } from "@libp2p/peer-id";
+import type { PeerId } from "@libp2p/interface";
 
 export const tunnelModule: ModuleFactory = {
   name: "tunnel",
@@ -50,6 +54,8 @@ class Tunnel implements Module {
   private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0, accepted: { direct: 0, stock: 0 }, refused: { header: 0, unauthorized: 0, forbidden: 0, busy: 0, dial: 0 } };
   private readonly targets: TargetPolicy;
   private readonly socksRefused = { capacity: 0, credentials: 0 };
+  /** identity v2: verified certificates, and the lookups of names we have none for */
+  private book?: CertBook;
 
   constructor(private readonly ctx: ModuleContext) {
     this.targets = new TargetPolicy(ctx.config.nodeName, ctx.config.agent.socks5.nodePorts);
@@ -59,13 +65,14 @@ class Tunnel implements Module {
     const { config, log, bus } = this.ctx;
     installCrashGuard(log);
     const ids = (this.ids = new Identities(config.pskSecret));
-    const membership = (this.membership = new Membership(ids, log));
+    const identity = config.identity;
+    const membership = (this.membership = new Membership(ids, log, identity !== undefined));
     const crypto = createNoiseCrypto((level, msg) => log[level](msg));
     const secretMismatches = new SecretMismatches(log);
     const t = config.agent.tunnel;
     const node = (this.node = await createTunnelNode({
       role: "agent",
-      privateKey: await ids.key(config.nodeName),
+      privateKey: identity?.key ?? (await ids.key(config.nodeName)),
       secret: config.pskSecret,
       userAgent: formatAgentVersion(VERSION, { role: "agent", nodeName: config.nodeName }),
       listen: t.listenAddresses.map((a) => tcpAddr(a, t.listenPort).toString()),
@@ -105,9 +112,14 @@ class Tunnel implements Module {
     const hints = (name: string) => this.hintsByNode.get(name) ?? [];
     // members may have us dial only our own service endpoints and the node ports listed
     this.unsubscribe.push(bus.subscribe("services", (snap) => this.targets.update(snap.services), "tunnel", { replay: true }));
+    if (identity) this.book = await installCertIdentity(node, identity, membership, log);
+    // v2: the name a peer acts under is its certificate's; v1: the one its derived ID gives
+    const authorize = identity
+      ? async (peer: string, fromNode: string) => (await membership.waitVerified(peerIdFromString(peer), 10_000))?.nodeName === fromNode
+      : (peer: string, fromNode: string) => ids.matchesText(peer, fromNode);
     await serveProxyStreams(node, {
       log,
-      authorize: (peer: string, fromNode: string) => ids.matchesText(peer, fromNode),
+      authorize,
       permit: (req) => this.targets.check(req),
       maxSessions: config.agent.limits.proxySessions,
       maxSessionsPerPeer: config.agent.limits.proxySessionsPerPeer,
@@ -180,10 +192,12 @@ class Tunnel implements Module {
   /** opens a proxy stream to a target reached through node `nodeName` */
   async open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel> {
     if (!this.node || !this.dialer || !this.ids) throw new Error("tunnel not started");
-    const peer = await this.ids.peerId(nodeName);
+    const peer = this.book ? await this.peerOfName(nodeName) : await this.ids.peerId(nodeName);
     // the usual case, an open connection to a peer already recorded, costs no further waits
     const conn = bestConnection(this.node, peer) ?? (await this.dialer.connect(nodeName, peer));
-    if (this.membership!.claim(peer)?.nodeName !== nodeName) await this.membership!.trust(peer, { role: "agent", nodeName });
+    if (this.membership!.claim(peer)?.nodeName !== nodeName && !(await this.membership!.trust(peer, { role: "agent", nodeName }))) {
+      throw new Error(`peer ${peer.toString()} did not prove it is ${nodeName}`);
+    }
     this.counters.streamsOut++;
     try {
       return await openProxy(conn, { ...target, fromNode: this.ctx.config.nodeName }, undefined, early);
@@ -191,6 +205,33 @@ class Tunnel implements Module {
       this.counters.streamErrors++;
       throw e;
     }
+  }
+
+  /**
+   * identity v2: the peer ID of a node name, from a certificate we verified,
+   * else asked of the servers we are connected to (each answer is verified
+   * against the CA on its own: a server cannot make up a node)
+   */
+  private async peerOfName(nodeName: string): Promise<PeerId> {
+    const book = this.book!;
+    const known = book.ofName(nodeName);
+    if (known) return peerIdOfCert(known);
+    const errors: string[] = [];
+    for (const link of this.links) {
+      const conn = link.peer && bestConnection(this.node!, link.peer);
+      if (!conn) continue;
+      try {
+        const cert = await lookupCertificate(conn, nodeName, book);
+        if (cert) {
+          book.learn(cert);
+          return peerIdOfCert(cert);
+        }
+        errors.push(`${link.address}: unknown`);
+      } catch (e) {
+        errors.push(`${link.address}: ${(e as Error).message}`);
+      }
+    }
+    throw new Error(`no certificate known for node ${nodeName}${errors.length ? ` (servers: ${errors.join("; ")})` : " (no server connected to ask)"}`);
   }
 
   private peers(): PeerStatus[] {

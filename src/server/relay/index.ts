@@ -5,6 +5,7 @@ import { peerIdFromString } from "@libp2p/peer-id";
 import type { ModuleContext, ModuleFactory, Module } from "../../agent/module.ts";
 import { Identities } from "../../tunnel/identity.ts";
 import { Membership } from "../../tunnel/membership.ts";
+import { installCertIdentity } from "../../tunnel/cert-identity.ts";
 import { createTunnelNode, type TunnelNode } from "../../tunnel/node.ts";
 import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
 import { formatAgentVersion } from "../../tunnel/agent-version.ts";
@@ -37,7 +38,8 @@ class Relay implements Module {
     const { config, log, metrics } = this.ctx;
     installCrashGuard(log);
     const ids = new Identities(config.pskSecret);
-    const membership = new Membership(ids, log);
+    const identity = config.identity;
+    const membership = new Membership(ids, log, identity !== undefined);
     membership.maxConnectionsPerPeer = config.server.maxConnectionsPerPeer;
     this.membership = membership;
     const crypto = createNoiseCrypto((level, msg) => log[level](msg));
@@ -45,9 +47,9 @@ class Relay implements Module {
     const s = config.server;
     this.node = await createTunnelNode({
       role: "server",
-      privateKey: await ids.key(s.name),
+      privateKey: identity?.key ?? (await ids.key(s.name)),
       secret: config.pskSecret,
-      userAgent: formatAgentVersion(VERSION, { role: "server", nodeName: s.name }),
+      userAgent: formatAgentVersion(VERSION, { role: "server", nodeName: identity?.cert.nodeName ?? s.name }),
       listen: s.listenAddresses.map((a) => tcpAddr(a, s.listenPort).toString()),
       announce: s.advertiseAddresses.map((a) => tcpAddr(a, s.listenPort).toString()),
       crypto: crypto.crypto,
@@ -64,6 +66,8 @@ class Relay implements Module {
       lastWarn = Date.now();
       log.warn("relayed connection refused: its source has as many open as allowed", { peer: source, max: config.server.maxRelayedConnectionsPerPeer });
     }, config.flow.maxStreamWindowKiB * 1024);
+    // identity v2: certificates on every connection; agents look names up here
+    if (identity) await installCertIdentity(this.node, identity, membership, log);
     await this.node.start();
     log.info("tunnel server listening", {
       peerId: this.node.peerId.toString(),
