@@ -1,9 +1,10 @@
 // Identity v2 across the NAT lab: every node has its own key and a
 // certificate from the mesh CA. Names and roles come from certificates only.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
-import { startMesh, SOCKS, SERVER_PORT, TUNNEL_PORT, type Mesh } from "./lab/mesh.ts";
+import { caCommand, startMesh, SOCKS, SERVER_PORT, TUNNEL_PORT, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary } from "./util/run.ts";
 
 const FIX = join(import.meta.dir, "fixtures");
@@ -79,5 +80,37 @@ describe("identity v2: certificates", () => {
     expect(r.reservation).toBe(false);
     expect(r.serverConnectionOpen).toBe(false);
     await waitFor(() => mesh.logs("server").includes("peer refused: no valid certificate"), { timeoutMs: 5000, description: "the server logs the refusal" });
+  }, 60_000);
+});
+
+describe("identity v2: revocation", () => {
+  test("a revoked node is cut off everywhere within 10 s and refused afterwards; the others keep working", async () => {
+    expect(await socks("edge3", 9001)).toMatchObject({ ok: true });
+    const t0 = performance.now();
+    caCommand(await ensureBinary(), ["ca", "revoke", "--ca", join(mesh.dir, "ca"), "--node", "edge3", "--out", join(mesh.dir, "revoked")]);
+    await waitFor(
+      async () => {
+        const st = await mesh.serverStatus<{ reservations: Array<{ nodeName: string }> }>();
+        return !st.reservations.some((r) => r.nodeName === "edge3") && (await socks("edge3", 9001)).ok === false;
+      },
+      { timeoutMs: 10_000, intervalMs: 250, description: "edge3 cut off by the server and by edge1" },
+    );
+    console.log(`revoked node cut off after ${Math.round(performance.now() - t0)} ms`);
+    expect(mesh.logs("server")).toMatch(/certificate revoked: disconnecting the node node=edge3/);
+    expect(mesh.logs("edge1")).toMatch(/revocation list in effect/);
+    // the others keep working, and edge3 stays out
+    expect(await socks("edge2", 9001)).toMatchObject({ ok: true });
+    await Bun.sleep(3000);
+    const st = await mesh.serverStatus<{ reservations: Array<{ nodeName: string }> }>();
+    expect(st.reservations.map((r) => r.nodeName).sort()).toEqual(["edge1", "edge2"]);
+    expect(mesh.logs("server")).toContain("is revoked");
+    // edge1 keeps the list for its next start; restarted, it has it before any server does
+    expect(existsSync(join(mesh.dir, "edge1.revocations"))).toBe(true);
+    await mesh.agents.get("edge1")!.proc.stop(5000);
+    mesh.startAgent("edge1");
+    // (logs() is the new process's output)
+    await waitFor(() => /revocation list in effect entries=1 .*source=\S*edge1\.revocations/.test(mesh.logs("edge1")), { timeoutMs: 10_000, description: "the kept list is in effect at start" });
+    await mesh.waitReserved(["edge1"], 15_000);
+    expect(await socks("edge2", 9001)).toMatchObject({ ok: true });
   }, 60_000);
 });

@@ -194,6 +194,7 @@ describe("systemd units", () => {
     expect(directive(agent, "RestrictAddressFamilies").join(" ")).toContain("AF_NETLINK");
     expect(directive(agent, "ProtectSystem")).toEqual(["strict"]);
     expect(directive(agent, "ReadWritePaths")).toEqual(["/run"]);
+    expect(directive(agent, "StateDirectory")).toEqual(["edgemesh"]);
     for (const role of ["agent", "server"]) {
       const u = unitText(role);
       expect(directive(u, "SystemCallFilter")).toEqual(["@system-service"]);

@@ -35,6 +35,8 @@ export interface Config extends Omit<ConfigFile, "nodeName" | "adminListen"> {
   nodeNameFrom: "file" | "env" | "hostname";
   /** `trust` with its paths resolved against the config file's directory */
   trustPaths?: TrustPaths;
+  /** server.revocations, resolved */
+  revocationsPath?: string;
   /** this node's identity v2, once loadIdentityInto has checked it */
   identity?: NodeIdentity;
 }
@@ -205,7 +207,8 @@ export function buildConfig(doc: unknown, baseDir: string, configPath: string, o
     ...file,
     nodeName,
     nodeNameFrom: file.nodeName ? "file" : env.NODE_NAME ? "env" : "hostname",
-    ...(file.trust ? { trustPaths: { ca: rel(file.trust.ca), cert: rel(file.trust.cert), key: rel(file.trust.key) } } : {}),
+    ...(file.trust ? { trustPaths: { ca: rel(file.trust.ca), cert: rel(file.trust.cert), key: rel(file.trust.key), revocationsCache: rel(file.trust.revocationsCache) } } : {}),
+    ...(file.server.revocations ? { revocationsPath: rel(file.server.revocations) } : {}),
     adminListen: file.adminListen ?? DEFAULT_ADMIN[opts.role],
     pskSecret,
     ...(socks5Credentials ? { socks5Credentials } : {}),

@@ -84,6 +84,11 @@ export const configSchema = z.strictObject({
       ca: z.string().min(1).describe("The mesh CA's public key (`ca.pub` from `edgemesh ca init`)."),
       cert: z.string().min(1).describe("This node's certificate (`edgemesh cert issue`): its name, role and key, signed by the CA."),
       key: z.string().min(1).describe("This node's private key (mode 600)."),
+      revocationsCache: z
+        .string()
+        .min(1)
+        .default("/var/lib/edgemesh/revocations")
+        .describe("Where an agent keeps the newest revocation list its servers handed it, so a revoked node stays refused across restarts (the units' StateDirectory)."),
     })
     .optional()
     .describe("Identity v2: this node's key and certificate under the mesh CA (paths relative to the config file, as `psk`). Peers then know each other by verified certificates, not by keys derived from the psk."),
@@ -131,6 +136,10 @@ export const configSchema = z.strictObject({
         .describe("Public IPs or DNS names agents reach the server at (no port: `listenPort` is used), announced to peers so they can build relay addresses."),
       maxReservations: z.number().int().min(1).default(1024).describe("Relay reservations held at once, over all agents; an agent beyond it is refused."),
       maxConnectionsPerPeer: z.number().int().min(1).default(16).describe("Connections one peer may hold to the server."),
+      revocations: z
+        .string()
+        .default("")
+        .describe("Identity v2: the CA-signed revocation list (`edgemesh ca revoke --out FILE`), read at start and whenever it changes, and handed to every agent; revoked nodes are cut off within seconds. Relative to the config file."),
       maxRelayedConnectionsPerPeer: z
         .number()
         .int()

@@ -18,6 +18,8 @@ export interface TrustPaths {
   ca: string;
   cert: string;
   key: string;
+  /** agents: where the newest revocation list is kept */
+  revocationsCache?: string;
 }
 
 export async function loadIdentity(paths: TrustPaths, want: { role: "agent" | "server"; nodeName?: string }, now = Math.floor(Date.now() / 1000)): Promise<{ identity: NodeIdentity; problems: string[]; warnings: string[] }> {

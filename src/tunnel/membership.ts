@@ -58,7 +58,7 @@ export class Membership {
       const cert = said && (await this.waitVerified(r.peerId, 10_000));
       if (said && cert && (said.nodeName !== cert.nodeName || said.role !== cert.role)) {
         this.log.warn("peer refused: it calls itself another node than its certificate", { peer: key, claims: `${said.role} ${said.nodeName}`, certificate: `${cert.role} ${cert.nodeName}` });
-        this.forget(r.peerId);
+        // only this connection: the key's rightful holder may be connected too
         r.connection.abort(new Error("edgemesh: claimed name differs from certificate"));
       }
       return;

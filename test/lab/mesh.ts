@@ -90,11 +90,11 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
     if (!o.certificates) return [];
     if (!existsSync(join(dir, "ca"))) caCommand(o.binary, ["ca", "init", "--dir", join(dir, "ca")]);
     caCommand(o.binary, ["cert", "issue", "--ca", join(dir, "ca"), "--node", name, "--role", role, "--out", join(dir, "certs")]);
-    return [`trust: {ca: ${join(dir, "ca", "ca.pub")}, cert: ${join(dir, "certs", `${name}.crt`)}, key: ${join(dir, "certs", `${name}.key`)}}`];
+    return [`trust: {ca: ${join(dir, "ca", "ca.pub")}, cert: ${join(dir, "certs", `${name}.crt`)}, key: ${join(dir, "certs", `${name}.key`)}, revocationsCache: ${join(dir, `${name}.revocations`)}}`];
   };
   writeFileSync(
     serverConfig,
-    [`nodeName: cloud`, ...trust("cloud", "server"), `psk: ${psk}`, `logLevel: ${level}`, `adminListen: ${SERVER_ADMIN}`, `server:`, `  listenPort: ${SERVER_PORT}`, `  advertiseAddresses: [${serverIp}]`, `  privateNetwork: ${o.privateNetwork ?? true}`, ""].join("\n"),
+    [`nodeName: cloud`, ...trust("cloud", "server"), `psk: ${psk}`, `logLevel: ${level}`, `adminListen: ${SERVER_ADMIN}`, `server:`, `  listenPort: ${SERVER_PORT}`, `  advertiseAddresses: [${serverIp}]`, `  privateNetwork: ${o.privateNetwork ?? true}`, ...(o.certificates ? [`  revocations: ${join(dir, "revoked")}`] : []), ""].join("\n"),
   );
   const agents = new Map<string, { spec: AgentSpec; proc: LabProcess; config: string }>();
   const mesh: Mesh = {

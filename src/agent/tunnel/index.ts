@@ -25,7 +25,7 @@ import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { HolePuncher } from "./hole-punch.ts";
 import { hostPortOf } from "./punch-protocol.ts";
 import { TargetPolicy } from "./target-policy.ts";
-import { installCertIdentity } from "../../tunnel/cert-identity.ts";
+import { installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
 import type { PeerId } from "@libp2p/interface";
@@ -56,6 +56,7 @@ class Tunnel implements Module {
   private readonly socksRefused = { capacity: 0, credentials: 0 };
   /** identity v2: verified certificates, and the lookups of names we have none for */
   private book?: CertBook;
+  private certs?: CertIdentity;
 
   constructor(private readonly ctx: ModuleContext) {
     this.targets = new TargetPolicy(ctx.config.nodeName, ctx.config.agent.socks5.nodePorts);
@@ -112,7 +113,10 @@ class Tunnel implements Module {
     const hints = (name: string) => this.hintsByNode.get(name) ?? [];
     // members may have us dial only our own service endpoints and the node ports listed
     this.unsubscribe.push(bus.subscribe("services", (snap) => this.targets.update(snap.services), "tunnel", { replay: true }));
-    if (identity) this.book = await installCertIdentity(node, identity, membership, log);
+    if (identity) {
+      this.certs = await installCertIdentity(node, identity, membership, log, config.trustPaths?.revocationsCache ? { revocationsCache: config.trustPaths.revocationsCache } : {});
+      this.book = this.certs.book;
+    }
     // v2: the name a peer acts under is its certificate's; v1: the one its derived ID gives
     const authorize = identity
       ? async (peer: string, fromNode: string) => (await membership.waitVerified(peerIdFromString(peer), 10_000))?.nodeName === fromNode
@@ -323,6 +327,7 @@ class Tunnel implements Module {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.certs?.stop();
     clearTimeout(this.socksRetry);
     for (const u of this.unsubscribe) u();
     await this.socks?.stop();

@@ -5,7 +5,7 @@ import { peerIdFromString } from "@libp2p/peer-id";
 import type { ModuleContext, ModuleFactory, Module } from "../../agent/module.ts";
 import { Identities } from "../../tunnel/identity.ts";
 import { Membership } from "../../tunnel/membership.ts";
-import { installCertIdentity } from "../../tunnel/cert-identity.ts";
+import { installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { createTunnelNode, type TunnelNode } from "../../tunnel/node.ts";
 import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
 import { formatAgentVersion } from "../../tunnel/agent-version.ts";
@@ -30,6 +30,7 @@ class Relay implements Module {
   readonly name = "relay";
   private node?: TunnelNode;
   private membership?: Membership;
+  private certs?: CertIdentity;
   private readonly relayed = { connections: 0, bytes: 0, active: 0, pauses: 0, refused: 0 };
 
   constructor(private readonly ctx: ModuleContext) {}
@@ -67,7 +68,13 @@ class Relay implements Module {
       log.warn("relayed connection refused: its source has as many open as allowed", { peer: source, max: config.server.maxRelayedConnectionsPerPeer });
     }, config.flow.maxStreamWindowKiB * 1024);
     // identity v2: certificates on every connection; agents look names up here
-    if (identity) await installCertIdentity(this.node, identity, membership, log);
+    if (identity) {
+      this.certs = await installCertIdentity(this.node, identity, membership, log, {
+        ...(config.revocationsPath ? { revocationsFile: config.revocationsPath } : {}),
+        // a revoked node's reservation goes with it (libp2p would keep it until it expires)
+        onRevoked: (peer) => (this.node?.services as { relay?: { reservations?: { delete(p: unknown): void } } })?.relay?.reservations?.delete(peerIdFromString(peer)),
+      });
+    }
     await this.node.start();
     log.info("tunnel server listening", {
       peerId: this.node.peerId.toString(),
@@ -137,6 +144,7 @@ class Relay implements Module {
 
   async stop(): Promise<void> {
     clearInterval(this.fullCheck);
+    this.certs?.stop();
     await this.node?.stop();
   }
 }
