@@ -11,8 +11,9 @@ test("servers show their last error; services without endpoints and relay-only p
     servers: [{ address: "203.0.113.10:20004", connected: false, reservation: false, error: "connect ECONNREFUSED 203.0.113.10:20004" }],
     peers: [
       { nodeName: "edge3", peerId: "12D3KooWA", path: "direct", rttMs: 0.4 },
-      { nodeName: "edge2", peerId: "12D3KooWB", path: "relayed", rttMs: 3.2, relayedReason: "NAT randomises ports" },
+      { nodeName: "edge2", peerId: "12D3KooWB", path: "relayed", rttMs: 3.2, relayedReason: "NAT randomises ports", certificate: { role: "agent", daysLeft: 9.5 } },
     ],
+    identity: { version: 2, node: "edge1", role: "agent", serial: "42", notAfter: "2027-12-06T00:00:00.000Z", daysLeft: 365.2, revocations: 1 },
     listeners: [
       { service: "demo/web", protocol: "TCP", address: "10.96.0.10:80", endpointsByNode: { edge2: 2, edge3: 1 } },
       { service: "demo/empty", protocol: "TCP", address: "10.96.0.11:80", endpointsByNode: {} },
@@ -20,8 +21,9 @@ test("servers show their last error; services without endpoints and relay-only p
   };
   const text = renderStatus(doc);
   expect(text).toMatch(/203\.0\.113\.10:20004\s+no\s+no\s+connect ECONNREFUSED 203\.0\.113\.10:20004/);
-  expect(text).toMatch(/edge2\s+relayed\s+3\.2ms\s+12D3KooWB\s+! relay only: NAT randomises ports/);
-  expect(text).toMatch(/edge3\s+direct\s+0\.4ms\s+12D3KooWA\n/);
+  expect(text).toMatch(/edge2\s+relayed\s+3\.2ms\s+agent, ! 9d\s+12D3KooWB\s+! relay only: NAT randomises ports/);
+  expect(text).toMatch(/^identity\s+v2 certificate: agent edge1, serial 42, 365 days left; 1 revoked$/m);
+  expect(text).toMatch(/edge3\s+direct\s+0\.4ms\s+-\s+12D3KooWA\n/);
   expect(text).toMatch(/demo\/web\s+TCP\s+10\.96\.0\.10:80\s+edge2:2 edge3:1/);
   expect(text).toMatch(/demo\/empty\s+TCP\s+10\.96\.0\.11:80\s+! none \(connections refused\)/);
   expect(text).toContain("1 service port(s) without ready endpoints");

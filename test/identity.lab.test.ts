@@ -18,7 +18,8 @@ beforeAll(async () => {
     binary: await ensureBinary(),
     certificates: true,
     agents: [
-      { name: "edge1", host: "edge1", hints: { edge3: [h.edge3.ip] } },
+      // edge3 is an agent: listed as a server, it must not be used as one
+      { name: "edge1", host: "edge1", hints: { edge3: [h.edge3.ip] }, extraServers: [`${h.edge3.ip}:${TUNNEL_PORT}`] },
       { name: "edge3", host: "edge3", hints: { edge1: [h.edge1.ip] } },
       { name: "edge2", host: "edge2" },
     ],
@@ -73,6 +74,25 @@ describe("identity v2: certificates", () => {
     expect(r.proxy).toBe(false);
     expect(mesh.logs("server")).toContain("peer refused: it calls itself another node than its certificate");
     expect(await socks("edge2", 9001)).toMatchObject({ ok: true });
+  }, 60_000);
+
+  test("a node whose certificate says agent is not used as a server; status shows certificates and their days left", async () => {
+    type St = { servers: Array<{ address: string; reservation: boolean; error?: string }>; identity: { version: number; node: string; role: string; daysLeft: number }; peers: Array<{ nodeName: string; certificate?: { role: string; daysLeft: number } }> };
+    const st = await waitFor(
+      async () => {
+        const s = await mesh.status<St>("edge1");
+        return s.servers.find((x) => x.address.startsWith(lab.hosts.edge3.ip))?.error ? s : undefined;
+      },
+      { timeoutMs: 15_000, description: "edge1's attempt at edge3 as a server" },
+    );
+    const asServer = st.servers.find((x) => x.address.startsWith(lab.hosts.edge3.ip))!;
+    expect(asServer.reservation).toBe(false);
+    expect(asServer.error).toContain("is agent edge3, not a server");
+    expect(st.identity).toMatchObject({ version: 2, node: "edge1", role: "agent" });
+    expect(st.identity.daysLeft).toBeGreaterThan(360);
+    expect(st.peers.find((p) => p.nodeName === "edge3")?.certificate).toMatchObject({ role: "agent" });
+    const metrics = await lab.httpGet("edge1", "http://127.0.0.1:10556/metrics");
+    expect(Number(/^edgemesh_identity_certificate_expiry_seconds (\d+)$/m.exec(metrics.body)?.[1])).toBeGreaterThan(360 * 86400);
   }, 60_000);
 
   test("a psk holder without a certificate gets nothing from the server", async () => {

@@ -17,7 +17,12 @@ export interface PeerStatus {
   rttMs: number | null;
   /** for a relayed peer: why there is no direct path (when the tunnel knows) */
   relayedReason?: string;
+  /** identity v2: the peer's verified certificate */
+  certificate?: { role: string; daysLeft: number };
 }
+
+/** this node's identity: v1 (keys derived from the psk) or v2 (its certificate) */
+export type IdentityStatus = { version: 1 } | { version: 2; node: string; role: string; serial: string; notAfter: string; daysLeft: number; revocations: number };
 
 export interface ListenerStatus {
   service: string;

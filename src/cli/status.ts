@@ -1,5 +1,5 @@
 // `edgemesh status`: fetches /status from an admin endpoint and renders it.
-import type { StatusDoc } from "../admin/status.ts";
+import type { IdentityStatus, StatusDoc } from "../admin/status.ts";
 import { DEFAULT_ADMIN } from "../config/load.ts";
 
 export function table(headers: string[], rows: string[][]): string {
@@ -19,6 +19,13 @@ function duration(s: number): string {
   return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
 }
 
+/** "v2 certificate: agent edge1, 300 days left" (or v1) */
+function identityLine(id: IdentityStatus | undefined): string {
+  if (!id || id.version === 1) return "v1 (keys derived from the psk; no certificate)";
+  const soon = id.daysLeft <= 14 ? "! " : "";
+  return `v2 certificate: ${id.role} ${id.node}, serial ${id.serial}, ${soon}${id.daysLeft <= 0 ? "EXPIRED" : `${Math.floor(id.daysLeft)} days left`}; ${id.revocations} revoked`;
+}
+
 export function renderStatus(doc: StatusDoc): string {
   const out: string[] = [];
   out.push(
@@ -29,6 +36,7 @@ export function renderStatus(doc: StatusDoc): string {
         ["node", doc.nodeName],
         ["version", doc.version],
         ["peer id", doc.peerId || "-"],
+        ["identity", identityLine(doc.identity as IdentityStatus | undefined)],
         ["uptime", duration(doc.uptimeSeconds)],
         ["ready", doc.ready ? "yes" : "no"],
         ["services", String(doc.services)],
@@ -68,11 +76,12 @@ export function renderStatus(doc: StatusDoc): string {
     "PEERS",
     doc.peers.length
       ? table(
-          ["NODE", "PATH", "RTT", "PEER ID", "NOTE"],
+          ["NODE", "PATH", "RTT", "CERT", "PEER ID", "NOTE"],
           doc.peers.map((p) => [
             p.nodeName || "?",
             p.path,
             p.rttMs === null ? "-" : `${p.rttMs.toFixed(1)}ms`,
+            p.certificate ? `${p.certificate.role}, ${p.certificate.daysLeft <= 14 ? "! " : ""}${Math.floor(p.certificate.daysLeft)}d` : "-",
             p.peerId,
             // relayed traffic costs the server's bandwidth and a longer path: say so
             p.path === "relayed" ? `! relay only${p.relayedReason ? `: ${p.relayedReason}` : ""}` : "",

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, watch, writeFileSync, 
 import { dirname } from "node:path";
 import type { Connection } from "@libp2p/interface";
 import type { Logger } from "../log.ts";
-import type { NodeIdentity } from "../trust/load.ts";
+import { EXPIRY_WARNING_DAYS, type NodeIdentity } from "../trust/load.ts";
+import type { IdentityStatus } from "../admin/status.ts";
 import { armor, dearmor } from "../trust/armor.ts";
 import { openRevocationList, type RevocationList } from "../trust/revocation.ts";
 import type { Membership } from "./membership.ts";
@@ -26,8 +27,13 @@ export interface CertIdentityOptions {
 
 export interface CertIdentity {
   book: CertBook;
+  /** for /status */
+  status(): IdentityStatus;
   stop(): void;
 }
+
+const DAY = 86400;
+export const daysLeft = (notAfter: number, now = Date.now() / 1000) => Math.floor(((notAfter - now) / DAY) * 10) / 10;
 
 export async function installCertIdentity(node: TunnelNode, identity: NodeIdentity, membership: Membership, log: Logger, o: CertIdentityOptions = {}): Promise<CertIdentity> {
   const book = new CertBook(identity.caPublicKey, identity.cert);
@@ -145,11 +151,37 @@ export async function installCertIdentity(node: TunnelNode, identity: NodeIdenti
   );
   const present = (conn: Connection) => void presentCertificate(conn, book, events);
   node.addEventListener("connection:open", (e) => present(e.detail));
+  // a running node hears of its certificate's end too: daily from 14 days before, then every hour once peers refuse it
+  const own = identity.cert;
+  let lastExpiryLog = 0;
+  const checkExpiry = (): void => {
+    const left = daysLeft(own.notAfter);
+    const fix = `edgemesh cert issue --ca CA_DIR --node ${own.nodeName}${own.role === "agent" ? "" : ` --role ${own.role}`} --out DIR, then restart with the new files`;
+    if (left <= 0 && Date.now() - lastExpiryLog > 3600_000) {
+      lastExpiryLog = Date.now();
+      log.error("this node's certificate has expired: peers refuse it", { expired: new Date(own.notAfter * 1000).toISOString(), fix });
+    } else if (left > 0 && left <= EXPIRY_WARNING_DAYS && Date.now() - lastExpiryLog > DAY * 1000) {
+      lastExpiryLog = Date.now();
+      log.warn("this node's certificate expires soon", { daysLeft: left, expires: new Date(own.notAfter * 1000).toISOString(), fix });
+    }
+  };
+  const expiryTimer = setInterval(checkExpiry, 600_000);
+  expiryTimer.unref?.();
   return {
     book,
+    status: () => ({
+      version: 2,
+      node: own.nodeName,
+      role: own.role,
+      serial: String(own.serial),
+      notAfter: new Date(own.notAfter * 1000).toISOString(),
+      daysLeft: daysLeft(own.notAfter),
+      revocations: book.revocations?.entries.length ?? 0,
+    }),
     stop: () => {
       watcher?.close();
       clearInterval(poll);
+      clearInterval(expiryTimer);
     },
   };
 }

@@ -23,6 +23,8 @@ export interface AgentSpec {
   /** extra YAML under `agent:` (indented by the caller's content) */
   hints?: Record<string, string[]>;
   logLevel?: string;
+  /** more agent.servers entries for this agent only */
+  extraServers?: string[];
 }
 
 export interface Mesh {
@@ -150,7 +152,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         `logLevel: ${spec.logLevel ?? level}`,
         `adminListen: ${ADMIN}`,
         `agent:`,
-        `  servers: ${yamlList([...(o.extraServers ?? []), `${serverIp}:${SERVER_PORT}`])}`,
+        `  servers: ${yamlList([...(o.extraServers ?? []), ...(spec.extraServers ?? []), `${serverIp}:${SERVER_PORT}`])}`,
         `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}}`,
         `  metadata:`,
         o.kubernetes ? `    source: kubernetes` : `    source: static`,

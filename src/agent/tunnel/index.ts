@@ -25,7 +25,7 @@ import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { HolePuncher } from "./hole-punch.ts";
 import { hostPortOf } from "./punch-protocol.ts";
 import { TargetPolicy } from "./target-policy.ts";
-import { installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
+import { daysLeft, installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
 import type { PeerId } from "@libp2p/interface";
@@ -255,6 +255,7 @@ class Tunnel implements Module {
         path: relayed ? "relayed" : "direct",
         rttMs: typeof conn.rtt === "number" ? conn.rtt : (this.firstRtt.get(p.toString()) ?? null),
         ...(relayedReason ? { relayedReason } : {}),
+        ...(this.book?.ofPeer(p.toString()) ? { certificate: { role: this.book.ofPeer(p.toString())!.role, daysLeft: daysLeft(this.book.ofPeer(p.toString())!.notAfter) } } : {}),
       });
     }
     return out.sort((a, b) => a.nodeName.localeCompare(b.nodeName));
@@ -282,6 +283,9 @@ class Tunnel implements Module {
       { labels: { direction: "out" }, value: this.counters.streamsOut },
       { labels: { direction: "in" }, value: this.counters.streamsIn },
     ]);
+    m.collect("identity_certificate_expiry_seconds", "Seconds until this node's certificate expires (identity v2).", "gauge", () =>
+      this.certs ? [{ value: Math.round(this.ctx.config.identity!.cert.notAfter - Date.now() / 1000) }] : [],
+    );
     m.collect("socks5_connections", "SOCKS5 clients connected now.", "gauge", () => [{ value: this.socks?.connections ?? 0 }]);
     m.collect("socks5_refused_total", "SOCKS5 clients refused: capacity (agent.socks5.maxConnections reached) or credentials (wrong username or password).", "counter", () =>
       Object.entries(this.socksRefused).map(([reason, value]) => ({ labels: { reason }, value })),
@@ -312,6 +316,7 @@ class Tunnel implements Module {
       peerId: this.node.peerId.toString(),
       servers: this.servers(),
       peers: this.peers(),
+      identity: this.certs?.status() ?? { version: 1 },
       tunnelAddresses: this.node.getMultiaddrs().map(String),
       holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus() },
       proxyStreams: { out: this.counters.streamsOut, in: this.counters.streamsIn, outFailed: this.counters.streamErrors, acceptedDirect: this.counters.accepted.direct },

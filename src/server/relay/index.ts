@@ -86,6 +86,9 @@ class Relay implements Module {
     metrics.collect("relay_reservations", "Relay reservations held by agents.", "gauge", () => [{ value: this.reservations().length }]);
     metrics.collect("relay_connections_total", "Relayed connections opened through this server.", "counter", () => [{ value: this.relayed.connections }]);
     metrics.collect("relay_connections_active", "Relayed connections open now.", "gauge", () => [{ value: this.relayed.active }]);
+    metrics.collect("identity_certificate_expiry_seconds", "Seconds until this node's certificate expires (identity v2).", "gauge", () =>
+      config.identity ? [{ value: Math.round(config.identity.cert.notAfter - Date.now() / 1000) }] : [],
+    );
     metrics.collect("relay_refused_total", "Relayed connections refused because their source had server.maxRelayedConnectionsPerPeer open.", "counter", () => [{ value: this.relayed.refused }]);
     metrics.collect("relay_bytes_total", "Bytes relayed between agents (both directions).", "counter", () => [{ value: this.relayed.bytes }]);
     metrics.collect("peers_connected", "Peers with an open connection.", "gauge", () => [{ value: node.getPeers().length }]);
@@ -127,6 +130,7 @@ class Relay implements Module {
       peerId: node.peerId.toString(),
       listenAddresses: node.getMultiaddrs().map(String),
       reservations: this.reservations(),
+      identity: this.certs?.status() ?? { version: 1 },
       relayed: { ...this.relayed },
       flow: { ...windowBudget.counters(), ...pacerCounters() },
       peers: node.getPeers().map((p) => {
