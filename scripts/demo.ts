@@ -16,6 +16,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureBinary, freePort, ROOT } from "../test/util/run.ts";
+import { caCommand } from "../test/lab/mesh.ts";
 
 const args = new Set(process.argv.slice(2));
 for (const a of args) if (!["--kube", "--loopback"].includes(a)) {
@@ -119,6 +120,7 @@ async function labDemo(): Promise<void> {
     step(`Starting the edgemesh server on cloud and an agent on each edge node (${KUBE ? "services from the apiserver" : "services from each agent's static config"})`);
     const mesh = startMesh(lab, {
       binary,
+      certificates: true, // identity v2: a mesh CA, a key and certificate per node
       keepDir: true, // its logs are named below, for reading afterwards
       proxy: true,
       dns: { upstreams: [`${h.cloud.ip}:53`] },
@@ -294,8 +296,12 @@ async function loopbackDemo(reason: string): Promise<void> {
     start([process.execPath, backend, "127.0.0.1", String(web.hello), "hello from edge3"], "hello.log");
     start([process.execPath, backend, "127.0.0.1", String(web.world), "world from edge2"], "world.log");
 
+    step("Making a mesh CA and a key and certificate for each node (edgemesh ca init, edgemesh cert issue)");
+    caCommand(binary, ["ca", "init", "--dir", join(dir, "ca")]);
+    for (const [n, role] of [["cloud", "server"], ["edge1", "agent"], ["edge2", "agent"], ["edge3", "agent"]]) caCommand(binary, ["cert", "issue", "--ca", join(dir, "ca"), "--node", n!, "--role", role!, "--out", join(dir, "certs")]);
+    const trust = (n: string) => `trust: {ca: ca/ca.pub, cert: certs/${n}.crt, key: certs/${n}.key, revocationsCache: ${n}.revocations}`;
     step("Starting the edgemesh server and agents edge1, edge2, edge3 (static services, each agent on its own ports)");
-    writeFileSync(join(dir, "server.yaml"), `nodeName: cloud\npsk: psk\nadminListen: 127.0.0.1:${admin.server}\nserver: {listenPort: ${serverPort}, listenAddresses: [127.0.0.1], advertiseAddresses: [127.0.0.1]}\n`);
+    writeFileSync(join(dir, "server.yaml"), `nodeName: cloud\n${trust("cloud")}\npsk: psk\nadminListen: 127.0.0.1:${admin.server}\nserver: {listenPort: ${serverPort}, listenAddresses: [127.0.0.1], advertiseAddresses: [127.0.0.1]}\n`);
     start([binary, "server", "--config", join(dir, "server.yaml")], "server.log");
     const services = [
       `- {name: hello, namespace: demo, clusterIP: ${HELLO.ip}, ports: [{name: http, port: 80, targetPort: ${web.hello}}], endpoints: [{ip: 127.0.0.1, nodeName: edge3}]}`,
@@ -307,6 +313,7 @@ async function loopbackDemo(reason: string): Promise<void> {
         join(dir, `${n}.yaml`),
         [
           `nodeName: ${n}`,
+          trust(n),
           `psk: psk`,
           `adminListen: 127.0.0.1:${admin[n]}`,
           `agent:`,

@@ -15,6 +15,11 @@ Usage: install.sh (--agent | --server | --agent --server) [options]
   --binary FILE          the edgemesh executable (default: edgemesh beside this
                          script, else ../dist/edgemesh from it, as in the repo)
   --psk FILE             install FILE as /etc/edgemesh/psk (mode 600)
+  --ca FILE --cert FILE --key FILE
+                         identity v2: install the mesh CA's public key, this
+                         node's certificate and its key (mode 600) as
+                         /etc/edgemesh/ca.pub, node.crt, node.key, and point
+                         the config's trust at them (edgemesh cert issue)
   --servers LIST         agent config: tunnel servers, comma-separated host:port
   --advertise LIST       server config: public IPs or DNS names, comma-separated
   --node-name NAME       config: nodeName (default: the hostname at run time)
@@ -38,6 +43,9 @@ AGENT=0
 SERVER=0
 BINARY=""
 PSK_SRC=""
+CA_SRC=""
+CERT_SRC=""
+KEY_SRC=""
 SERVERS=""
 ADVERTISE=""
 NODE_NAME=""
@@ -50,6 +58,9 @@ while [ $# -gt 0 ]; do
     --server) SERVER=1 ;;
     --binary) need_value "$@"; BINARY=$2; shift ;;
     --psk) need_value "$@"; PSK_SRC=$2; shift ;;
+    --ca) need_value "$@"; CA_SRC=$2; shift ;;
+    --cert) need_value "$@"; CERT_SRC=$2; shift ;;
+    --key) need_value "$@"; KEY_SRC=$2; shift ;;
     --servers) need_value "$@"; SERVERS=$2; shift ;;
     --advertise) need_value "$@"; ADVERTISE=$2; shift ;;
     --node-name) need_value "$@"; NODE_NAME=$2; shift ;;
@@ -67,6 +78,12 @@ if [ -z "$BINARY" ]; then
 fi
 [ -f "$BINARY" ] || die "no edgemesh binary at $BINARY (build it with npm run build, or pass --binary FILE)"
 [ -z "$PSK_SRC" ] || [ -f "$PSK_SRC" ] || die "no psk file at $PSK_SRC"
+TRUST=0
+if [ -n "$CA_SRC$CERT_SRC$KEY_SRC" ]; then
+  [ -n "$CA_SRC" ] && [ -n "$CERT_SRC" ] && [ -n "$KEY_SRC" ] || die "--ca, --cert and --key go together"
+  for f in "$CA_SRC" "$CERT_SRC" "$KEY_SRC"; do [ -f "$f" ] || die "no file at $f"; done
+  TRUST=1
+fi
 ROLES=()
 [ $AGENT = 1 ] && ROLES+=(agent)
 [ $SERVER = 1 ] && ROLES+=(server)
@@ -82,13 +99,16 @@ UNIT_DIR=$P/etc/systemd/system
 CONF_DIR=$P/etc/edgemesh
 CONF=$CONF_DIR/edgemesh.yaml
 PSK=$CONF_DIR/psk
+TRUST_FILES=("$CONF_DIR/ca.pub" "$CONF_DIR/node.crt" "$CONF_DIR/node.key")
 
 # Decide everything before changing anything: a refusal leaves the host as it was.
 if [ $UPGRADE = 0 ]; then
   [ -e "$CONF" ] && die "$CONF exists; not overwriting it (use --upgrade to replace only the binary and units)"
   [ -n "$PSK_SRC" ] && [ -e "$PSK" ] && die "$PSK exists; not overwriting it (a new secret would cut this node off the mesh)"
+  if [ $TRUST = 1 ]; then for f in "${TRUST_FILES[@]}"; do [ -e "$f" ] && die "$f exists; not overwriting it"; done; fi
 else
   [ -n "$PSK_SRC" ] && die "--upgrade keeps the psk; leave out --psk"
+  [ $TRUST = 1 ] && die "--upgrade keeps the config and identity; leave out --ca, --cert and --key"
   [ -e "$CONF" ] || die "--upgrade: no config at $CONF; install without --upgrade first"
 fi
 
@@ -116,6 +136,10 @@ config_skeleton() {
   fi
   echo "# the mesh secret, the same file on every node (mode 600)"
   echo "psk: /etc/edgemesh/psk"
+  if [ $TRUST = 1 ]; then
+    echo "# identity v2: this node's key and certificate under the mesh CA"
+    echo "trust: {ca: /etc/edgemesh/ca.pub, cert: /etc/edgemesh/node.crt, key: /etc/edgemesh/node.key}"
+  fi
   echo "logLevel: info"
   if [ $SERVER = 1 ]; then
     echo
@@ -123,6 +147,10 @@ config_skeleton() {
     echo "  listenPort: 20004"
     echo "  # public IPs or DNS names agents reach this server at"
     echo "  advertiseAddresses: $(yaml_list "$ADVERTISE")"
+    if [ $TRUST = 1 ]; then
+      echo "  # the CA-signed revocation list (edgemesh ca revoke --out), handed to every agent"
+      echo "  # revocations: /etc/edgemesh/revoked"
+    fi
   fi
   if [ $AGENT = 1 ]; then
     echo
@@ -161,6 +189,12 @@ if [ $UPGRADE = 0 ]; then
   chmod 600 "$CONF.tmp"
   mv "$CONF.tmp" "$CONF"
   echo "installed $CONF (mode 600): edit it before starting"
+  if [ $TRUST = 1 ]; then
+    install -m 644 "$CA_SRC" "$CONF_DIR/ca.pub"
+    install -m 644 "$CERT_SRC" "$CONF_DIR/node.crt"
+    install -m 600 "$KEY_SRC" "$CONF_DIR/node.key"
+    echo "installed $CONF_DIR/ca.pub, node.crt and node.key (mode 600)"
+  fi
   if [ -n "$PSK_SRC" ]; then
     install -m 600 "$PSK_SRC" "$PSK"
     echo "installed $PSK (mode 600)"

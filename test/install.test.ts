@@ -5,7 +5,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig } from "../src/config/load.ts";
+import { loadConfig, loadIdentityInto } from "../src/config/load.ts";
+import { initCa, issue } from "../src/trust/ca.ts";
 import { ROOT } from "./util/run.ts";
 
 const INSTALL = join(ROOT, "scripts/install.sh");
@@ -91,6 +92,27 @@ describe("install.sh --agent", () => {
     const c = loadInstalled(f.root, "agent");
     expect(c.nodeName).toBe("edge-host");
     expect(c.agent.servers).toEqual([]);
+  }, 30_000);
+});
+
+describe("install.sh with a certificate (identity v2)", () => {
+  test("installs ca.pub, node.crt and node.key (600), and the config's trust loads and verifies", async () => {
+    const f = fixture();
+    const ca = join(f.base, "ca");
+    await initCa(ca);
+    await issue({ caDir: ca, nodeName: "edge7", role: "agent", days: 30, outDir: join(f.base, "certs") });
+    const r = await install(["--agent", "--root", f.root, "--binary", f.binary, "--psk", f.psk, "--ca", join(ca, "ca.pub"), "--cert", join(f.base, "certs/edge7.crt"), "--key", join(f.base, "certs/edge7.key")]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(mode(f.at("etc/edgemesh/node.key"))).toBe(0o600);
+    expect(mode(f.at("etc/edgemesh/node.crt"))).toBe(0o644);
+    const conf = f.at("etc/edgemesh/edgemesh.yaml");
+    writeFileSync(conf, readFileSync(conf, "utf8").replaceAll("/etc/edgemesh/", `${f.at("etc/edgemesh")}/`));
+    const c = await loadIdentityInto(loadConfig(conf, { role: "agent", env: {}, hostname: () => "edge-host" }));
+    expect(c.nodeName).toBe("edge7");
+    expect(c.identity!.cert.nodeName).toBe("edge7");
+    // the trio goes together, and is never overwritten
+    expect((await install(["--agent", "--root", f.root, "--binary", f.binary, "--ca", join(ca, "ca.pub")])).stderr).toContain("--ca, --cert and --key go together");
   }, 30_000);
 });
 
