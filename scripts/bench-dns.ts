@@ -94,6 +94,7 @@ const admin = `127.0.0.1:${freePort()}`;
 const cfg = t.write(
   "agent.yaml",
   `nodeName: edge1
+${t.trust("edge1")}
 psk: psk
 logLevel: warn
 adminListen: ${admin}

@@ -9,9 +9,11 @@ beforeAll(async () => {
   binary = await ensureBinary();
 });
 
+let trust = "";
 function config(admin: number, tunnel: number, services: string[]): string {
   return [
     "nodeName: edge1",
+    trust,
     "psk: psk",
     `adminListen: 127.0.0.1:${admin}`,
     "agent:",
@@ -30,6 +32,7 @@ function config(admin: number, tunnel: number, services: string[]): string {
 
 test("edit → reload; bad edit → old state kept and the reason logged; SIGHUP → reload", async () => {
   const t = tempConfigDir();
+  trust = t.trust("edge1");
   const admin = freePort();
   const tunnel = freePort();
   const path = t.write("agent.yaml", config(admin, tunnel, ["a"]));

@@ -24,7 +24,7 @@ beforeAll(async () => {
 function startAgent(extra = "", level = "info", env?: Record<string, string>) {
   const t = tempConfigDir();
   const port = freePort();
-  const cfg = t.write("agent.yaml", `nodeName: edge1\npsk: psk\nlogLevel: ${level}\nadminListen: 127.0.0.1:${port}\n${extra || staticAgent()}`);
+  const cfg = t.write("agent.yaml", `nodeName: edge1\n${t.trust("edge1")}\npsk: psk\nlogLevel: ${level}\nadminListen: 127.0.0.1:${port}\n${extra || staticAgent()}`);
   const proc = Bun.spawn([binary, "agent", "--config", cfg], { cwd: isolated, stdout: "pipe", stderr: "pipe", env });
   const stderr = new Response(proc.stderr).text();
   return { proc, port, stderr, admin: `127.0.0.1:${port}` };
@@ -137,7 +137,7 @@ describe("compiled binary", () => {
     const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
       const t = tempConfigDir();
-      const cfg = t.write("agent.yaml", `nodeName: edge1\npsk: psk\nadminListen: 127.0.0.1:${busy.port}\n`);
+      const cfg = t.write("agent.yaml", `nodeName: edge1\n${t.trust("edge1")}\npsk: psk\nadminListen: 127.0.0.1:${busy.port}\n`);
       const r = await edgemesh(["agent", "--config", cfg], { binary, cwd: isolated });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`adminListen: cannot listen on 127.0.0.1:${busy.port}: EADDRINUSE`);

@@ -30,11 +30,11 @@ test("a different psk: both ends name it, every retry says so, and status shows 
   t.write("psk-a", "diagnostics-secret-aaaaaaaaaaaaaaaa");
   t.write("psk-b", "diagnostics-secret-bbbbbbbbbbbbbbbb");
   const serverPort = freePort();
-  const server = spawnLogged([binary, "server", "--config", t.write("server.yaml", `nodeName: cloud\npsk: psk-a\nadminListen: 127.0.0.1:${freePort()}\nserver: {listenPort: ${serverPort}, listenAddresses: [127.0.0.1]}\n`)]);
+  const server = spawnLogged([binary, "server", "--config", t.write("server.yaml", `nodeName: cloud\n${t.trust("cloud", "server")}\npsk: psk-a\nadminListen: 127.0.0.1:${freePort()}\nserver: {listenPort: ${serverPort}, listenAddresses: [127.0.0.1]}\n`)]);
   await until(() => (server.log().includes("tunnel server listening") ? true : undefined), 10_000, 50);
   // edge2 holds the right psk and listens; edge1 has the wrong one
   const edge2Port = freePort();
-  spawnLogged([binary, "agent", "--config", t.write("edge2.yaml", `nodeName: edge2\npsk: psk-a\nadminListen: 127.0.0.1:${freePort()}\nagent:\n  servers: ["127.0.0.1:${serverPort}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${edge2Port}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`)]);
+  spawnLogged([binary, "agent", "--config", t.write("edge2.yaml", `nodeName: edge2\n${t.trust("edge2")}\npsk: psk-a\nadminListen: 127.0.0.1:${freePort()}\nagent:\n  servers: ["127.0.0.1:${serverPort}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${edge2Port}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`)]);
   const admin = `127.0.0.1:${freePort()}`;
   const socks = freePort();
   const edge1 = spawnLogged([
@@ -43,7 +43,7 @@ test("a different psk: both ends name it, every retry says so, and status shows 
     "--config",
     t.write(
       "edge1.yaml",
-      `nodeName: edge1\npsk: psk-b\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${serverPort}"]\n  metadata: {source: static, static: {nodes: [{name: edge2, addresses: ["127.0.0.1:${edge2Port}"]}]}}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n  socks5: {enable: true, listen: "127.0.0.1:${socks}"}\n`,
+      `nodeName: edge1\n${t.trust("edge1")}\npsk: psk-b\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${serverPort}"]\n  metadata: {source: static, static: {nodes: [{name: edge2, addresses: ["127.0.0.1:${edge2Port}"]}]}}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n  socks5: {enable: true, listen: "127.0.0.1:${socks}"}\n`,
     ),
   ]);
   const status = async () => (await (await fetch(`http://${admin}/status`)).json()) as { servers: Array<{ error?: string; downS?: number }> };
@@ -91,7 +91,7 @@ test("a server nobody listens at: its address, the reason, and how long it has b
   const t = tempConfigDir();
   const deadPort = freePort();
   const admin = `127.0.0.1:${freePort()}`;
-  const edge1 = spawnLogged([binary, "agent", "--config", t.write("edge1.yaml", `nodeName: edge1\npsk: psk\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${deadPort}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`)]);
+  const edge1 = spawnLogged([binary, "agent", "--config", t.write("edge1.yaml", `nodeName: edge1\n${t.trust("edge1")}\npsk: psk\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${deadPort}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`)]);
   await until(() => (edge1.log().includes("cannot reach tunnel server") ? true : undefined), 10_000, 100);
   expect(edge1.log()).toMatch(new RegExp(`WARN  \\[tunnel\\] cannot reach tunnel server server=127\\.0\\.0\\.1:${deadPort} error="[^"]*ECONNREFUSED[^"]*" downS=0 retryMs=\\d+`));
   const st = await until(async () => {
@@ -108,7 +108,7 @@ test("something that is not edgemesh at the server's address is named as such, n
   const other = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s) => void s.end() } });
   try {
     const admin = `127.0.0.1:${freePort()}`;
-    const edge1 = spawnLogged([binary, "agent", "--config", t.write("edge1.yaml", `nodeName: edge1\npsk: psk\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${other.port}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`)]);
+    const edge1 = spawnLogged([binary, "agent", "--config", t.write("edge1.yaml", `nodeName: edge1\n${t.trust("edge1")}\npsk: psk\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${other.port}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`)]);
     await until(() => (edge1.log().includes("cannot reach tunnel server") ? true : undefined), 10_000, 100);
     expect(edge1.log()).toContain(`server=127.0.0.1:${other.port} error="privnet: the other end closed the connection during the handshake (not an edgemesh node, or its privateNetwork setting differs)"`);
   } finally {

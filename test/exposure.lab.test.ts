@@ -64,6 +64,7 @@ test("the agent serves this host and its pods; a LAN neighbour routing to it get
     "agent.yaml",
     [
       "nodeName: edge1",
+      t.trust("edge1"),
       "psk: psk",
       "adminListen: 127.0.0.1:10556",
       "agent:",

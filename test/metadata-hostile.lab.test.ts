@@ -48,7 +48,7 @@ test("crafted Service fields run nothing as root; the good service keeps working
   await backend.waitForOutput(/listening/, { timeoutMs: 15_000 });
   const cfg = t.write(
     "agent.yaml",
-    `nodeName: edge1\npsk: psk\nadminListen: 127.0.0.1:10556\nagent:\n  metadata: {source: kubernetes, kubernetes: {server: "http://127.0.0.1:16443"}}\n  tunnel: {listenPort: 20006}\n  dns: {enable: false}\n`,
+    `nodeName: edge1\n${t.trust("edge1")}\npsk: psk\nadminListen: 127.0.0.1:10556\nagent:\n  metadata: {source: kubernetes, kubernetes: {server: "http://127.0.0.1:16443"}}\n  tunnel: {listenPort: 20006}\n  dns: {enable: false}\n`,
   );
   const agent = l.spawn("edge1", [binary, "agent", "--config", cfg]);
   const body = await waitFor(

@@ -16,7 +16,7 @@ test("maxReservations reached: the server logs it once; the next agent holds no 
   const serverPort = freePort();
   const serverAdmin = `127.0.0.1:${freePort()}`;
   const server = Bun.spawn(
-    [binary, "server", "--config", t.write("server.yaml", `nodeName: cloud\npsk: psk\nadminListen: ${serverAdmin}\nserver:\n  listenPort: ${serverPort}\n  listenAddresses: [127.0.0.1]\n  advertiseAddresses: [127.0.0.1]\n  maxReservations: 1\n`)],
+    [binary, "server", "--config", t.write("server.yaml", `nodeName: cloud\n${t.trust("cloud", "server")}\npsk: psk\nadminListen: ${serverAdmin}\nserver:\n  listenPort: ${serverPort}\n  listenAddresses: [127.0.0.1]\n  advertiseAddresses: [127.0.0.1]\n  maxReservations: 1\n`)],
     { stdout: "pipe", stderr: "pipe" },
   );
   procs.push(server);
@@ -28,7 +28,7 @@ test("maxReservations reached: the server logs it once; the next agent holds no 
     const admin = `127.0.0.1:${freePort()}`;
     const cfg = t.write(
       `${name}.yaml`,
-      `nodeName: ${name}\npsk: psk\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${serverPort}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`,
+      `nodeName: ${name}\n${t.trust(name)}\npsk: psk\nadminListen: ${admin}\nagent:\n  servers: ["127.0.0.1:${serverPort}"]\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {enable: false}\n`,
     );
     const p = Bun.spawn([binary, "agent", "--config", cfg], { stdout: "ignore", stderr: "ignore" });
     procs.push(p);

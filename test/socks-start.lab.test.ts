@@ -19,7 +19,7 @@ test("SOCKS5 on the bridge IP answers once the proxier has brought the IP up; th
   const t = tempConfigDir();
   const cfg = t.write(
     "agent.yaml",
-    `nodeName: edge1\npsk: psk\nadminListen: 127.0.0.1:10556\nagent:\n  metadata: {source: static}\n  tunnel: {listenPort: 20006}\n  proxy: {enable: true}\n  dns: {enable: false}\n  socks5: {enable: true, listen: "169.254.96.16:10800"}\n`,
+    `nodeName: edge1\n${t.trust("edge1")}\npsk: psk\nadminListen: 127.0.0.1:10556\nagent:\n  metadata: {source: static}\n  tunnel: {listenPort: 20006}\n  proxy: {enable: true}\n  dns: {enable: false}\n  socks5: {enable: true, listen: "169.254.96.16:10800"}\n`,
   );
   const agent = lab!.spawn("edge1", [binary, "agent", "--config", cfg]);
   // a SOCKS5 greeting (version 5, one method: no authentication) is answered 05 00

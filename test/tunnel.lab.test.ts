@@ -6,7 +6,7 @@
 import { beforeAll, afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
-import { startMesh, ADMIN, SOCKS, TUNNEL_PORT, SERVER_PORT, type Mesh } from "./lab/mesh.ts";
+import { caCommand, startMesh, ADMIN, SOCKS, TUNNEL_PORT, SERVER_PORT, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary, ROOT } from "./util/run.ts";
 
 const FIX = join(ROOT, "test/fixtures");
@@ -38,7 +38,8 @@ async function peerPath(agent: string, peer: string): Promise<string | undefined
 }
 
 function probe(host: string, args: string[]): Promise<Record<string, any>> {
-  return lab.exec(host, [BUN, join(FIX, "mesh-probe.ts"), ...args], { timeoutMs: 30_000 }).then((r): Record<string, any> => {
+  // a member probe presents the certificate issued to "probe" in the mesh's CA
+  return lab.exec(host, [BUN, join(FIX, "mesh-probe.ts"), ...args], { timeoutMs: 30_000, env: { PROBE_MESH_DIR: mesh.dir } }).then((r): Record<string, any> => {
     const line = r.stdout.trim().split("\n").pop() ?? "";
     try {
       return JSON.parse(line) as Record<string, any>;
@@ -70,6 +71,7 @@ beforeAll(async () => {
     lab.spawn(host, [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
     lab.spawn(host, [BUN, join(FIX, "udp-echo.ts"), "127.0.0.1", "9002"]);
   }
+  caCommand(binary, ["cert", "issue", "--ca", join(mesh.dir, "ca"), "--node", "probe", "--out", join(mesh.dir, "certs")]);
   await mesh.startAll();
 }, 60_000);
 
@@ -160,14 +162,15 @@ describe("tunnel across the NAT lab", () => {
     expect(r.connected).toBe(false);
   }, 60_000);
 
-  test("a secret holder whose ID is not derived from its claimed name gets no reservation and no stream", async () => {
+  test("a secret holder without a certificate, claiming a node's name, gets no reservation and no stream", async () => {
     const r = await probe("edge1", ["impostor", mesh.psk, `${lab.hosts.cloud.ip}:${SERVER_PORT}`, `${lab.hosts.edge3.ip}:${TUNNEL_PORT}`, "edge1"]);
     // the server drops it as soon as identify shows the lie: the dial itself
     // may fail, or the reservation is refused; either way it holds none
     expect(r.reservation === true).toBe(false);
     expect(r.serverConnectionOpen === true).toBe(false);
     expect(r.proxy).toBe(false);
-    expect(mesh.logs("server")).toContain("peer refused: its ID is not the one the mesh secret gives its claimed name");
+    // identity v2: it has no certificate at all
+    expect(mesh.logs("server")).toContain("peer refused: no valid certificate");
     // edge3's agent refuses the stream (by the handshake or by the membership check)
     expect(r.proxyError).toBeTruthy();
     // the real edge1 is unaffected

@@ -264,12 +264,16 @@ function readPsk(path: string): Uint8Array {
 }
 
 /**
- * Reads and checks `trust` (identity v2) into the config: a ConfigError names
- * each problem's field. The certificate's name becomes nodeName unless the
- * file set one (then they must agree). Nothing happens without `trust`.
+ * Reads and checks `trust` (identity v2, required to run a node) into the
+ * config: a ConfigError names each problem's field. The certificate's name
+ * becomes nodeName unless the file set one (then they must agree).
  */
 export async function loadIdentityInto(config: Config): Promise<Config> {
-  if (!config.trustPaths) return config;
+  if (!config.trustPaths) {
+    throw new ConfigError([
+      "trust: required: this node's key and certificate under the mesh CA, as {ca, cert, key} (make them on the operator's machine with edgemesh ca init and edgemesh cert issue --node NAME; docs/deploy.md)",
+    ]);
+  }
   const explicit = config.nodeNameFrom === "file" ? config.nodeName : undefined;
   const { identity, problems, warnings } = await loadIdentity(config.trustPaths, { role: config.role, ...(explicit !== undefined ? { nodeName: explicit } : {}) });
   if (problems.length) throw new ConfigError(problems);

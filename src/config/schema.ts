@@ -91,7 +91,7 @@ export const configSchema = z.strictObject({
         .describe("Where an agent keeps the newest revocation list its servers handed it, so a revoked node stays refused across restarts (the units' StateDirectory)."),
     })
     .optional()
-    .describe("Identity v2: this node's key and certificate under the mesh CA (paths relative to the config file, as `psk`). Peers then know each other by verified certificates, not by keys derived from the psk."),
+    .describe("Required to run a node (identity v2): its key and certificate under the mesh CA (paths relative to the config file, as `psk`; `edgemesh ca init`, `edgemesh cert issue`). Peers know each other by verified certificates only; a peer without one is refused."),
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Least severe level that is logged (to stderr, one line per event)."),
   adminListen: hostPort
     .optional()

@@ -53,7 +53,8 @@ export function caKeyIdOf(caPublicKey: Uint8Array): Uint8Array {
   return new Uint8Array(createHash("sha256").update(caPublicKey).digest().subarray(0, 8));
 }
 
-function encodeTbs(f: CertFields): Uint8Array {
+/** the signed part of a certificate (exported for tools that sign elsewhere) */
+export function certificateTbs(f: CertFields): Uint8Array {
   const name = new TextEncoder().encode(f.nodeName);
   if (!isDnsSubdomain(f.nodeName) || name.length > 253) throw new CertError(`node name ${JSON.stringify(f.nodeName)} is not a DNS-1123 subdomain`);
   if (f.publicKey.length !== 32 || f.caKeyId.length !== 8) throw new CertError("public key must be 32 bytes and the CA key ID 8");
@@ -74,7 +75,7 @@ function encodeTbs(f: CertFields): Uint8Array {
 /** the CA signs a certificate */
 export async function signCertificate(ca: PrivateKey, f: Omit<CertFields, "caKeyId">): Promise<Certificate> {
   const fields = { ...f, caKeyId: caKeyIdOf(ca.publicKey.raw) };
-  const tbs = encodeTbs(fields);
+  const tbs = certificateTbs(fields);
   const signature = await ca.sign(tbs);
   const bytes = new Uint8Array(tbs.length + SIGNATURE);
   bytes.set(tbs);

@@ -55,6 +55,7 @@ beforeAll(async () => {
   const cfg = t.write(
     "agent.yaml",
     `nodeName: edge1
+${t.trust("edge1")}
 psk: psk
 adminListen: ${admin}
 agent:
@@ -345,7 +346,7 @@ test("a listen address already in use is a clear error, exit 1", async () => {
     const t = tempConfigDir();
     const cfg = t.write(
       "agent.yaml",
-      `nodeName: edge1\npsk: psk\nadminListen: 127.0.0.1:${freePort()}\nagent:\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {listen: "127.0.0.1:${busy.address().port}", upstreamServers: [127.0.0.1]}\n`,
+      `nodeName: edge1\n${t.trust("edge1")}\npsk: psk\nadminListen: 127.0.0.1:${freePort()}\nagent:\n  metadata: {source: static}\n  tunnel: {listenPort: ${freePort()}, listenAddresses: [127.0.0.1]}\n  proxy: {enable: false}\n  dns: {listen: "127.0.0.1:${busy.address().port}", upstreamServers: [127.0.0.1]}\n`,
     );
     const p = Bun.spawn([await ensureBinary(), "agent", "--config", cfg], { stdout: "ignore", stderr: "pipe", timeout: 15_000 });
     const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);

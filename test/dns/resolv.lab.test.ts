@@ -12,6 +12,7 @@ import type { LabProcess } from "../lab/proc.ts";
 import { ensureBinary, ROOT } from "../util/run.ts";
 import { dig, rdata } from "./dig.ts";
 import { tempDir } from "../util/temp.ts";
+import { trustLine } from "../util/trust.ts";
 
 const UPSTREAM = join(ROOT, "test/fixtures/dns-upstream.ts");
 const BRIDGE = "169.254.96.16";
@@ -54,6 +55,7 @@ function startAgent(host: "edge1" | "edge2", extra: string): LabProcess {
   writeFileSync(
     config,
     `nodeName: ${host}
+${trustLine(dir, host)}
 psk: psk
 adminListen: 127.0.0.1:10556
 agent:

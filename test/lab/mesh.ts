@@ -67,7 +67,7 @@ export interface MeshOptions {
   dns?: { upstreams: string[] };
   /** agent.socks5.nodePorts: ports of each agent's host other members may reach by node name; default the lab's test servers 9000-9002 */
   nodePorts?: number[];
-  /** identity v2: a CA in the mesh directory (ca/), a key and certificate per node (certs/NAME.*), `trust` in every config */
+  /** identity v2: a CA in the mesh directory (ca/), a key and certificate per node (certs/NAME.*), `trust` in every config; default true (a node does not start without) */
   certificates?: boolean;
 }
 
@@ -89,7 +89,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
   const level = o.logLevel ?? "info";
   const serverConfig = join(dir, "server.yaml");
   const trust = (name: string, role = "agent") => {
-    if (!o.certificates) return [];
+    if (o.certificates === false) return [];
     if (!existsSync(join(dir, "ca"))) caCommand(o.binary, ["ca", "init", "--dir", join(dir, "ca")]);
     caCommand(o.binary, ["cert", "issue", "--ca", join(dir, "ca"), "--node", name, "--role", role, "--out", join(dir, "certs")]);
     return [`trust: {ca: ${join(dir, "ca", "ca.pub")}, cert: ${join(dir, "certs", `${name}.crt`)}, key: ${join(dir, "certs", `${name}.key`)}, revocationsCache: ${join(dir, `${name}.revocations`)}}`];

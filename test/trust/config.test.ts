@@ -71,3 +71,14 @@ test("the agent refuses to start with an expired certificate: exit 1, the field 
   expect(r.stderr).toContain("expired on");
   expect(r.stderr).toContain("edgemesh cert issue --ca CA_DIR --node old");
 });
+
+test("without trust the agent and the server refuse to start (identity v1 is gone): exit 1, the field and what to run", async () => {
+  const d = tempConfigDir();
+  const binary = await ensureBinary();
+  for (const role of ["agent", "server"]) {
+    const r = await edgemesh([role, "--config", d.write(`${role}.yaml`, "psk: psk\n")], { binary });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("trust: required: this node's key and certificate under the mesh CA");
+    expect(r.stderr).toContain("edgemesh cert issue");
+  }
+});

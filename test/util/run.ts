@@ -2,6 +2,7 @@
 import { writeFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { tempDir } from "./temp.ts";
+import { trustLine } from "./trust.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -28,8 +29,8 @@ export async function edgemesh(args: string[], opts: { cwd?: string; env?: Recor
   return { code, stdout, stderr };
 }
 
-/** a temp dir with a psk file; returns helpers to write configs into it */
-export function tempConfigDir(): { dir: string; write(name: string, text: string): string } {
+/** a temp dir with a psk file; returns helpers to write configs into it, and the `trust` line of a node (a CA in the dir) */
+export function tempConfigDir(): { dir: string; write(name: string, text: string): string; trust(name: string, role?: "agent" | "server"): string } {
   const dir = tempDir("edgemesh-test");
   writeFileSync(join(dir, "psk"), "test-mesh-secret-0123456789abcdef\n", { mode: 0o600 });
   return {
@@ -39,6 +40,7 @@ export function tempConfigDir(): { dir: string; write(name: string, text: string
       writeFileSync(p, text);
       return p;
     },
+    trust: (name, role = "agent") => trustLine(dir, name, role),
   };
 }
 

@@ -27,13 +27,18 @@ export function bestConnection(node: TunnelNode, peer: PeerId): Connection | und
 }
 
 export function directCandidates(peer: PeerId, hints: string[], defaultPort: number): Multiaddr[] {
+  return hintAddresses(hints, defaultPort).map((ma) => ma.encapsulate(`/p2p/${peer.toString()}`));
+}
+
+/** the TCP addresses a node's hints name (IP, or host:port), without a peer ID */
+export function hintAddresses(hints: string[], defaultPort: number): Multiaddr[] {
   const out = new Map<string, Multiaddr>();
   for (const h of hints) {
     const m = /^(.*):(\d+)$/.exec(h);
     const ma = m && !h.includes("::") ? tcpAddr(m[1]!, Number(m[2])) : tcpAddr(h.replace(/^\[|\]$/g, ""), defaultPort);
     out.set(ma.toString(), ma);
   }
-  return [...out.values()].map((ma) => ma.encapsulate(`/p2p/${peer.toString()}`));
+  return [...out.values()];
 }
 
 export async function learntAddresses(node: TunnelNode, peer: PeerId): Promise<Multiaddr[]> {
@@ -74,6 +79,23 @@ export class PeerDialer {
       this.inflight.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * identity v2, a node whose certificate we have not seen yet: dials its
+   * hints without a peer ID (noise tells who answered; the certificate
+   * exchange then tells its name, which the caller checks)
+   */
+  async connectByHints(nodeName: string, timeoutMs = 10_000): Promise<Connection> {
+    const addrs = hintAddresses(this.src.hints(nodeName), this.src.defaultPort);
+    if (addrs.length === 0) throw new Error(`cannot reach node ${nodeName}: no certificate known for it and no address hint`);
+    const started = Date.now();
+    try {
+      return await this.node.dial(addrs, { signal: AbortSignal.timeout(timeoutMs) });
+    } catch (e) {
+      const mismatch = await this.secretMismatches?.failedSince(addrs.map(describeAddr), started);
+      throw new Error(`cannot reach node ${nodeName}: direct: ${mismatch ? SECRET_MISMATCH : (e as Error).message}`);
+    }
   }
 
   private async race(nodeName: string, peer: PeerId, timeoutMs: number): Promise<Connection> {

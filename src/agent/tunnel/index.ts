@@ -235,6 +235,13 @@ class Tunnel implements Module {
         errors.push(`${link.address}: ${(e as Error).message}`);
       }
     }
+    // no server knows it (or none is up): its address hints, if any, by whoever answers there
+    if (this.hintsByNode.get(nodeName)?.length) {
+      const conn = await this.dialer!.connectByHints(nodeName);
+      const claim = await this.membership!.waitVerified(conn.remotePeer, 10_000);
+      if (claim?.nodeName === nodeName) return conn.remotePeer;
+      throw new Error(`cannot reach node ${nodeName}: the node at ${conn.remoteAddr.toString()} is ${claim ? claim.nodeName : "not a verified member"}`);
+    }
     throw new Error(`no certificate known for node ${nodeName}${errors.length ? ` (servers: ${errors.join("; ")})` : " (no server connected to ask)"}`);
   }
 
