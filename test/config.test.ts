@@ -197,7 +197,7 @@ describe("edgemesh.yaml.example", () => {
           walk(v);
         }
     };
-    const { pskSecret, configPath, role, warnings, nodeNameFrom, ...fields } = agent;
+    const { pskSecret, configPath, role, warnings, nodeNameFrom, trustPaths, ...fields } = agent;
     walk(fields);
     for (const k of keys) expect(text).toMatch(new RegExp(`\\b${k}:`));
   });
