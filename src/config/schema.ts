@@ -121,7 +121,7 @@ export const configSchema = z.strictObject({
     .describe("Flow control of the tunnel (both roles): how much a peer may send ahead of what is consumed."),
   server: z
     .strictObject({
-      name: dnsName.default("server").describe('Name the server\'s tunnel identity is derived from; give each server of an HA set its own. Agents accept any name, but the peer must be a server.'),
+      name: dnsName.default("server").describe("Unused since certificates: a server's name is the one in its certificate (give each server of an HA set its own). Kept so older configs load."),
       listenPort: port.default(20004).describe("TCP port agents connect to."),
       listenAddresses: z.array(ip).default(["0.0.0.0"]).describe("Local addresses to listen on."),
       advertiseAddresses: z
@@ -168,7 +168,7 @@ export const configSchema = z.strictObject({
             .default([])
             .describe("Extra host:port other agents may dial this one at (e.g. a port forward on the NAT)."),
           privateNetwork: privateNetwork.describe(
-            "Private network: outsiders cannot start a handshake. `true` = privnet v2 (a proof of the psk, then noise's bytes as they are); `v1` = the encrypting construction of earlier releases, while a mesh is upgraded; `false` on trusted networks (membership is still enforced by the identities derived from the psk). Must match the server and all agents.",
+            "Private network: outsiders cannot start a handshake. `true` = privnet v2 (a proof of the psk, then noise's bytes as they are); `v1` = the encrypting construction of earlier releases, while a mesh is upgraded; `false` on trusted networks (membership is still enforced by certificates). Must match the server and all agents.",
           ),
         })
         .prefault({})
