@@ -73,8 +73,14 @@ export async function installCertIdentity(node: TunnelNode, identity: NodeIdenti
       membership.recordCertificate(conn.remotePeer, { role: cert.role === "server" ? "server" : "agent", nodeName: cert.nodeName });
       if (first) pushTo(conn);
     },
-    onRefused: (conn, reason) => {
+    onRefused: (conn, reason, invalid) => {
       const peer = conn.remotePeer.toString();
+      // our presentation failed but the peer's own reached us on this connection
+      // (both sides present): nothing is wrong with it
+      if (!invalid && book.ofPeer(peer) && membership.claim(conn.remotePeer)) {
+        log.debug("certificate exchange failed one way; the peer's own was verified", { peer, reason });
+        return;
+      }
       // one line per peer and reason a minute: a node retrying must not flood the log
       const key = `${peer} ${reason}`;
       const last = refusedLogged.get(key) ?? 0;
@@ -83,8 +89,11 @@ export async function installCertIdentity(node: TunnelNode, identity: NodeIdenti
         if (refusedLogged.size > 1000) refusedLogged.delete(refusedLogged.keys().next().value!);
         log.warn("peer refused: no valid certificate", { peer, remote: conn.remoteAddr.toString(), reason });
       }
-      membership.forget(conn.remotePeer);
-      book.forget(peer);
+      // a failed certificate makes the key's holder no member; a missing one costs this connection
+      if (invalid) {
+        membership.forget(conn.remotePeer);
+        book.forget(peer);
+      }
       conn.abort(new Error(`edgemesh: ${reason}`));
     },
   };

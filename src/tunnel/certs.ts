@@ -118,8 +118,8 @@ export interface ExchangeEvents {
   log: Logger;
   /** a peer's certificate verified on a connection */
   onVerified(conn: Connection, cert: Certificate): void;
-  /** it did not: the connection is closed */
-  onRefused(conn: Connection, reason: string): void;
+  /** it did not: the connection is closed (`invalid`: a certificate was shown and failed, so the peer is no member at all) */
+  onRefused(conn: Connection, reason: string, invalid: boolean): void;
 }
 
 type Handle = (protocol: string, handler: (stream: Stream, conn: Connection) => void, opts: { runOnLimitedConnection: boolean }) => Promise<void>;
@@ -163,7 +163,7 @@ export async function serveCertProtocols(node: { handle: Handle }, book: CertBoo
 async function checkPresented(conn: Connection, book: CertBook, certB64: string, ev: ExchangeEvents): Promise<boolean> {
   const verdict = await book.verify(new Uint8Array(Buffer.from(certB64, "base64")), conn.remotePeer.toString());
   if (!verdict.ok) {
-    ev.onRefused(conn, verdict.reason);
+    ev.onRefused(conn, verdict.reason, true);
     return false;
   }
   book.remember(conn.remotePeer.toString(), verdict.cert);
@@ -184,7 +184,7 @@ export async function presentCertificate(conn: Connection, book: CertBook, ev: E
     stream?.abort(e instanceof Error ? e : new Error(String(e)));
     if (conn.status !== "open") return;
     // a peer that cannot present a certificate (an identity v1 node, or none) is refused
-    ev.onRefused(conn, `no certificate presented (${(e as Error).message}); is it an identity v1 node without trust in its config?`);
+    ev.onRefused(conn, `no certificate presented (${(e as Error).message}); is it a node of a release before certificates?`, false);
   }
 }
 
