@@ -40,6 +40,14 @@ export function nextBackoff(current: number, o: BackoffOptions, rand = Math.rand
 
 const STILL_DOWN_EVERY_MS = 60_000;
 
+/** bound on one reservation attempt: libp2p's own can wait for ever behind another server's (seen with two servers) */
+const RESERVE_TIMEOUT_MS = 12_000;
+
+function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export class RelayLink {
   peer?: PeerId;
   connected = false;
@@ -87,11 +95,13 @@ export class RelayLink {
         this.opts.onDialTarget?.(describeAddr(this.dialed));
         conn = await this.node.dial(this.dialed, { signal: AbortSignal.timeout(10_000) });
         this.connected = true;
+        this.log.debug("tunnel server connected, waiting for its certificate", { server: this.address });
         const claim = await this.membership.waitVerified(conn.remotePeer, 10_000);
+        this.log.debug("tunnel server verified, reserving", { server: this.address, claim: claim ? `${claim.role} ${claim.nodeName}` : "none" });
         if (!claim) throw new Error("server did not identify as a mesh member");
         if (claim.role !== "server") throw new Error(`peer at ${this.address} is ${claim.role} ${claim.nodeName}, not a server`);
         this.peer = conn.remotePeer;
-        if (!store.hasReservation(conn.remotePeer)) await store.addRelay(conn.remotePeer, "configured");
+        if (!store.hasReservation(conn.remotePeer)) await withDeadline(store.addRelay(conn.remotePeer, "configured"), RESERVE_TIMEOUT_MS, `no reservation within ${RESERVE_TIMEOUT_MS} ms`);
         this.reserved = true;
         this.lastError = "";
         const after = this.downSince === undefined ? undefined : Math.round((Date.now() - this.downSince) / 1000);
