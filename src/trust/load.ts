@@ -55,7 +55,8 @@ export async function loadIdentity(paths: TrustPaths, want: { role: "agent" | "s
     if (want.nodeName !== undefined && want.nodeName !== cert.nodeName) problems.push(`trust.cert: ${paths.cert} is for node ${cert.nodeName}, but this node is ${want.nodeName}`);
   }
   try {
-    if (statSync(paths.key).mode & 0o077) warnings.push(`trust.key: ${paths.key} is readable by others (mode ${(statSync(paths.key).mode & 0o777).toString(8)}): whoever reads it can act as this node; chmod 600 ${paths.key}`);
+    const mode = statSync(paths.key).mode & 0o777;
+    if (mode & 0o077) warnings.push(`trust.key: ${paths.key} is readable by others (mode ${mode.toString(8)}): whoever reads it can act as this node; chmod 600 ${paths.key}`);
   } catch {
     // reported above
   }

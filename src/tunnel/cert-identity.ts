@@ -98,15 +98,17 @@ export async function installCertIdentity(node: TunnelNode, identity: NodeIdenti
     },
   };
 
-  const readList = async (path: string): Promise<RevocationList> => openRevocationList(dearmor("EDGEMESH REVOCATION LIST", readFileSync(path, "utf8")), identity.caPublicKey);
+  const listOf = (text: string): Promise<RevocationList> => openRevocationList(dearmor("EDGEMESH REVOCATION LIST", text), identity.caPublicKey);
   let watcher: FSWatcher | undefined;
   let poll: ReturnType<typeof setInterval> | undefined;
 
   if (isServer && o.revocationsFile) {
     const file = o.revocationsFile;
-    if (existsSync(file)) adopt(await readList(file), file);
+    // each check reads the file once; an unchanged text is not parsed again
+    const exists = existsSync(file);
+    let lastText = exists ? readFileSync(file, "utf8") : "";
+    if (exists) adopt(await listOf(lastText), file);
     else log.warn("server.revocations does not exist yet; nothing is revoked until it does", { file });
-    let lastText = existsSync(file) ? readFileSync(file, "utf8") : "";
     const reload = async (): Promise<void> => {
       let text = "";
       try {
@@ -117,7 +119,7 @@ export async function installCertIdentity(node: TunnelNode, identity: NodeIdenti
       if (text === lastText) return;
       lastText = text;
       try {
-        if (adopt(await readList(file), file)) for (const c of node.getConnections()) if (membership.claim(c.remotePeer)) pushTo(c);
+        if (adopt(await listOf(text), file)) for (const c of node.getConnections()) if (membership.claim(c.remotePeer)) pushTo(c);
       } catch (e) {
         log.warn("server.revocations changed but cannot be used; keeping the previous list", { file, error: e });
       }
@@ -134,7 +136,7 @@ export async function installCertIdentity(node: TunnelNode, identity: NodeIdenti
 
   if (!isServer && o.revocationsCache && existsSync(o.revocationsCache)) {
     try {
-      adopt(await readList(o.revocationsCache), o.revocationsCache);
+      adopt(await listOf(readFileSync(o.revocationsCache, "utf8")), o.revocationsCache);
     } catch (e) {
       log.warn("the kept revocation list cannot be used; waiting for a server's", { file: o.revocationsCache, error: e });
     }

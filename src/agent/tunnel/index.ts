@@ -256,13 +256,14 @@ class Tunnel implements Module {
       if (!conn) continue;
       const relayed = isCircuit(conn.remoteAddr);
       const relayedReason = relayed ? this.puncher?.relayReason(p) : undefined;
+      const cert = this.book?.ofPeer(p.toString());
       out.push({
         nodeName: claim.nodeName,
         peerId: p.toString(),
         path: relayed ? "relayed" : "direct",
         rttMs: typeof conn.rtt === "number" ? conn.rtt : (this.firstRtt.get(p.toString()) ?? null),
         ...(relayedReason ? { relayedReason } : {}),
-        ...(this.book?.ofPeer(p.toString()) ? { certificate: { role: this.book.ofPeer(p.toString())!.role, daysLeft: daysLeft(this.book.ofPeer(p.toString())!.notAfter) } } : {}),
+        ...(cert ? { certificate: { role: cert.role, daysLeft: daysLeft(cert.notAfter) } } : {}),
       });
     }
     return out.sort((a, b) => a.nodeName.localeCompare(b.nodeName));
