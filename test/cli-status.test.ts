@@ -8,7 +8,11 @@ test("servers show their last error; services without endpoints and relay-only p
     ...emptyStatus("agent", "edge1", "1.0.0"),
     ready: true,
     services: 2,
-    servers: [{ address: "203.0.113.10:20004", connected: false, reservation: false, error: "connect ECONNREFUSED 203.0.113.10:20004" }],
+    servers: [
+      { address: "203.0.113.10:20004", connected: false, reservation: false, error: "connect ECONNREFUSED 203.0.113.10:20004" },
+      { address: "198.51.100.7:20006", kind: "relay", connected: true, reservation: true, rttMs: 12.34 },
+    ],
+    nat: { mapping: "endpoint-dependent", detail: "2 observers see 2 different addresses", observed: [{ observer: "server cloud", address: "192.0.2.11:41000" }, { observer: "relay gw", address: "192.0.2.11:52000" }] },
     peers: [
       { nodeName: "edge3", peerId: "12D3KooWA", path: "direct", rttMs: 0.4 },
       { nodeName: "edge2", peerId: "12D3KooWB", path: "relayed", rttMs: 3.2, relayedReason: "NAT randomises ports", certificate: { role: "agent", daysLeft: 9.5 } },
@@ -20,7 +24,10 @@ test("servers show their last error; services without endpoints and relay-only p
     ],
   };
   const text = renderStatus(doc);
-  expect(text).toMatch(/203\.0\.113\.10:20004\s+no\s+no\s+connect ECONNREFUSED 203\.0\.113\.10:20004/);
+  expect(text).toMatch(/203\.0\.113\.10:20004\s+-\s+no\s+no\s+-\s+connect ECONNREFUSED 203\.0\.113\.10:20004/);
+  // a relay agent among the servers, with its RTT (the nearest is used first)
+  expect(text).toMatch(/198\.51\.100\.7:20006\s+relay\s+yes\s+yes\s+12\.3ms/);
+  expect(text).toMatch(/^nat mapping\s+endpoint-dependent: 2 observers see 2 different addresses \[192\.0\.2\.11:41000, 192\.0\.2\.11:52000\]$/m);
   expect(text).toMatch(/edge2\s+relayed\s+3\.2ms\s+agent, ! 9d\s+12D3KooWB\s+! relay only: NAT randomises ports/);
   expect(text).toMatch(/^identity\s+v2 certificate: agent edge1, serial 42, 365 days left; 1 revoked$/m);
   expect(text).toMatch(/edge3\s+direct\s+0\.4ms\s+-\s+12D3KooWA\n/);

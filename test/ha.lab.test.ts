@@ -2,8 +2,8 @@
 // holds a reservation on each configured server, so when one dies (SIGKILL)
 // relayed peers stay reachable through the other, and a server that returns
 // gets its reservations back. The NATs randomise ports, so the agents cannot
-// punch and every request between them is relayed. (The rest of issue 17 —
-// NAT matrix, punching through RST/ICMP, NAT report, relay agents — is open.)
+// punch and every request between them is relayed. (Relay agents:
+// relay-agent.lab.test.ts; gateways that RST: nat-gateways.lab.test.ts.)
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

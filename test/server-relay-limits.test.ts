@@ -5,7 +5,7 @@
 import { expect, test } from "bun:test";
 import { generateKeyPair } from "@libp2p/crypto/keys";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
-import { manageRelayedFlows, type RelayCounters } from "../src/server/relay/flow.ts";
+import { manageRelayedFlows, type RelayCounters } from "../src/tunnel/relayed-flows.ts";
 
 function fakeStream() {
   const listeners: Array<() => void> = [];

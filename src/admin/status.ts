@@ -8,6 +8,9 @@ export interface ServerStatus {
   error?: string;
   /** seconds since the server was last usable, while it keeps failing */
   downS?: number;
+  /** what answered: a tunnel server or a relay agent (agents only) */
+  kind?: "server" | "relay";
+  rttMs?: number;
 }
 
 export interface PeerStatus {

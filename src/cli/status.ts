@@ -1,6 +1,7 @@
 // `edgemesh status`: fetches /status from an admin endpoint and renders it.
 import type { IdentityStatus, StatusDoc } from "../admin/status.ts";
 import { DEFAULT_ADMIN } from "../config/load.ts";
+import type { NatReport } from "../agent/tunnel/nat-report.ts";
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
@@ -26,6 +27,12 @@ function identityLine(id: IdentityStatus | undefined): string {
   return `v2 certificate: ${id.role} ${id.node}, serial ${id.serial}, ${soon}${id.daysLeft <= 0 ? "EXPIRED" : `${Math.floor(id.daysLeft)} days left`}; ${id.revocations} revoked`;
 }
 
+/** "nat  endpoint-dependent (2 observers see 2 different addresses ...)" */
+function natRow(nat: NatReport | undefined): string[][] {
+  if (!nat) return [];
+  return [["nat mapping", `${nat.mapping}: ${nat.detail}${nat.observed.length ? ` [${nat.observed.map((o) => o.address).join(", ")}]` : ""}`]];
+}
+
 export function renderStatus(doc: StatusDoc): string {
   const out: string[] = [];
   out.push(
@@ -40,6 +47,7 @@ export function renderStatus(doc: StatusDoc): string {
         ["uptime", duration(doc.uptimeSeconds)],
         ["ready", doc.ready ? "yes" : "no"],
         ["services", String(doc.services)],
+        ...natRow(doc.nat as NatReport | undefined),
       ],
     )
       .split("\n")
@@ -65,8 +73,8 @@ export function renderStatus(doc: StatusDoc): string {
       "SERVERS",
       doc.servers.length
         ? table(
-            ["ADDRESS", "CONNECTED", "RESERVATION", "LAST ERROR"],
-            doc.servers.map((s) => [s.address, s.connected ? "yes" : "no", s.reservation ? "yes" : "no", s.error ? `${s.downS !== undefined ? `(down ${duration(s.downS)}) ` : ""}${s.error}` : ""]),
+            ["ADDRESS", "KIND", "CONNECTED", "RESERVATION", "RTT", "LAST ERROR"],
+            doc.servers.map((s) => [s.address, s.kind ?? "-", s.connected ? "yes" : "no", s.reservation ? "yes" : "no", s.rttMs === undefined ? "-" : `${s.rttMs.toFixed(1)}ms`, s.error ? `${s.downS !== undefined ? `(down ${duration(s.downS)}) ` : ""}${s.error}` : ""]),
           )
         : "(none)",
     );

@@ -276,6 +276,9 @@ export async function loadIdentityInto(config: Config): Promise<Config> {
   }
   const explicit = config.nodeNameFrom === "file" ? config.nodeName : undefined;
   const { identity, problems, warnings } = await loadIdentity(config.trustPaths, { role: config.role, ...(explicit !== undefined ? { nodeName: explicit } : {}) });
+  if (config.role === "agent" && config.agent.tunnel.relay.enable && identity && identity.cert.role !== "relay") {
+    problems.push(`agent.tunnel.relay.enable: a relay needs a certificate with role relay, and ${config.trustPaths.cert} is a ${identity.cert.role} certificate (edgemesh cert issue --ca CA_DIR --node ${identity.cert.nodeName} --role relay --out DIR)`);
+  }
   if (problems.length) throw new ConfigError(problems);
   return { ...config, identity, nodeName: identity.cert.nodeName, warnings: [...config.warnings, ...warnings] };
 }

@@ -158,7 +158,7 @@ export const configSchema = z.strictObject({
       servers: z
         .array(hostPort)
         .default([])
-        .describe("Tunnel servers as host:port; several for high availability. The agent keeps a relay reservation on each. Empty: only direct paths."),
+        .describe("Tunnel servers, and relay agents (`agent.tunnel.relay`), as host:port; several for high availability. The agent keeps a relay reservation on each at the same time and reaches relayed peers through any of them, nearest (lowest RTT) first. Empty: only direct paths."),
       tunnel: z
         .strictObject({
           listenPort: port.default(20006).describe("TCP port other agents reach this one at."),
@@ -167,6 +167,21 @@ export const configSchema = z.strictObject({
             .array(hostPort)
             .default([])
             .describe("Extra host:port other agents may dial this one at (e.g. a port forward on the NAT)."),
+          relay: z
+            .strictObject({
+              enable: z
+                .boolean()
+                .default(false)
+                .describe("Serve relay reservations and relay connections between other members, as a tunnel server does, with the same caps. For an agent others can reach (a cloud node, a site gateway with a port forward): it keeps a site's nodes reachable when the cloud link is down and saves the trip to the cloud. Needs a certificate with role relay (`edgemesh cert issue --role relay`). Other agents use it when it is in their `agent.servers`."),
+              advertiseAddresses: z
+                .array(hostPort)
+                .default([])
+                .describe("host:port other agents reach this relay at (a public IP, a port forward), announced to peers like `tunnel.advertiseAddresses`."),
+              maxReservations: z.number().int().min(1).default(1024).describe("Relay reservations held at once, over all agents (as `server.maxReservations`)."),
+              maxRelayedConnectionsPerPeer: z.number().int().min(1).max(65536).default(256).describe("Relayed connections one agent may have open through this relay at once (as `server.maxRelayedConnectionsPerPeer`)."),
+            })
+            .prefault({})
+            .describe("This agent as a relay for other members (upstream EdgeMesh's relay nodes)."),
           privateNetwork: privateNetwork.describe(
             "Private network: outsiders cannot start a handshake. `true` = privnet v2 (a proof of the psk, then noise's bytes as they are); `v1` = the encrypting construction of earlier releases, while a mesh is upgraded; `false` on trusted networks (membership is still enforced by certificates). Must match the server and all agents.",
           ),

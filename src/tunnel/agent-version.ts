@@ -4,6 +4,8 @@
 export interface Claim {
   role: "agent" | "server";
   nodeName: string;
+  /** identity v2: an agent whose certificate has the relay role (it may serve reservations) */
+  relay?: boolean;
 }
 
 export function formatAgentVersion(version: string, claim: Claim): string {

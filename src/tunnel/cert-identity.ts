@@ -70,7 +70,7 @@ export async function installCertIdentity(node: TunnelNode, identity: NodeIdenti
     log,
     onVerified: (conn, cert) => {
       const first = membership.claim(conn.remotePeer) === undefined;
-      membership.recordCertificate(conn.remotePeer, { role: cert.role === "server" ? "server" : "agent", nodeName: cert.nodeName });
+      membership.recordCertificate(conn.remotePeer, { role: cert.role === "server" ? "server" : "agent", nodeName: cert.nodeName, ...(cert.role === "relay" ? { relay: true } : {}) });
       if (first) pushTo(conn);
     },
     onRefused: (conn, reason, invalid) => {

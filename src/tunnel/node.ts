@@ -36,6 +36,7 @@ export interface TunnelNodeOptions {
   /** false turns off the pnet layer (DESIGN §7: trusted networks only) */
   /** true: privnet v2; "v1": the encrypting v1; false: none */
   privateNetwork?: boolean | "v1";
+  /** serve relay reservations (always on a server; on an agent that relays) */
   relay?: { maxReservations: number };
   /** flow control: the config's `flow` section */
   flow?: { maxStreamWindowKiB: number; windowBudgetMiB: number };
@@ -73,7 +74,8 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     identify: identify({ runOnLimitedConnection: true }),
     ping: ping({ runOnLimitedConnection: true }),
   };
-  if (o.role === "server") {
+  // servers, and agents that relay for others (agent.tunnel.relay)
+  if (o.role === "server" || o.relay) {
     services.relay = circuitRelayServer({
       // our own caps replace the default 2 min / 128 KiB limits: a relayed
       // link must carry a whole transfer (DESIGN §7)

@@ -22,6 +22,8 @@ export {
   type LabOptions,
   type LanSegment,
   type NatHost,
+  type NatMapping,
+  type GatewayBehaviour,
   type Segment,
 } from "./lab";
 export { LabProcess, run, runOrThrow, type ExitStatus, type RunOptions, type RunResult, type SpawnOptions, type StreamName } from "./proc";

@@ -72,6 +72,14 @@ export interface LabOptions {
   wanSubnet?: string;
 }
 
+export type NatMapping = "preserve" | "random" | "range";
+
+export interface GatewayBehaviour {
+  mapping?: NatMapping;
+  inbound?: "drop" | "rst" | "icmp";
+  tcpEstablishedTimeoutS?: number;
+}
+
 export type BuildStep = "stale-cleanup" | "netns" | "sysctl" | "links" | "addresses" | "nat-rules";
 
 export interface AddressPlan {
@@ -656,10 +664,46 @@ export class Lab implements AsyncDisposable {
    * and some home NATs do; hole punching cannot work through it).
    * Connections already open keep their mapping.
    */
-  async setNatMapping(nat: "nat1" | "nat2", mode: "preserve" | "random"): Promise<void> {
+  async setNatMapping(nat: "nat1" | "nat2", mode: NatMapping): Promise<void> {
+    await this.setGateway(nat, { mapping: mode });
+  }
+
+  /**
+   * How a NAT behaves from now on (the field's gateways, issue 17):
+   * - mapping: "preserve" (endpoint-independent, LAN port kept when free),
+   *   "random" (`--random-fully`: a fresh random port per connection) or
+   *   "range" (endpoint-independent but never the LAN port: 40000-49999,
+   *   as NATs that allocate from their own pool do);
+   * - inbound: the answer to an unsolicited packet on the WAN side: "drop"
+   *   (silent, the default), "rst" (TCP RST / ICMP port unreachable for
+   *   UDP, as a Linux gateway with no INPUT policy or many CPE routers do)
+   *   or "icmp" (ICMP port unreachable for everything);
+   * - tcpEstablishedTimeoutS: conntrack's idle timeout for established TCP
+   *   (Linux default 432000 s; CPE routers use minutes);
+   * Flows already tracked keep their mapping.
+   */
+  async setGateway(nat: "nat1" | "nat2", g: GatewayBehaviour): Promise<void> {
     this.assertUsable();
-    const rule = ["-o", "wan0", "-j", "MASQUERADE", ...(mode === "random" ? ["--random-fully"] : [])];
-    await runOrThrow([tool("ip"), "netns", "exec", this.nsOf(nat), tool("iptables"), "-t", "nat", "-R", "POSTROUTING", "1", ...rule], { timeoutMs: 10_000 });
+    const ns = this.nsOf(nat);
+    const ipt = (...args: string[]) => runOrThrow([tool("ip"), "netns", "exec", ns, tool("iptables"), ...args], { timeoutMs: 10_000 });
+    if (g.mapping) {
+      await ipt("-t", "nat", "-F", "POSTROUTING");
+      if (g.mapping === "range") for (const p of ["tcp", "udp"]) await ipt("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-p", p, "-j", "MASQUERADE", "--to-ports", "40000-49999");
+      await ipt("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-j", "MASQUERADE", ...(g.mapping === "random" ? ["--random-fully"] : []));
+    }
+    if (g.inbound) {
+      await ipt("-F", "LAB-UNSOLICITED");
+      if (g.inbound === "rst") {
+        await ipt("-A", "LAB-UNSOLICITED", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset");
+        await ipt("-A", "LAB-UNSOLICITED", "-p", "udp", "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
+      } else if (g.inbound === "icmp") {
+        await ipt("-A", "LAB-UNSOLICITED", "-p", "tcp", "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
+        await ipt("-A", "LAB-UNSOLICITED", "-p", "udp", "-j", "REJECT", "--reject-with", "icmp-port-unreachable");
+      }
+    }
+    if (g.tcpEstablishedTimeoutS !== undefined) {
+      await runOrThrow([tool("ip"), "netns", "exec", ns, tool("sysctl"), "-q", "-w", `net.netfilter.nf_conntrack_tcp_timeout_established=${g.tcpEstablishedTimeoutS}`], { timeoutMs: 10_000 });
+    }
   }
 
   private async natRules(ns: string): Promise<void> {
@@ -684,6 +728,9 @@ export class Lab implements AsyncDisposable {
       "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
       // Answer WAN pings like most gateways, so WAN reachability is easy to check.
       "-A INPUT -i wan0 -p icmp --icmp-type echo-request -j ACCEPT",
+      // how unsolicited inbound is answered (setGateway): empty = silent drop
+      ":LAB-UNSOLICITED - [0:0]",
+      "-A INPUT -i wan0 -m conntrack --ctstate NEW,INVALID -j LAB-UNSOLICITED",
       "-A FORWARD -i lan0 -o wan0 -j ACCEPT",
       "-A FORWARD -i wan0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
       "COMMIT",

@@ -25,6 +25,8 @@ export interface AgentSpec {
   logLevel?: string;
   /** more agent.servers entries for this agent only */
   extraServers?: string[];
+  /** a relay agent (agent.tunnel.relay, a relay certificate) */
+  relay?: boolean;
 }
 
 export interface Mesh {
@@ -147,13 +149,13 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
       config,
       [
         `nodeName: ${spec.name}`,
-        ...trust(spec.name),
+        ...trust(spec.name, spec.relay ? "relay" : "agent"),
         `psk: ${psk}`,
         `logLevel: ${spec.logLevel ?? level}`,
         `adminListen: ${ADMIN}`,
         `agent:`,
         `  servers: ${yamlList([...(o.extraServers ?? []), ...(spec.extraServers ?? []), `${serverIp}:${SERVER_PORT}`])}`,
-        `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}}`,
+        `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}${spec.relay ? ", relay: {enable: true}" : ""}}`,
         `  metadata:`,
         o.kubernetes ? `    source: kubernetes` : `    source: static`,
         ...(o.kubernetes ? [`    kubernetes: {server: "${o.kubernetes}"}`] : []),
@@ -171,4 +173,20 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
     agents.set(spec.name, { spec, proc: undefined as unknown as LabProcess, config });
   }
   return mesh;
+}
+
+/**
+ * A 36-byte echo from `from`'s SOCKS5 front door to `node`'s port `port`
+ * (test/fixtures/tcp-sink.ts in echo mode there): true when it came back.
+ */
+export async function socksEcho(lab: Lab, from: string, node: string, port = 9001, timeoutMs = 5_000): Promise<boolean> {
+  const client = join(import.meta.dir, "..", "fixtures", "socks-client.ts");
+  const r = await lab.exec(from, [process.execPath, client, SOCKS, node, String(port), "echo"], { timeoutMs });
+  return /"ok":true/.test(r.stdout);
+}
+
+/** the usual afterAll of a lab test: logs on request, then the lab destroyed */
+export async function endLab(lab: Lab | undefined, mesh: Mesh | undefined): Promise<void> {
+  mesh?.dumpLogsIfAsked();
+  await lab?.destroy();
 }

@@ -37,3 +37,11 @@ test("addresses: host:port from a TCP multiaddr and back", () => {
   expect(hostPortOf("/dns/example.com/tcp/1")).toBeUndefined();
   expect(splitHostPort("[2001:db8::1]:20006")).toEqual({ host: "2001:db8::1", port: 20006 });
 });
+
+test("CONNECT carries the sender's NAT mapping behaviour; an unknown value (a newer agent's) is left out, not refused", () => {
+  const m: PunchMessage = { type: "connect", addrs: ["192.0.2.11:20006"], nat: "endpoint-dependent" };
+  const body = new FrameReader().read(encodePunchMessage(m)).frame!;
+  expect(validatePunchMessage(JSON.parse(new TextDecoder().decode(body)))).toEqual(m);
+  expect(validatePunchMessage({ type: "connect", addrs: [], nat: "full-cone" })).toEqual({ type: "connect", addrs: [] });
+  expect(validatePunchMessage({ type: "connect", addrs: [], nat: { x: 1 } })).toEqual({ type: "connect", addrs: [] });
+});

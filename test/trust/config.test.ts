@@ -54,6 +54,18 @@ test("missing, mismatched, expired, another CA, wrong role or name: each named",
   expect((await problems(d, { trust: { ...trust("edge1"), cert: "certs/garbage.crt" } }))[0]).toContain('not a edgemesh certificate (no "-----BEGIN EDGEMESH CERTIFICATE-----" line)');
 });
 
+test("agent.tunnel.relay needs a relay certificate: an agent certificate is refused naming the field; a relay one loads", async () => {
+  const d = await fixture();
+  await issue({ caDir: join(d.dir, "ca"), nodeName: "gw", role: "relay", days: 30, outDir: join(d.dir, "certs") });
+  const relay = { tunnel: { relay: { enable: true } } };
+  expect(await problems(d, { trust: trust("edge1"), agent: relay })).toEqual([
+    `agent.tunnel.relay.enable: a relay needs a certificate with role relay, and ${join(d.dir, "certs/edge1.crt")} is a agent certificate (edgemesh cert issue --ca CA_DIR --node edge1 --role relay --out DIR)`,
+  ]);
+  expect(await problems(d, { trust: trust("gw"), agent: relay })).toEqual([]);
+  // a relay certificate on an agent that does not relay is fine
+  expect(await problems(d, { trust: trust("gw") })).toEqual([]);
+});
+
 test("a certificate close to expiry and a key others can read are warnings", async () => {
   const d = await fixture();
   chmodSync(join(d.dir, "certs/soon.key"), 0o644);

@@ -10,11 +10,13 @@ import { describeAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
 import { SECRET_MISMATCH, type SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 
 export const RELAY_HEAD_START_MS = 300;
+/** each further relay (farther by RTT) waits this much longer, and is not dialled once a connection is up */
+export const RELAY_STAGGER_MS = 250;
 
 export interface DialSources {
   /** address hints for a node (Node InternalIP etc.), IPs or host:port */
   hints(nodeName: string): string[];
-  /** circuit prefixes (".../p2p/<server>/p2p-circuit") of servers we are reserved on */
+  /** circuit prefixes (".../p2p/<server>/p2p-circuit") of servers and relay agents we are reserved on, nearest first */
   relays(): string[];
   /** tunnel port other agents listen on when a hint carries no port */
   defaultPort: number;
@@ -122,12 +124,15 @@ export class PeerDialer {
         }),
       );
     } else directFailed();
-    for (const ma of relayed) {
+    // the nearest relay first; a farther one only if no connection is up by its turn
+    // (a relay that died without a word is then passed over within a stagger)
+    relayed.forEach((ma, i) => {
       attempts.push(
         Promise.race([directDone, Bun.sleep(RELAY_HEAD_START_MS)])
+          .then(() => (i > 0 ? Bun.sleep(i * RELAY_STAGGER_MS) : undefined))
           .then(() => {
             const got = bestConnection(this.node, peer);
-            if (got && !isCircuit(got.remoteAddr)) return got;
+            if (got && (i > 0 || !isCircuit(got.remoteAddr))) return got;
             return this.node.dial(ma, { signal: overall });
           })
           .catch((e: Error) => {
@@ -135,7 +140,7 @@ export class PeerDialer {
             throw e;
           }),
       );
-    }
+    });
     try {
       const conn = await Promise.any(attempts);
       this.log.info("connected to peer", {

@@ -23,6 +23,7 @@ import type { Membership } from "../../tunnel/membership.ts";
 import { isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
 import { parseAgentVersion } from "../../tunnel/agent-version.ts";
 import type { PunchRole, SharedPortTcp } from "../../tunnel/transport/tcp.ts";
+import { classifyNat, type NatMapping, type NatReport } from "./nat-report.ts";
 import { encodePunchMessage, hostPortOf, initiates, PUNCH_PROTOCOL, readPunchMessage, retryDelayMs, splitHostPort } from "./punch-protocol.ts";
 
 /** attempts per round (DCUtR uses 3) */
@@ -31,6 +32,9 @@ const MESSAGE_TIMEOUT_MS = 5_000;
 // a punch that works completes in about one round trip (plus a SYN
 // retransmission at worst); 3 s per attempt bounds a failing round near 10 s
 const DIAL_TIMEOUT_MS = 3_000;
+// SYNs per address and attempt when the far gateway refuses them: each takes
+// at least a round trip and a millisecond, so this bounds a refused window
+const MAX_SYNS_PER_ADDRESS = 500;
 
 export type PunchFailure = "no-public-address" | "peer-has-no-public-address" | "coordination" | "timeout" | "refused" | "upgrade" | "unsupported";
 
@@ -44,9 +48,9 @@ interface PeerState {
 }
 
 export class HolePuncher {
-  readonly stats = { attempts: 0, successes: 0, failures: {} as Partial<Record<PunchFailure, number>>, lastMsToDirect: undefined as number | undefined };
+  readonly stats = { attempts: 0, successes: 0, refusedSyns: 0, failures: {} as Partial<Record<PunchFailure, number>>, lastMsToDirect: undefined as number | undefined };
   /** our address as each tunnel server sees it: server peer → host:port */
-  private readonly observed = new Map<string, string>();
+  private readonly observed = new Map<string, { address: string; observer: string }>();
   private readonly peers = new Map<string, PeerState>();
   private retryTimer?: ReturnType<typeof setInterval>;
   private stopped = false;
@@ -71,9 +75,17 @@ export class HolePuncher {
     clearInterval(this.retryTimer);
   }
 
+  /** what our NAT does with mappings, from what the servers observed */
+  natReport(): NatReport {
+    return classifyNat(
+      [...this.observed.values()],
+      this.listenPort,
+    );
+  }
+
   /** our public addresses (as servers observed them) */
   publicAddrs(): string[] {
-    return [...new Set(this.observed.values())];
+    return [...new Set([...this.observed.values()].map((o) => o.address))];
   }
 
   /** why a relayed peer is still relayed, when a round has failed */
@@ -82,13 +94,15 @@ export class HolePuncher {
   }
 
   private async onIdentify(r: IdentifyResult): Promise<void> {
-    // only a verified server's word on our address counts
-    if (parseAgentVersion(r.agentVersion)?.role !== "server") return;
-    if ((await this.membership.waitVerified(r.peerId, 10_000))?.role !== "server") return;
+    // only a verified server's (or relay agent's) word on our address counts
+    const version = parseAgentVersion(r.agentVersion)?.role;
+    if (version !== "server" && version !== "agent") return;
+    const claim = await this.membership.waitVerified(r.peerId, 10_000);
+    if (claim?.role !== "server" && !claim?.relay) return;
     const hp = r.observedAddr ? hostPortOf(r.observedAddr.toString()) : undefined;
     if (!hp || isCircuit(r.connection.remoteAddr)) return;
-    const before = this.observed.get(r.peerId.toString());
-    this.observed.set(r.peerId.toString(), hp);
+    const before = this.observed.get(r.peerId.toString())?.address;
+    this.observed.set(r.peerId.toString(), { address: hp, observer: `${claim.relay ? "relay" : claim.role} ${claim.nodeName}` });
     if (before !== hp) {
       const port = splitHostPort(hp).port;
       if (port === this.listenPort) this.log.info("public address observed by a tunnel server", { address: hp });
@@ -135,6 +149,7 @@ export class HolePuncher {
     st.running = true;
     let last: PunchFailure = "timeout";
     let detail = "";
+    let peerNat: NatMapping | undefined;
     try {
       for (let attempt = 1; attempt <= ATTEMPTS_PER_ROUND && !this.stopped; attempt++) {
         if (this.hasDirect(key)) return this.succeeded(st, nodeName, "already direct");
@@ -156,10 +171,11 @@ export class HolePuncher {
         try {
           stream = await relayed.newStream(PUNCH_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(MESSAGE_TIMEOUT_MS) });
           const t0 = performance.now();
-          stream.send(encodePunchMessage({ type: "connect", addrs: ours }));
+          stream.send(encodePunchMessage({ type: "connect", addrs: ours, nat: this.natReport().mapping }));
           const { value: reply } = await readPunchMessage(stream, new Uint8Array(0), MESSAGE_TIMEOUT_MS);
           const rtt = performance.now() - t0;
           if (reply.type !== "connect") throw new PunchError("coordination", "expected CONNECT");
+          peerNat = reply.nat;
           if (reply.addrs.length === 0) throw new PunchError("peer-has-no-public-address", `${nodeName} does not know its public address`);
           stream.send(encodePunchMessage({ type: "sync" }));
           await Bun.sleep(rtt / 2);
@@ -180,7 +196,7 @@ export class HolePuncher {
       st.failures++;
       const wait = retryDelayMs(st.failures);
       st.nextTryAt = Date.now() + wait;
-      st.reason = `hole punching failed (${last}${detail ? `: ${detail}` : ""}); next try in ${Math.round(wait / 1000)} s`;
+      st.reason = `hole punching failed (${last}${detail ? `: ${detail}` : ""})${natNote(this.natReport().mapping, nodeName, peerNat)}; next try in ${Math.round(wait / 1000)} s`;
       this.log.info("staying relayed", { node: nodeName, reason: st.reason });
     } finally {
       st.running = false;
@@ -212,7 +228,7 @@ export class HolePuncher {
       const first = await readPunchMessage(stream, new Uint8Array(0), MESSAGE_TIMEOUT_MS);
       if (first.value.type !== "connect") throw new PunchError("coordination", "expected CONNECT");
       const ours = this.transport?.mode.sharedPort ? this.publicAddrs() : [];
-      stream.send(encodePunchMessage({ type: "connect", addrs: ours }));
+      stream.send(encodePunchMessage({ type: "connect", addrs: ours, nat: this.natReport().mapping }));
       if (ours.length === 0) return;
       const sync = await readPunchMessage(stream, first.rest, MESSAGE_TIMEOUT_MS);
       if (sync.value.type !== "sync") throw new PunchError("coordination", "expected SYNC");
@@ -226,20 +242,87 @@ export class HolePuncher {
     }
   }
 
-  /** simultaneous dials from the listening port to each of the peer's public addresses; the first upgraded one wins */
+  /**
+   * Simultaneous dials from the listening port to each of the peer's public
+   * addresses; the first upgraded one wins. A SYN that the far gateway
+   * answers with a RST or an ICMP unreachable (it arrived before the peer's
+   * own SYN had opened the mapping) is sent again at once, until the window
+   * closes: the next one meets the mapping (issue 17). The punch stays
+   * expected for the whole window, so the peer's SYN reaching our listener
+   * after one of our dials was refused is still upgraded in our role.
+   */
   private async dial(peer: PeerId, addrs: string[], role: PunchRole): Promise<Connection> {
     const t = this.transport;
     if (!t) throw new PunchError("unsupported", "no shared-port transport");
     const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS);
-    const attempts = addrs.map((hp) => {
+    const ends = addrs.map((hp) => {
       const { host, port } = splitHostPort(hp);
-      const done = t.expectPunch(host, port, peer, role);
-      return t.dialHolePunch(tcpAddr(host, port).encapsulate(`/p2p/${peer.toString()}`), role, signal).finally(done);
+      return t.expectPunch(host, port, peer, role);
     });
-    return Promise.any(attempts).catch((e: AggregateError) => {
-      throw classify(e.errors?.[0] ?? e);
-    });
+    try {
+      return await Promise.any(addrs.map((hp) => this.dialUntil(t, peer, hp, role, signal))).catch((e: AggregateError) => {
+        throw classify(e.errors?.[0] ?? e);
+      });
+    } finally {
+      for (const end of ends) end();
+    }
   }
+
+  private async directSoon(peer: PeerId, signal: AbortSignal, cause: unknown): Promise<Connection> {
+    const conn = await waitDirect(this.node, peer, signal);
+    if (!conn) throw cause;
+    return conn;
+  }
+
+  /** one address: dial again after each refusal, until connected, the window ends, or the peer is direct another way */
+  private async dialUntil(t: SharedPortTcp, peer: PeerId, hp: string, role: PunchRole, signal: AbortSignal): Promise<Connection> {
+    const { host, port } = splitHostPort(hp);
+    const ma = tcpAddr(host, port).encapsulate(`/p2p/${peer.toString()}`);
+    for (let syn = 1; ; syn++) {
+      try {
+        return await t.dialHolePunch(ma, role, signal);
+      } catch (e) {
+        // the peer's SYN reached our listener in the gap after a refusal (an
+        // ICMP answer leaves the far mapping open): that socket is the punch
+        // (EADDRNOTAVAIL: the accepted socket holds the 4-tuple, its upgrade not started yet)
+        if (t.punchArrived(host, port) || isTupleTaken(e)) return this.directSoon(peer, signal, e);
+        if (!isRefusal(e) || signal.aborted || this.stopped || syn >= MAX_SYNS_PER_ADDRESS) throw e;
+        this.stats.refusedSyns++;
+        // again at once: after an ICMP answer the peer's SYN is on its way and
+        // must meet a socket of ours (conntrack re-inits the mapping for a
+        // later SYN); every few tries a pause of up to 2 ms, so two sides
+        // refused by RSTs in step do not stay in step
+        if (syn % 4 === 0) await Bun.sleep(Math.random() * 2);
+      }
+    }
+  }
+}
+
+/** the peer's direct connection, once the upgrade of an accepted punch completes */
+async function waitDirect(node: TunnelNode, peer: PeerId, signal: AbortSignal): Promise<Connection | undefined> {
+  while (!signal.aborted) {
+    const direct = node.getConnections(peer).find((c) => c.status === "open" && !isCircuit(c.remoteAddr));
+    if (direct) return direct;
+    await Bun.sleep(5);
+  }
+  return undefined;
+}
+
+function isTupleTaken(e: unknown): boolean {
+  const code = (e as { code?: string }).code ?? "";
+  return code === "EADDRNOTAVAIL" || code === "EADDRINUSE";
+}
+
+/** the far gateway answered our SYN (RST, ICMP port/host/net unreachable) instead of dropping it */
+function isRefusal(e: unknown): boolean {
+  const code = (e as { code?: string }).code ?? "";
+  return code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH" || code === "ECONNRESET";
+}
+
+/** why punching cannot work, when a NAT on the path is known to map each destination anew */
+function natNote(ours: NatMapping, peerName: string, theirs: NatMapping | undefined): string {
+  const dependent = [ours === "endpoint-dependent" ? "our NAT" : "", theirs === "endpoint-dependent" ? `${peerName}'s NAT` : ""].filter(Boolean);
+  return dependent.length ? `; ${dependent.join(" and ")} maps each destination to a new port (endpoint-dependent), so TCP punching cannot work: relayed` : "";
 }
 
 class PunchError extends Error {

@@ -16,6 +16,7 @@ import { VERSION } from "../../version.ts";
 import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
 import { RelayLink } from "./relay-link.ts";
 import { PeerDialer, bestConnection } from "./dialer.ts";
+import { manageRelayedFlows, type RelayCounters } from "../../tunnel/relayed-flows.ts";
 import { PathUpgrader } from "./upgrade.ts";
 import type { EarlyBytes, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
 import type { ServiceConnector } from "../../model/connector.ts";
@@ -23,12 +24,23 @@ import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { HolePuncher } from "./hole-punch.ts";
+import { NAT_MAPPINGS } from "./nat-report.ts";
 import { hostPortOf } from "./punch-protocol.ts";
 import { TargetPolicy } from "./target-policy.ts";
 import { daysLeft, installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
 import type { PeerId } from "@libp2p/interface";
+
+/** the relay service's reservation table (agent.tunnel.relay), not public API */
+function relayReservations(node: TunnelNode): (Map<unknown, { expiry: Date }> & { delete(p: unknown): boolean }) | undefined {
+  return (node.services as { relay?: { reservations?: Map<unknown, { expiry: Date }> } }).relay?.reservations;
+}
+
+/** reserved links by RTT, nearest first; unknown RTTs keep the configured order, last */
+function nearestFirst(links: RelayLink[]): RelayLink[] {
+  return links.map((l, i) => ({ l, i, rtt: l.rttMs() })).sort((a, b) => a.rtt - b.rtt || a.i - b.i).map((x) => x.l);
+}
 
 export const tunnelModule: ModuleFactory = {
   name: "tunnel",
@@ -77,7 +89,8 @@ class Tunnel implements Module {
       secret: config.pskSecret,
       userAgent: formatAgentVersion(VERSION, { role: "agent", nodeName: config.nodeName }),
       listen: t.listenAddresses.map((a) => tcpAddr(a, t.listenPort).toString()),
-      announce: t.advertiseAddresses.map((a) => hostPortAddr(a).toString()),
+      announce: [...new Set([...t.advertiseAddresses, ...(t.relay.enable ? t.relay.advertiseAddresses : [])])].map((a) => hostPortAddr(a).toString()),
+      ...(t.relay.enable ? { relay: { maxReservations: t.relay.maxReservations } } : {}),
       crypto: crypto.crypto,
       membership,
       log: (level, msg) => log[level](msg),
@@ -113,8 +126,21 @@ class Tunnel implements Module {
     const hints = (name: string) => this.hintsByNode.get(name) ?? [];
     // members may have us dial only our own service endpoints and the node ports listed
     this.unsubscribe.push(bus.subscribe("services", (snap) => this.targets.update(snap.services), "tunnel", { replay: true }));
+    if (t.relay.enable) {
+      let lastWarn = 0;
+      manageRelayedFlows(node, this.relayed, t.relay.maxRelayedConnectionsPerPeer, (source) => {
+        if (Date.now() - lastWarn < 10_000) return;
+        lastWarn = Date.now();
+        log.warn("relayed connection refused: its source has as many open as allowed", { peer: source, max: t.relay.maxRelayedConnectionsPerPeer });
+      }, config.flow.maxStreamWindowKiB * 1024);
+      log.info("relaying for other members", { advertise: t.relay.advertiseAddresses.join(",") || "(listen addresses only)", maxReservations: t.relay.maxReservations });
+    }
     if (identity) {
-      this.certs = await installCertIdentity(node, identity, membership, log, config.trustPaths?.revocationsCache ? { revocationsCache: config.trustPaths.revocationsCache } : {});
+      this.certs = await installCertIdentity(node, identity, membership, log, {
+        ...(config.trustPaths?.revocationsCache ? { revocationsCache: config.trustPaths.revocationsCache } : {}),
+        // a revoked node's reservation on this relay goes with it
+        ...(t.relay.enable ? { onRevoked: (peer: string) => relayReservations(node)?.delete(peerIdFromString(peer)) } : {}),
+      });
       this.book = this.certs.book;
     }
     // v2: the name a peer acts under is its certificate's; v1: the one its derived ID gives
@@ -137,7 +163,7 @@ class Tunnel implements Module {
     });
     this.links = config.agent.servers.map((s) => new RelayLink(s, hostPortAddr(s), node, membership, log, { secretMismatches, onDialTarget: (hp) => serverTargets.add(hp) }));
     if (this.links.length === 0) log.warn("no tunnel servers configured (agent.servers): only direct paths are possible");
-    this.dialer = new PeerDialer(node, { hints, relays: () => this.links.filter((l) => l.reserved).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log, secretMismatches);
+    this.dialer = new PeerDialer(node, { hints, relays: () => nearestFirst(this.links.filter((l) => l.reserved)).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log, secretMismatches);
     this.upgrader = new PathUpgrader(node, membership, hints, t.listenPort, [PROXY_PROTOCOL], log);
     const access: TunnelAccess = { open: (nodeName, target, early) => this.open(nodeName, target, early) };
     bus.publish("tunnel", access);
@@ -192,6 +218,8 @@ class Tunnel implements Module {
   }
 
   private readonly firstRtt = new Map<string, number>();
+  /** agent.tunnel.relay: what this agent relayed for others */
+  private readonly relayed: RelayCounters = { connections: 0, bytes: 0, active: 0, pauses: 0, refused: 0 };
 
   /** opens a proxy stream to a target reached through node `nodeName` */
   async open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel> {
@@ -270,7 +298,7 @@ class Tunnel implements Module {
   }
 
   private servers(): ServerStatus[] {
-    return this.links.map((l) => ({ address: l.address, connected: l.connected, reservation: l.reserved, ...(l.lastError ? { error: l.lastError } : {}), ...(l.downSince !== undefined && l.lastError ? { downS: Math.round((Date.now() - l.downSince) / 1000) } : {}) }));
+    return this.links.map((l) => ({ address: l.address, connected: l.connected, reservation: l.reserved, ...(l.kind ? { kind: l.kind } : {}), ...(Number.isFinite(l.rttMs()) ? { rttMs: l.rttMs() } : {}), ...(l.lastError ? { error: l.lastError } : {}), ...(l.downSince !== undefined && l.lastError ? { downS: Math.round((Date.now() - l.downSince) / 1000) } : {}) }));
   }
 
   private registerMetrics(): void {
@@ -307,6 +335,17 @@ class Tunnel implements Module {
       { labels: { direction: "out" }, value: this.counters.bytesOut },
     ]);
     m.collect("tunnel_path_upgrades_total", "Relayed peers upgraded to a direct connection by dialling back.", "counter", () => [{ value: this.upgrader?.upgrades ?? 0 }]);
+    if (this.ctx.config.agent.tunnel.relay.enable) {
+      m.collect("relay_reservations", "Relay reservations other agents hold on this relay agent.", "gauge", () => [{ value: this.node ? (relayReservations(this.node)?.size ?? 0) : 0 }]);
+      m.collect("relay_connections_total", "Connections relayed through this agent.", "counter", () => [{ value: this.relayed.connections }]);
+      m.collect("relay_connections_active", "Connections relayed through this agent, open now.", "gauge", () => [{ value: this.relayed.active }]);
+      m.collect("relay_refused_total", "Relayed connections refused because their source had agent.tunnel.relay.maxRelayedConnectionsPerPeer open.", "counter", () => [{ value: this.relayed.refused }]);
+      m.collect("relay_bytes_total", "Bytes relayed between other agents (both directions).", "counter", () => [{ value: this.relayed.bytes }]);
+    }
+    m.collect("tunnel_nat_mapping", "1 for this agent's NAT mapping behaviour as tunnel servers and relays observe it (endpoint-independent, endpoint-dependent, unknown).", "gauge", () => {
+      const now = this.puncher?.natReport().mapping ?? "unknown";
+      return NAT_MAPPINGS.map((behaviour) => ({ labels: { behaviour }, value: behaviour === now ? 1 : 0 }));
+    });
     m.collect("tunnel_hole_punch_attempts_total", "Hole-punch attempts this agent started.", "counter", () => [{ value: this.puncher?.stats.attempts ?? 0 }]);
     collectFlowMetrics((n, h, t, r) => m.collect(n, h, t, r));
     m.collect("tunnel_hole_punch_successes_total", "Relayed peers that became direct by hole punching.", "counter", () => [{ value: this.puncher?.stats.successes ?? 0 }]);
@@ -326,6 +365,8 @@ class Tunnel implements Module {
       peers: this.peers(),
       identity: this.certs?.status() ?? { version: 1 },
       tunnelAddresses: this.node.getMultiaddrs().map(String),
+      nat: this.puncher?.natReport(),
+      ...(this.ctx.config.agent.tunnel.relay.enable ? { relay: { reservations: relayReservations(this.node)?.size ?? 0, ...this.relayed } } : {}),
       holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus() },
       proxyStreams: { out: this.counters.streamsOut, in: this.counters.streamsIn, outFailed: this.counters.streamErrors, acceptedDirect: this.counters.accepted.direct },
       flow: { ...windowBudget.counters(), ...pacerCounters() },

@@ -11,21 +11,25 @@ import { tcpTarget } from "../../tunnel/addresses.ts";
 import { encodeFrame } from "../../tunnel/proxy/frame.ts";
 import { HeaderDecoder, ProxyHeaderError, type Decoded } from "../../tunnel/proxy/header.ts";
 import { readHeader } from "../../tunnel/proxy/read-header.ts";
+import { NAT_MAPPINGS, type NatMapping } from "./nat-report.ts";
 
 export const PUNCH_PROTOCOL = "/edgemesh/punch/1.0.0";
 const MAX_MESSAGE_BYTES = 1024;
 const MAX_ADDRS = 8;
 
-export type PunchMessage = { type: "connect"; addrs: string[] } | { type: "sync" };
+/** `nat`: the sender's NAT mapping behaviour (nat-report.ts); absent from agents before it existed */
+export type PunchMessage = { type: "connect"; addrs: string[]; nat?: NatMapping } | { type: "sync" };
 
 /** "host:port" with an IPv4 or bracketed IPv6 host */
 const HOST_PORT = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/;
 
 export function validatePunchMessage(v: unknown): PunchMessage {
-  const m = v as { type?: unknown; addrs?: unknown };
+  const m = v as { type?: unknown; addrs?: unknown; nat?: unknown };
   if (m?.type === "sync") return { type: "sync" };
   if (m?.type === "connect" && Array.isArray(m.addrs) && m.addrs.length <= MAX_ADDRS && m.addrs.every((a) => typeof a === "string" && HOST_PORT.test(a))) {
-    return { type: "connect", addrs: m.addrs as string[] };
+    // an unknown value (a newer agent's) is left out, not an error
+    const nat = NAT_MAPPINGS.find((x) => x === m.nat);
+    return { type: "connect", addrs: m.addrs as string[], ...(nat ? { nat } : {}) };
   }
   throw new ProxyHeaderError(`not a punch message: ${JSON.stringify(v).slice(0, 200)}`);
 }

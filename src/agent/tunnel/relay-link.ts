@@ -52,6 +52,8 @@ export class RelayLink {
   peer?: PeerId;
   connected = false;
   reserved = false;
+  /** what answered at the address: a tunnel server or a relay agent */
+  kind?: "server" | "relay";
   lastError = "";
   /** when the server stopped being usable (undefined while reserved) */
   downSince?: number = Date.now();
@@ -99,7 +101,9 @@ export class RelayLink {
         const claim = await this.membership.waitVerified(conn.remotePeer, 10_000);
         this.log.debug("tunnel server verified, reserving", { server: this.address, claim: claim ? `${claim.role} ${claim.nodeName}` : "none" });
         if (!claim) throw new Error("server did not identify as a mesh member");
-        if (claim.role !== "server") throw new Error(`peer at ${this.address} is ${claim.role} ${claim.nodeName}, not a server`);
+        // a tunnel server, or a relay agent (its certificate has the relay role)
+        if (claim.role !== "server" && !claim.relay) throw new Error(`peer at ${this.address} is ${claim.role} ${claim.nodeName}, not a server or relay`);
+        this.kind = claim.role === "server" ? "server" : "relay";
         this.peer = conn.remotePeer;
         if (!store.hasReservation(conn.remotePeer)) await withDeadline(store.addRelay(conn.remotePeer, "configured"), RESERVE_TIMEOUT_MS, `no reservation within ${RESERVE_TIMEOUT_MS} ms`);
         this.reserved = true;
@@ -163,6 +167,12 @@ export class RelayLink {
         resolve();
       };
     });
+  }
+
+  /** round-trip time to the server (libp2p's ping), for choosing the nearest; Infinity when unknown */
+  rttMs(): number {
+    const conn = this.peer && this.node.getConnections(this.peer).find((c) => c.status === "open" && !isCircuit(c.remoteAddr));
+    return typeof conn?.rtt === "number" ? conn.rtt : Infinity;
   }
 
   /** the circuit address prefix through this server, when reserved */

@@ -12,7 +12,7 @@ import { formatAgentVersion } from "../../tunnel/agent-version.ts";
 import { installCrashGuard } from "../../tunnel/crash-guard.ts";
 import { tcpAddr, describeAddr, isCircuit } from "../../tunnel/addresses.ts";
 import { VERSION } from "../../version.ts";
-import { manageRelayedFlows } from "./flow.ts";
+import { manageRelayedFlows } from "../../tunnel/relayed-flows.ts";
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { collectFlowMetrics, windowBudget } from "../../tunnel/flow/budget.ts";
 import { pacerCounters } from "../../tunnel/flow/gc-pacer.ts";

@@ -183,7 +183,16 @@ export interface BoundConnectOptions {
   localHost?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /**
+   * hole punching: learn of a refusal within a fraction of a millisecond, so
+   * the SYN is sent again before the peer's SYN reaches our host (the
+   * listener would answer it with an ISN the NAT has not seen: Linux
+   * conntrack then drops the connection's inbound data)
+   */
+  eager?: boolean;
 }
+
+const EAGER_MS = 20;
 
 const ONE = new Int32Array([1]);
 
@@ -211,8 +220,11 @@ export async function connectFromPort(o: BoundConnectOptions): Promise<number> {
     if (n !== LINUX.EINPROGRESS && n !== LINUX.EINTR) fail(libc, fd, `connect ${o.host}:${o.port}`, n);
   }
   // wait for the connect to finish without blocking the event loop: poll
-  // with a zero timeout, sleeping 1, 2, 4 ... 16 ms between looks
-  const deadline = performance.now() + (o.timeoutMs ?? 10_000);
+  // with a zero timeout, sleeping 1, 2, 4 ... 16 ms between looks; an eager
+  // dial looks on every turn of the event loop for its first 20 ms instead
+  const start = performance.now();
+  const deadline = start + (o.timeoutMs ?? 10_000);
+  const eagerUntil = o.eager ? start + EAGER_MS : 0;
   const pfd = new Uint8Array(8);
   const pv = new DataView(pfd.buffer);
   let nap = 1;
@@ -228,6 +240,10 @@ export async function connectFromPort(o: BoundConnectOptions): Promise<number> {
       throw o.signal.reason ?? new SocketError("aborted", "ABORT_ERR", 0);
     }
     if (performance.now() >= deadline) fail(libc, fd, `connect ${o.host}:${o.port}`, LINUX.ETIMEDOUT);
+    if (performance.now() < eagerUntil) {
+      await new Promise<void>((r) => setImmediate(r));
+      continue;
+    }
     await Bun.sleep(nap);
     nap = Math.min(nap * 2, 16);
   }

@@ -71,7 +71,7 @@ export class SharedPortTcp implements Transport {
   readonly mode: { sharedPort: boolean; reason: string };
   private readonly inner: Transport;
   private readonly listeners: Listener[] = [];
-  private readonly punches = new Map<string, { role: PunchRole; peer: PeerId }>();
+  private readonly punches = new Map<string, { role: PunchRole; peer: PeerId; arrived: boolean }>();
   private readonly log: P2PLogger;
   private upgrader?: Upgrader;
   private announced = false;
@@ -133,11 +133,16 @@ export class SharedPortTcp implements Transport {
    */
   expectPunch(host: string, port: number, peer: PeerId, role: PunchRole): () => void {
     const k = key(host, port);
-    const entry = { role, peer };
+    const entry = { role, peer, arrived: false };
     this.punches.set(k, entry);
     return () => {
       if (this.punches.get(k) === entry) this.punches.delete(k);
     };
+  }
+
+  /** whether the peer's punching SYN from host:port reached our listener (our own dial had been refused, or not sent yet) */
+  punchArrived(host: string, port: number): boolean {
+    return this.punches.get(key(host, port))?.arrived ?? false;
   }
 
   private punchAwareUpgrader(upgrader: Upgrader): Upgrader {
@@ -145,6 +150,7 @@ export class SharedPortTcp implements Transport {
     wrapped.upgradeInbound = async (maConn, opts) => {
       const t = tcpTarget(maConn.remoteAddr);
       const punch = t ? this.punches.get(key(t.host, t.port)) : undefined;
+      if (punch) punch.arrived = true;
       if (punch?.role !== "initiator") return upgrader.upgradeInbound(maConn, opts);
       // the peer's punching SYN reached our listener before our own SYN left:
       // we still lead, as the peer's side expects
@@ -184,7 +190,7 @@ export class SharedPortTcp implements Transport {
     let socket: net.Socket | undefined;
     if (wantShared && this.mode.sharedPort && port) {
       try {
-        const fd = await connectFromPort({ host: target.host, port: target.port, localPort: port, signal: options.signal });
+        const fd = await connectFromPort({ host: target.host, port: target.port, localPort: port, signal: options.signal, eager: punch !== undefined });
         try {
           socket = net.connect({ fd } as net.NetConnectOpts);
         } catch (e) {

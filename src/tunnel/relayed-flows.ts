@@ -16,8 +16,8 @@
 import type { Stream } from "@libp2p/interface";
 import { peerIdFromMultihash } from "@libp2p/peer-id";
 import * as Digest from "multiformats/hashes/digest";
-import { noteBytes } from "../../tunnel/flow/gc-pacer.ts";
-import { STREAM_HIGH_WATER, STREAM_LOW_WATER } from "../../tunnel/flow/water-marks.ts";
+import { noteBytes } from "./flow/gc-pacer.ts";
+import { STREAM_HIGH_WATER, STREAM_LOW_WATER } from "./flow/water-marks.ts";
 
 export interface RelayCounters {
   connections: number;

@@ -1,0 +1,90 @@
+// Gateways of the field (issue 17), compiled binary in the NAT lab: both NATs
+// answer an unsolicited SYN with a RST (a Linux gateway with no INPUT policy,
+// many CPE routers) or an ICMP port unreachable, instead of dropping it; and
+// NATs that forget idle TCP mappings after 15 s. Every run starts fresh
+// agents with the NATs' conntrack tables flushed. (The full matrix with 20
+// runs per cell is scripts/bench-nat.ts; BENCHMARKS.md has its table.)
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import { Lab, BUN, waitFor } from "./lab/index.ts";
+import { endLab, socksEcho, startMesh, TUNNEL_PORT, type Mesh } from "./lab/mesh.ts";
+import { ensureBinary } from "./util/run.ts";
+import type { PeerStatus } from "../src/admin/status.ts";
+
+const FIX = join(import.meta.dir, "fixtures");
+let lab: Lab;
+let mesh: Mesh;
+
+type Peer = Pick<PeerStatus, "nodeName" | "path" | "relayedReason">;
+
+beforeAll(async () => {
+  lab = await Lab.create({ name: "gateways" });
+  mesh = startMesh(lab, { binary: await ensureBinary(), agents: [{ name: "edge1", host: "edge1" }, { name: "edge2", host: "edge2" }] });
+  lab.spawn("edge2", [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
+  await mesh.startAll();
+}, 60_000);
+
+afterAll(() => endLab(lab, mesh), 30_000);
+
+const echo = () => socksEcho(lab, "edge1", "edge2", 9001, 15_000);
+
+const peer = async (): Promise<Peer | undefined> => (await mesh.status<{ peers: Peer[] }>("edge1")).peers.find((p) => p.nodeName === "edge2");
+
+/** fresh agents and NAT state, a first stream, then ms until edge2 is direct (undefined: not within `withinMs`) */
+async function freshRun(withinMs: number): Promise<{ served: boolean; msToDirect?: number; last?: Peer }> {
+  await Promise.all(["edge1", "edge2"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
+  await Promise.all(["nat1", "nat2"].map((n) => lab.exec(n, ["conntrack", "-F"])));
+  for (const n of ["edge1", "edge2"]) mesh.startAgent(n);
+  await mesh.waitReserved(["edge1", "edge2"]);
+  const t0 = performance.now();
+  const served = await echo();
+  let last: Peer | undefined;
+  const direct = await waitFor(async () => (last = await peer())?.path === "direct", { timeoutMs: withinMs, intervalMs: 20, description: "direct" }).then(
+    () => true,
+    () => false,
+  );
+  return { served, last, ...(direct ? { msToDirect: Math.round(performance.now() - t0) } : {}) };
+}
+
+test("gateways that answer unsolicited SYNs with a RST: the punch sends its SYN again and goes direct (3 fresh starts)", async () => {
+  await lab.setGateway("nat1", { inbound: "rst" });
+  await lab.setGateway("nat2", { inbound: "rst" });
+  const runs = [];
+  // one round (three attempts of up to 3 s) fits in 10 s
+  for (let i = 0; i < 3; i++) runs.push(await freshRun(10_000));
+  console.log(`RST gateways: ms to direct ${runs.map((r) => r.msToDirect ?? "relayed").join(", ")}`);
+  for (const r of runs) {
+    expect(r.served).toBe(true);
+    expect(r.msToDirect, `still relayed: ${r.last?.relayedReason ?? ""}`).toBeNumber();
+  }
+  const m = (await lab.exec("edge1", ["curl", "-sS", "http://127.0.0.1:10556/status"])).stdout + (await lab.exec("edge2", ["curl", "-sS", "http://127.0.0.1:10556/status"])).stdout;
+  // the far gateway did refuse SYNs, and they were sent again
+  expect(m).toMatch(/"refusedSyns":[1-9]/);
+}, 90_000);
+
+test("gateways that answer with ICMP port unreachable: every first stream is served, relayed or direct (how many go direct: BENCHMARKS.md)", async () => {
+  await lab.setGateway("nat1", { inbound: "icmp" });
+  await lab.setGateway("nat2", { inbound: "icmp" });
+  const runs = [];
+  for (let i = 0; i < 3; i++) runs.push(await freshRun(5_000));
+  console.log(`ICMP gateways: ms to direct ${runs.map((r) => r.msToDirect ?? `relayed (${r.last?.relayedReason ?? "round running"})`).join(", ")}`);
+  for (const r of runs) expect(r.served).toBe(true);
+  expect(await echo()).toBe(true);
+}, 90_000);
+
+test("a NAT that forgets idle TCP mappings after 15 s: keepalives hold the idle direct connection for 25 s", async () => {
+  await lab.setGateway("nat1", { inbound: "drop", tcpEstablishedTimeoutS: 15 });
+  await lab.setGateway("nat2", { inbound: "drop", tcpEstablishedTimeoutS: 15 });
+  const run = await freshRun(5_000);
+  expect(run.msToDirect, run.last?.relayedReason ?? "").toBeNumber();
+  const flows = async () => (await lab.exec("nat1", ["conntrack", "-L", "-p", "tcp", "--orig-src", lab.hosts.edge1.ip, "--dst", lab.hosts.nat2.wanIp, "--orig-port-src", String(TUNNEL_PORT)])).stdout;
+  expect(await flows()).toContain("ESTABLISHED");
+  await Bun.sleep(25_000);
+  // the same mapping is still there (refreshed by the keepalives), and serves at once
+  expect(await flows()).toContain("ESTABLISHED");
+  const t0 = performance.now();
+  expect(await echo()).toBe(true);
+  expect(performance.now() - t0).toBeLessThan(2000);
+  expect((await peer())?.path).toBe("direct");
+  expect(mesh.logs("edge1").match(/hole punched/g)?.length ?? 0).toBeLessThanOrEqual(1);
+}, 90_000);
