@@ -13,6 +13,8 @@
 //   BENCH_NAT_CELLS="rst/preserve:rst/preserve,drop/random:drop/preserve"
 //   picks cells; the default is every pair of inbound behaviours with
 //   preserving mappings, and every pair of mappings with silent drops.
+//   BENCH_NAT_CGNAT=drop/preserve puts a carrier-grade NAT with that
+//   behaviour in front of nat2 (double NAT: edge2 → nat2 → cgnat → WAN).
 import { join } from "node:path";
 import { Lab, BUN, waitFor, type GatewayBehaviour } from "../test/lab/index.ts";
 import { SOCKS, startMesh } from "../test/lab/mesh.ts";
@@ -52,7 +54,12 @@ const cells: Array<[Gateway, Gateway]> = process.env.BENCH_NAT_CELLS
 const binary = process.env.EDGEMESH_BINARY ?? (await ensureBinary());
 const lab = await Lab.create({ name: "benchnat" });
 const rows: string[] = [];
+const cgnat = process.env.BENCH_NAT_CGNAT ? parse(process.env.BENCH_NAT_CGNAT) : undefined;
 try {
+  if (cgnat) {
+    await lab.addCarrierNat("nat2");
+    await lab.setGateway("cgnat", cgnat);
+  }
   const mesh = startMesh(lab, { binary, agents: [{ name: "edge1", host: "edge1" }, { name: "edge2", host: "edge2" }] });
   lab.spawn("edge2", [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
   await mesh.startAll();
@@ -67,7 +74,7 @@ try {
     for (let run = 1; run <= RUNS; run++) {
       await Promise.all(["edge1", "edge2"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
       // every run starts with no NAT state: mappings and CLOSE entries of the last one gone
-      await Promise.all(["nat1", "nat2"].map((n) => lab.exec(n, ["conntrack", "-F"])));
+      await Promise.all(["nat1", "nat2", ...(cgnat ? ["cgnat"] : [])].map((n) => lab.exec(n, ["conntrack", "-F"])));
       for (const n of ["edge1", "edge2"]) mesh.startAgent(n);
       await mesh.waitReserved(["edge1", "edge2"]);
       const t0 = performance.now();
@@ -88,7 +95,7 @@ try {
       say(`${label(g1)} × ${label(g2)} run ${run}/${RUNS}: ${direct ? `direct after ${Math.round(times.at(-1)!)} ms` : "relayed"}`);
     }
     const top = [...reasons.entries()].sort((a, b) => b[1] - a[1])[0];
-    const row = `| ${label(g1)} | ${label(g2)} | ${served}/${RUNS} | ${times.length}/${RUNS} | ${times.length ? Math.round(quantile(times, 0.5)!) : "–"} | ${times.length ? Math.round(quantile(times, 0.95)!) : "–"} | ${top ? `${top[0]} (${top[1]})` : ""} |`;
+    const row = `| ${label(g1)} | ${label(g2)}${cgnat ? ` behind carrier NAT ${label(cgnat)}` : ""} | ${served}/${RUNS} | ${times.length}/${RUNS} | ${times.length ? Math.round(quantile(times, 0.5)!) : "–"} | ${times.length ? Math.round(quantile(times, 0.95)!) : "–"} | ${top ? `${top[0]} (${top[1]})` : ""} |`;
     rows.push(row);
     say(row);
   }

@@ -23,6 +23,7 @@ import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { createPrivateNetwork } from "./privnet/index.ts";
 import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tcp.ts";
 import type { Membership } from "./membership.ts";
+import { closeStaleOnReconnect } from "./stale-connections.ts";
 
 export interface TunnelNodeOptions {
   role: "agent" | "server";
@@ -138,6 +139,8 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     void o.membership.onIdentify(evt.detail as never);
   });
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
+  // a peer back before its old connection timed out: the relay would use the dead one
+  closeStaleOnReconnect(node as TunnelNode, (msg, fields) => o.log?.("info", `${msg} ${Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(" ")}`));
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
   if (!patchYamuxStreams()) o.log?.("warn", "yamux internals changed: stock window updates, frames and windows (up to 16 MiB per stream, no budget)");
   if (!decodeWithoutThrowing()) o.log?.("warn", "libp2p internals changed: noise frames are decoded the stock way");

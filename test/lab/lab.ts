@@ -504,6 +504,61 @@ export class Lab implements AsyncDisposable {
     return plan.host;
   }
 
+  /**
+   * Puts a carrier-grade NAT in front of `nat` (double NAT, as on mobile and
+   * many broadband links): `nat`'s WAN side moves onto a shared-address
+   * segment (100.64.0.0/24, RFC 6598) behind a new NAT host "cgnat", whose
+   * WAN address is the one the world then sees for `nat`'s LAN. The carrier
+   * NAT starts like the others (port-preserving, unsolicited inbound
+   * dropped); change it with setGateway("cgnat", ...).
+   */
+  async addCarrierNat(nat: "nat1" | "nat2"): Promise<NatHost> {
+    this.assertUsable();
+    if (this.plans.has("cgnat")) throw new Error("the lab has a carrier NAT already");
+    const inner = this.plans.get(nat)!;
+    const used = new Set([...this.plans.values()].flatMap((p) => p.links.map((l) => l.cidr.split("/")[0])));
+    let wanIp = "";
+    for (let i = this.plan.firstDynamic; i < 255 && !wanIp; i++) if (!used.has(`${this.plan.wan.base}${i}`)) wanIp = `${this.plan.wan.base}${i}`;
+    const cgn: NatHost = { name: "cgnat", ns: `${this.prefix}-cgnat`, ip: wanIp, segment: "wan", iface: "wan0", gateway: null, publicIp: wanIp, wanIp, lanIp: "100.64.0.1", lan: (inner.host as NatHost).lan };
+    const segNs = `${this.prefix}-cgnseg`;
+    this.plans.set("cgnat", { host: cgn, nat: true, links: [{ segment: "wan", iface: "wan0", cidr: `${wanIp}/24` }] });
+    (this.hosts as Record<string, LabHost>).cgnat = cgn;
+    await this.addNamespaces([cgn.ns, segNs]);
+    await this.sysctls(cgn.ns, "nat");
+    await this.sysctls(segNs, "segment");
+    const batch = (ns: string, cmds: string[]) => runOrThrow([tool("ip"), "-n", ns, "-batch", "-"], { stdin: cmds.map((c) => `${c}\n`).join(""), timeoutMs: 20_000 });
+    // the carrier NAT's WAN leg, on the WAN bridge
+    await batch(this.segmentNs("wan"), [`link add v-cgnat type veth peer name wan0 netns ${cgn.ns}`, "link set v-cgnat master br0", "link set v-cgnat up"]);
+    // the shared-address segment: a bridge with the carrier NAT's LAN leg and the inner NAT's new WAN leg
+    await batch(this.segmentNs("wan"), ["link del v-" + nat]);
+    await batch(segNs, [
+      "link add br0 type bridge",
+      "link set br0 up",
+      "link set lo up",
+      `link add v-cgnat type veth peer name lan0 netns ${cgn.ns}`,
+      "link set v-cgnat master br0",
+      "link set v-cgnat up",
+      `link add v-${nat} type veth peer name wan0 netns ${inner.host.ns}`,
+      `link set v-${nat} master br0`,
+      `link set v-${nat} up`,
+    ]);
+    await batch(cgn.ns, ["link set lo up", `addr add ${wanIp}/24 dev wan0`, "link set wan0 up", "addr add 100.64.0.1/24 dev lan0", "link set lan0 up"]);
+    await batch(inner.host.ns, ["addr add 100.64.0.2/24 dev wan0", "link set wan0 up", "route add default via 100.64.0.1 dev wan0"]);
+    await this.natRules(cgn.ns);
+    // who sees what now: the inner NAT's WAN address is a shared one, its LAN's public address the carrier's
+    const moved = { ...(inner.host as NatHost), ip: "100.64.0.2", wanIp: "100.64.0.2", publicIp: wanIp };
+    this.plans.set(nat, { ...inner, host: moved });
+    (this.hosts as Record<string, LabHost>)[nat] = moved;
+    for (const p of this.plans.values()) {
+      if (p.host.segment === moved.lan) {
+        const h = { ...p.host, publicIp: wanIp };
+        p.host = h;
+        (this.hosts as Record<string, LabHost>)[h.name] = h;
+      }
+    }
+    return cgn;
+  }
+
   /** Human-readable topology summary (for logs and the demo). */
   describe(): string {
     const lines = [`lab ${this.prefix}`];
@@ -664,7 +719,7 @@ export class Lab implements AsyncDisposable {
    * and some home NATs do; hole punching cannot work through it).
    * Connections already open keep their mapping.
    */
-  async setNatMapping(nat: "nat1" | "nat2", mode: NatMapping): Promise<void> {
+  async setNatMapping(nat: "nat1" | "nat2" | "cgnat", mode: NatMapping): Promise<void> {
     await this.setGateway(nat, { mapping: mode });
   }
 
@@ -682,7 +737,7 @@ export class Lab implements AsyncDisposable {
    *   (Linux default 432000 s; CPE routers use minutes);
    * Flows already tracked keep their mapping.
    */
-  async setGateway(nat: "nat1" | "nat2", g: GatewayBehaviour): Promise<void> {
+  async setGateway(nat: "nat1" | "nat2" | "cgnat", g: GatewayBehaviour): Promise<void> {
     this.assertUsable();
     const ns = this.nsOf(nat);
     const ipt = (...args: string[]) => runOrThrow([tool("ip"), "netns", "exec", ns, tool("iptables"), ...args], { timeoutMs: 10_000 });
