@@ -20,7 +20,7 @@
 //   behaviour in front of nat2 (double NAT: edge2 → nat2 → cgnat → WAN).
 import { join } from "node:path";
 import { Lab, BUN, waitFor, type GatewayBehaviour } from "../test/lab/index.ts";
-import { SOCKS, startMesh } from "../test/lab/mesh.ts";
+import { restartFresh, SOCKS, startMesh } from "../test/lab/mesh.ts";
 import { ensureBinary, ROOT } from "../test/util/run.ts";
 
 const RUNS = Number(process.argv[2] ?? 20);
@@ -89,11 +89,8 @@ try {
     let served = 0;
     const runs = g1.mapping === "random" || g2.mapping === "random" ? RANDOM_RUNS : RUNS;
     for (let run = 1; run <= runs; run++) {
-      await Promise.all(["edge1", "edge2"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
       // every run starts with no NAT state: mappings and CLOSE entries of the last one gone
-      await Promise.all(["nat1", "nat2", ...(cgnat ? ["cgnat"] : [])].map((n) => lab.exec(n, ["conntrack", "-F"])));
-      for (const n of ["edge1", "edge2"]) mesh.startAgent(n);
-      await mesh.waitReserved(["edge1", "edge2"]);
+      await restartFresh(lab, mesh, ["edge1", "edge2"], ["nat1", "nat2", ...(cgnat ? ["cgnat"] : [])]);
       const t0 = performance.now();
       const r = await lab.exec("edge1", [BUN, join(FIX, "socks-client.ts"), SOCKS, "edge2", "9001", "echo"], { timeoutMs: 30_000 });
       if (/"ok":true/.test(r.stdout)) served++;

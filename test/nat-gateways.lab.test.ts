@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
-import { endLab, socksEcho, startMesh, TUNNEL_PORT, type Mesh } from "./lab/mesh.ts";
+import { endLab, restartFresh, socksEcho, startMesh, TUNNEL_PORT, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary } from "./util/run.ts";
 import type { PeerStatus } from "../src/admin/status.ts";
 
@@ -32,10 +32,7 @@ const peer = async (): Promise<Peer | undefined> => (await mesh.status<{ peers: 
 
 /** fresh agents and NAT state, a first stream, then ms until edge2 is direct (undefined: not within `withinMs`) */
 async function freshRun(withinMs: number): Promise<{ served: boolean; msToDirect?: number; last?: Peer }> {
-  await Promise.all(["edge1", "edge2"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
-  await Promise.all(["nat1", "nat2", ...("cgnat" in lab.hosts ? ["cgnat"] : [])].map((n) => lab.exec(n, ["conntrack", "-F"])));
-  for (const n of ["edge1", "edge2"]) mesh.startAgent(n);
-  await mesh.waitReserved(["edge1", "edge2"]);
+  await restartFresh(lab, mesh, ["edge1", "edge2"], ["nat1", "nat2", ...("cgnat" in lab.hosts ? ["cgnat"] : [])]);
   const t0 = performance.now();
   // served within 4 s: a server still holding a connection that died with a
   // NAT's old address drops it after a 2 s ping (stale-connections.ts)

@@ -190,3 +190,28 @@ export async function endLab(lab: Lab | undefined, mesh: Mesh | undefined): Prom
   mesh?.dumpLogsIfAsked();
   await lab?.destroy();
 }
+
+/**
+ * Restarts agents with no NAT state left from before: stops them, waits (up
+ * to 3 s) for their tunnel sockets to finish closing — a socket still
+ * sending its FIN when the NATs forget the flow retransmits it for minutes
+ * through a gateway that answers with ICMP, and holds the punch's 4-tuple —
+ * then flushes the NATs' conntrack tables and starts the agents again.
+ */
+export async function restartFresh(lab: Lab, mesh: Mesh, agents: string[], nats: string[]): Promise<void> {
+  await Promise.all(agents.map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
+  const closing = ["state", "fin-wait-1", "state", "fin-wait-2", "state", "closing", "state", "last-ack", "sport", "=", `:${TUNNEL_PORT}`];
+  await waitFor(
+    async () => {
+      for (const n of agents) {
+        const r = await lab.exec(mesh.agents.get(n)!.spec.host, ["ss", "-Htan", ...closing]);
+        if (r.stdout.trim()) return false;
+      }
+      return true;
+    },
+    { timeoutMs: 3_000, intervalMs: 50, description: "tunnel sockets closed" },
+  ).catch(() => {});
+  await Promise.all(nats.map((n) => lab.exec(n, ["conntrack", "-F"])));
+  for (const n of agents) mesh.startAgent(n);
+  await mesh.waitReserved(agents);
+}
