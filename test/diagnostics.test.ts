@@ -64,7 +64,7 @@ test("a different psk: both ends name it, every retry says so, and status shows 
   expect(server.log().split(MISMATCH).length - 1).toBe(1);
 
   const table = Bun.spawnSync([binary, "status", "--admin", admin]).stdout.toString();
-  expect(table).toMatch(new RegExp(`127\\.0\\.0\\.1:${serverPort}\\s+no\\s+no\\s+\\(down \\d+s\\) ${MISMATCH}`));
+  expect(table).toMatch(new RegExp(`127\\.0\\.0\\.1:${serverPort}\\s+-\\s+no\\s+no\\s+-\\s+\\(down \\d+s\\) ${MISMATCH}`));
 
   // towards another agent: the SOCKS5 client is refused, and the log names the cause
   const { connect } = await import("node:net");
