@@ -50,8 +50,8 @@ afterAll(async () => {
   await lab?.destroy();
 }, 30_000);
 
-async function echo(): Promise<boolean> {
-  const r = await lab.exec("edge1", [BUN, join(FIX, "socks-client.ts"), SOCKS, "edge2", "9001", "echo"], { timeoutMs: 5_000 });
+async function echo(timeoutMs = 5_000): Promise<boolean> {
+  const r = await lab.exec("edge1", [BUN, join(FIX, "socks-client.ts"), SOCKS, "edge2", "9001", "echo"], { timeoutMs });
   try {
     return (JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as { ok: boolean }).ok;
   } catch {
@@ -72,11 +72,11 @@ const reservedOnBoth = () =>
     { timeoutMs: 40_000, intervalMs: 250, description: "both agents reserved on both servers" },
   );
 
-/** ms from now until a relayed request through the mesh succeeds, bounded */
-async function untilServed(limitMs: number): Promise<number> {
+/** ms from now until a relayed request through the mesh succeeds, bounded; each request given `perTryMs` */
+async function untilServed(limitMs: number, perTryMs = 5_000): Promise<number> {
   const t0 = performance.now();
   while (performance.now() - t0 < limitMs) {
-    if (await echo()) return performance.now() - t0;
+    if (await echo(perTryMs)) return performance.now() - t0;
     await Bun.sleep(100);
   }
   throw new Error(`no request through the mesh succeeded within ${limitMs} ms`);
@@ -99,3 +99,35 @@ test("each server killed in turn: relayed requests succeed through the other wit
   console.log(`second server killed: next request served after ${Math.round(other)} ms`);
   expect(other).toBeLessThan(2000);
 }, 120_000);
+
+test("a server whose host goes silent (its packets dropped, no RST): agents notice within seconds and relayed requests are served through the other", async () => {
+  if (!second?.running) startSecond();
+  await reservedOnBoth();
+  expect(await echo()).toBe(true);
+  // the server that carries edge1's relayed connection to edge2 goes silent
+  const via = [...mesh.logs("edge1").matchAll(/connected to peer node=edge2 path=relayed via=\/ip4\/([\d.]+)\//g)].at(-1)?.[1];
+  expect(via).toBeDefined();
+  const host = via === cloud2Ip ? "cloud2" : "cloud";
+  const silence = async (op: "-I" | "-D") => {
+    for (const chain of ["INPUT", "OUTPUT"]) await lab.execOrThrow(host, ["iptables", op, chain, "-j", "DROP"]);
+  };
+  await silence("-I");
+  try {
+    const t0 = performance.now();
+    // requests that give up after 0.6 s, as a client retrying would: one caught
+    // on the silent server's relay does not hide when new ones succeed
+    const served = await untilServed(15_000, 600);
+    console.log(`${host} silent: next request served after ${Math.round(served)} ms`);
+    // a probe every 500 ms, unanswered for 1 s: new streams avoid the server
+    expect(served).toBeLessThan(2000);
+    await waitFor(async () => !(await mesh.status<{ servers: Array<{ address: string; reservation: boolean }> }>("edge1")).servers.find((s) => s.address.startsWith(`${lab.host(host).ip}:`))?.reservation, {
+      timeoutMs: 6_000,
+      intervalMs: 100,
+      description: "edge1 no longer counts on the silent server",
+    });
+    console.log(`${host} silent: edge1 stopped counting on it after ${Math.round(performance.now() - t0)} ms`);
+  } finally {
+    await silence("-D");
+  }
+  await reservedOnBoth();
+}, 90_000);

@@ -24,6 +24,7 @@ import { createPrivateNetwork } from "./privnet/index.ts";
 import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tcp.ts";
 import type { Membership } from "./membership.ts";
 import { closeStaleOnReconnect } from "./stale-connections.ts";
+import { serveLiveness } from "./liveness.ts";
 
 export interface TunnelNodeOptions {
   role: "agent" | "server";
@@ -139,6 +140,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
     void o.membership.onIdentify(evt.detail as never);
   });
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
+  await serveLiveness(node as TunnelNode);
   // a peer back before its old connection timed out: the relay would use the dead one
   closeStaleOnReconnect(node as TunnelNode, (msg, fields) => o.log?.("info", `${msg} ${Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(" ")}`));
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");

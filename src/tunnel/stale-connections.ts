@@ -3,18 +3,19 @@
 // connection open on our side until pings fail, 10-20 s. Meanwhile the relay
 // service hands relayed connections for the peer to its oldest connection —
 // the dead one — and they fail. So when a peer opens a new direct connection,
-// its older direct ones are pinged, and those that do not answer within 2 s
-// are closed at once.
+// its older direct ones are probed (liveness.ts), and those that do not
+// answer within 2 s are closed at once.
 import type { Connection } from "@libp2p/interface";
 import type { TunnelNode } from "./node.ts";
 import { isCircuit } from "./addresses.ts";
+import { LivenessPinger } from "./liveness.ts";
 
 const PROBE_TIMEOUT_MS = 2_000;
 
 /** pings a connection's peer on that very connection */
 type PingOn = (conn: Connection, signal: AbortSignal) => Promise<unknown>;
 
-export function closeStaleOnReconnect(node: TunnelNode, log: (msg: string, fields: Record<string, unknown>) => void, pingOn: PingOn = defaultPingOn()): void {
+export function closeStaleOnReconnect(node: TunnelNode, log: (msg: string, fields: Record<string, unknown>) => void, pingOn: PingOn = probeOnce): void {
   node.addEventListener("connection:open", (e) => {
     const fresh = e.detail;
     if (isCircuit(fresh.remoteAddr)) return;
@@ -29,22 +30,12 @@ export function closeStaleOnReconnect(node: TunnelNode, log: (msg: string, field
   });
 }
 
-/** libp2p's ping protocol on the given connection (the ping service would pick the peer's connection itself) */
-function defaultPingOn(): PingOn {
-  return async (conn, signal) => {
-    const stream = await conn.newStream("/ipfs/ping/1.0.0", { signal, runOnLimitedConnection: true });
-    let onAbort = (): void => {};
-    try {
-      const answered = new Promise<void>((resolve, reject) => {
-        onAbort = () => reject(signal.reason);
-        signal.addEventListener("abort", onAbort, { once: true });
-        stream.addEventListener("message", () => resolve(), { once: true });
-      });
-      stream.send(crypto.getRandomValues(new Uint8Array(32)));
-      await answered;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      stream.abort(new Error("ping done"));
-    }
-  };
-}
+/** one liveness probe on the given connection */
+const probeOnce: PingOn = async (conn, signal) => {
+  const pinger = new LivenessPinger(conn);
+  try {
+    await pinger.ping(signal);
+  } finally {
+    pinger.close();
+  }
+};

@@ -20,12 +20,22 @@ export interface DialSources {
   relays(): string[];
   /** tunnel port other agents listen on when a hint carries no port */
   defaultPort: number;
+  /** whether an open connection may carry new streams (default: all) */
+  usable?: (conn: Connection) => boolean;
 }
 
-/** an open connection to the peer, direct ones first */
-export function bestConnection(node: TunnelNode, peer: PeerId): Connection | undefined {
-  const open = node.getConnections(peer).filter((c) => c.status === "open");
+/**
+ * An open connection to the peer, direct ones first; `usable` may pass over
+ * some (relayed ones through a relay that stopped answering).
+ */
+export function bestConnection(node: TunnelNode, peer: PeerId, usable: (c: Connection) => boolean = () => true): Connection | undefined {
+  const open = node.getConnections(peer).filter((c) => c.status === "open" && usable(c));
   return open.find((c) => !isCircuit(c.remoteAddr)) ?? open[0];
+}
+
+/** the peer ID of the relay a circuit address goes through (".../p2p/RELAY/p2p-circuit/...") */
+export function relayOf(ma: Multiaddr): string | undefined {
+  return /\/p2p\/([^/]+)\/p2p-circuit/.exec(ma.toString())?.[1];
 }
 
 export function directCandidates(peer: PeerId, hints: string[], defaultPort: number): Multiaddr[] {
@@ -72,7 +82,7 @@ export class PeerDialer {
   ) {}
 
   async connect(nodeName: string, peer: PeerId, timeoutMs = 10_000): Promise<Connection> {
-    const existing = bestConnection(this.node, peer);
+    const existing = bestConnection(this.node, peer, this.src.usable);
     if (existing) return existing;
     const key = peer.toString();
     let p = this.inflight.get(key);
@@ -131,9 +141,10 @@ export class PeerDialer {
         Promise.race([directDone, Bun.sleep(RELAY_HEAD_START_MS)])
           .then(() => (i > 0 ? Bun.sleep(i * RELAY_STAGGER_MS) : undefined))
           .then(() => {
-            const got = bestConnection(this.node, peer);
+            const got = bestConnection(this.node, peer, this.src.usable);
             if (got && (i > 0 || !isCircuit(got.remoteAddr))) return got;
-            return this.node.dial(ma, { signal: overall });
+            // force: an existing relayed connection may be one new streams avoid (its relay went silent)
+            return this.node.dial(ma, { signal: overall, force: true } as never);
           })
           .catch((e: Error) => {
             errors.push(`relay: ${e.message}`);

@@ -15,7 +15,7 @@ import { describeAddr, hostPortAddr, isCircuit, tcpAddr } from "../../tunnel/add
 import { VERSION } from "../../version.ts";
 import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
 import { RelayLink } from "./relay-link.ts";
-import { PeerDialer, bestConnection } from "./dialer.ts";
+import { PeerDialer, bestConnection, relayOf } from "./dialer.ts";
 import { manageRelayedFlows, type RelayCounters } from "../../tunnel/relayed-flows.ts";
 import { PathUpgrader } from "./upgrade.ts";
 import type { EarlyBytes, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
@@ -30,7 +30,7 @@ import { TargetPolicy } from "./target-policy.ts";
 import { daysLeft, installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
-import type { PeerId } from "@libp2p/interface";
+import type { Connection, PeerId } from "@libp2p/interface";
 
 /** the relay service's reservation table (agent.tunnel.relay), not public API */
 function relayReservations(node: TunnelNode): (Map<unknown, { expiry: Date }> & { delete(p: unknown): boolean }) | undefined {
@@ -163,7 +163,7 @@ class Tunnel implements Module {
     });
     this.links = config.agent.servers.map((s) => new RelayLink(s, hostPortAddr(s), node, membership, log, { secretMismatches, onDialTarget: (hp) => serverTargets.add(hp) }));
     if (this.links.length === 0) log.warn("no tunnel servers configured (agent.servers): only direct paths are possible");
-    this.dialer = new PeerDialer(node, { hints, relays: () => nearestFirst(this.links.filter((l) => l.reserved)).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort }, log, secretMismatches);
+    this.dialer = new PeerDialer(node, { hints, relays: () => nearestFirst(this.links.filter((l) => l.reserved)).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort, usable: (c) => this.usable(c) }, log, secretMismatches);
     this.upgrader = new PathUpgrader(node, membership, hints, t.listenPort, [PROXY_PROTOCOL], log);
     const access: TunnelAccess = { open: (nodeName, target, early) => this.open(nodeName, target, early) };
     bus.publish("tunnel", access);
@@ -226,7 +226,7 @@ class Tunnel implements Module {
     if (!this.node || !this.dialer || !this.ids) throw new Error("tunnel not started");
     const peer = this.book ? await this.peerOfName(nodeName) : await this.ids.peerId(nodeName);
     // the usual case, an open connection to a peer already recorded, costs no further waits
-    const conn = bestConnection(this.node, peer) ?? (await this.dialer.connect(nodeName, peer));
+    const conn = bestConnection(this.node, peer, (c) => this.usable(c)) ?? (await this.dialer.connect(nodeName, peer));
     if (this.membership!.claim(peer)?.nodeName !== nodeName && !(await this.membership!.trust(peer, { role: "agent", nodeName }))) {
       throw new Error(`peer ${peer.toString()} did not prove it is ${nodeName}`);
     }
@@ -237,6 +237,13 @@ class Tunnel implements Module {
       this.counters.streamErrors++;
       throw e;
     }
+  }
+
+  /** new streams avoid relayed connections through a server or relay that stopped answering (RelayLink's liveness probe) */
+  private usable(conn: Connection): boolean {
+    if (!isCircuit(conn.remoteAddr)) return true;
+    const relay = relayOf(conn.remoteAddr);
+    return !this.links.some((l) => l.suspect && l.peer?.toString() === relay);
   }
 
   /**

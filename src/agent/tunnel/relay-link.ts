@@ -10,6 +10,7 @@ import type { Membership } from "../../tunnel/membership.ts";
 import { lookup } from "node:dns/promises";
 import { describeAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
 import { SECRET_MISMATCH, type SecretMismatches } from "../../tunnel/secret-mismatch.ts";
+import { LivenessPinger } from "../../tunnel/liveness.ts";
 
 interface ReservationStore {
   addRelay(peer: PeerId, type: "configured"): Promise<unknown>;
@@ -43,6 +44,11 @@ const STILL_DOWN_EVERY_MS = 60_000;
 /** bound on one reservation attempt: libp2p's own can wait for ever behind another server's (seen with two servers) */
 const RESERVE_TIMEOUT_MS = 12_000;
 
+/** liveness of a reserved server: a ping this often, this long to answer, this many misses in a row close it */
+const LIVENESS_EVERY_MS = 500;
+const LIVENESS_TIMEOUT_MS = 1_000;
+const LIVENESS_MISSES = 3;
+
 function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
@@ -52,6 +58,8 @@ export class RelayLink {
   peer?: PeerId;
   connected = false;
   reserved = false;
+  /** the last liveness probe went unanswered: new streams avoid relaying through it */
+  suspect = false;
   /** what answered at the address: a tunnel server or a relay agent */
   kind?: "server" | "relay";
   lastError = "";
@@ -131,6 +139,7 @@ export class RelayLink {
       } finally {
         this.connected = false;
         this.reserved = false;
+        this.suspect = false;
       }
       if (this.stopped) break;
       await new Promise<void>((r) => {
@@ -144,13 +153,48 @@ export class RelayLink {
     }
   }
 
-  /** resolves when the direct connection to the server closes or the reservation is dropped */
+  /**
+   * Resolves when the direct connection to the server closes or the
+   * reservation is dropped. A server whose host vanished sends no RST: the
+   * connection would look open until libp2p's 10 s pings fail, and relayed
+   * connections through it would take new streams that go nowhere. So the
+   * server is probed twice a second on this connection: after one miss (1 s
+   * without an answer) new streams avoid it (`suspect`, `reserved` false),
+   * after three in a row the connection is closed,
+   * which closes the relayed connections through it, and peers are reached
+   * through another server.
+   */
   private untilLost(conn: Connection, store: ReservationStore): Promise<void> {
     return new Promise((resolve) => {
       const peer = conn.remotePeer;
+      let misses = 0;
+      let probing = false;
+      const pinger = new LivenessPinger(conn);
+      const probe = setInterval(() => {
+        if (probing || conn.status !== "open") return;
+        probing = true;
+        pinger.ping(AbortSignal.timeout(LIVENESS_TIMEOUT_MS)).then(
+          () => {
+            misses = 0;
+            this.suspect = false;
+            this.reserved = store.hasReservation(peer);
+          },
+          () => {
+            misses++;
+            this.suspect = true;
+            this.reserved = false;
+            if (misses >= LIVENESS_MISSES && conn.status === "open") {
+              this.log.warn("tunnel server stopped answering: closing its connection, relayed peers move to another server", { server: this.address, silentMs: misses * LIVENESS_EVERY_MS });
+              conn.abort(new Error("edgemesh: tunnel server stopped answering pings"));
+            }
+          },
+        ).finally(() => (probing = false));
+      }, LIVENESS_EVERY_MS);
       const check = () => {
         const open = this.node.getConnections(peer).some((c) => c.status === "open" && !isCircuit(c.remoteAddr));
         if (this.stopped || !open || !store.hasReservation(peer)) {
+          clearInterval(probe);
+          pinger.close();
           clearInterval(timer);
           store.removeEventListener("relay:removed", onRemoved);
           this.wake = undefined;
@@ -163,6 +207,8 @@ export class RelayLink {
       store.addEventListener("relay:removed", onRemoved);
       const timer = setInterval(check, 1000);
       this.wake = () => {
+        clearInterval(probe);
+        pinger.close();
         clearInterval(timer);
         resolve();
       };
