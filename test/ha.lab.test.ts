@@ -1,7 +1,7 @@
 // Several tunnel servers give high availability (issue 17, HA): every agent
 // holds a reservation on each configured server, so when one dies (SIGKILL)
-// relayed peers stay reachable through the other, and a server that returns
-// gets its reservations back. The NATs randomise ports, so the agents cannot
+// or goes silent (its packets dropped) relayed peers stay reachable through
+// the other, and a server that returns gets its reservations back. The NATs randomise ports, so the agents cannot
 // punch and every request between them is relayed. (Relay agents:
 // relay-agent.lab.test.ts; gateways that RST: nat-gateways.lab.test.ts.)
 import { afterAll, beforeAll, expect, test } from "bun:test";

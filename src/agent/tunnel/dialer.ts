@@ -33,6 +33,14 @@ export function bestConnection(node: TunnelNode, peer: PeerId, usable: (c: Conne
   return open.find((c) => !isCircuit(c.remoteAddr)) ?? open[0];
 }
 
+/** servers and relays by RTT, nearest first; unknown RTTs (Infinity) after them, in the configured order */
+export function nearestFirst<T extends { rttMs(): number }>(relays: T[]): T[] {
+  return relays
+    .map((r, i) => ({ r, i, rtt: r.rttMs() }))
+    .sort((a, b) => (a.rtt === b.rtt ? a.i - b.i : a.rtt - b.rtt))
+    .map((x) => x.r);
+}
+
 /** the peer ID of the relay a circuit address goes through (".../p2p/RELAY/p2p-circuit/...") */
 export function relayOf(ma: Multiaddr): string | undefined {
   return /\/p2p\/([^/]+)\/p2p-circuit/.exec(ma.toString())?.[1];

@@ -15,7 +15,7 @@ import { describeAddr, hostPortAddr, isCircuit, tcpAddr } from "../../tunnel/add
 import { VERSION } from "../../version.ts";
 import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
 import { RelayLink } from "./relay-link.ts";
-import { PeerDialer, bestConnection, relayOf } from "./dialer.ts";
+import { PeerDialer, bestConnection, nearestFirst, relayOf } from "./dialer.ts";
 import { manageRelayedFlows, type RelayCounters } from "../../tunnel/relayed-flows.ts";
 import { PathUpgrader } from "./upgrade.ts";
 import type { EarlyBytes, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
@@ -35,11 +35,6 @@ import type { Connection, PeerId } from "@libp2p/interface";
 /** the relay service's reservation table (agent.tunnel.relay), not public API */
 function relayReservations(node: TunnelNode): (Map<unknown, { expiry: Date }> & { delete(p: unknown): boolean }) | undefined {
   return (node.services as { relay?: { reservations?: Map<unknown, { expiry: Date }> } }).relay?.reservations;
-}
-
-/** reserved links by RTT, nearest first; unknown RTTs keep the configured order, last */
-function nearestFirst(links: RelayLink[]): RelayLink[] {
-  return links.map((l, i) => ({ l, i, rtt: l.rttMs() })).sort((a, b) => a.rtt - b.rtt || a.i - b.i).map((x) => x.l);
 }
 
 export const tunnelModule: ModuleFactory = {
