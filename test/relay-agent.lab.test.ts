@@ -35,9 +35,11 @@ beforeAll(async () => {
       { name: "gw", host: "gw", relay: true },
       { name: "edge1", host: "edge1", extraServers: viaGw },
       { name: "edge2", host: "edge2", extraServers: viaGw },
+      { name: "edge3", host: "edge3" },
     ],
   });
   lab.spawn("edge2", [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
+  lab.spawn("edge3", [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
   await mesh.startAll();
 }, 60_000);
 
@@ -73,6 +75,19 @@ test("the NAT report: two observers see different ports of a port-randomising NA
   expect(metrics).toContain('edgemesh_tunnel_nat_mapping{behaviour="endpoint-dependent"} 1');
   expect(metrics).toContain('edgemesh_tunnel_nat_mapping{behaviour="endpoint-independent"} 0');
 }, 20_000);
+
+test("two nodes behind the same (port-randomising) NAT, without address hints: direct over their LAN, no hairpinning needed", async () => {
+  expect(await socksEcho(lab, "edge1", "edge3")).toBe(true);
+  // relayed first (no hint), then edge3 dials edge1 back on the LAN address edge1 announced
+  await waitFor(async () => (await mesh.status<{ peers: Array<{ nodeName: string; path: string }> }>("edge1")).peers.find((p) => p.nodeName === "edge3")?.path === "direct", {
+    timeoutMs: 10_000,
+    intervalMs: 100,
+    description: "edge1 → edge3 direct",
+  });
+  // a TCP connection between the two LAN addresses (edge3 dialled back: to edge1's tunnel port)
+  const lan = (await lab.exec("edge1", ["ss", "-Htn", "state", "established", "dst", lab.hosts.edge3.ip])).stdout;
+  expect(lan).toContain(`${lab.hosts.edge1.ip}:${TUNNEL_PORT}`);
+}, 30_000);
 
 test("with the tunnel server dead, edge1 reaches edge2 through the relay agent", async () => {
   expect(await echo()).toBe(true);

@@ -66,7 +66,8 @@ export async function learntAddresses(node: TunnelNode, peer: PeerId): Promise<M
     const p = await node.peerStore.get(peer);
     return p.addresses
       .map((a) => a.multiaddr)
-      .filter((ma) => !isCircuit(ma) && ma.toString().includes("/tcp/") && !/^\/ip[46]\/(0\.0\.0\.0|::)\//.test(ma.toString()))
+      // not the unspecified address, nor loopback: dialled from here it is our own listener
+      .filter((ma) => !isCircuit(ma) && ma.toString().includes("/tcp/") && !/^\/ip[46]\/(0\.0\.0\.0|::|127\.\d+\.\d+\.\d+|::1)\//.test(ma.toString()))
       .map((ma) => (ma.toString().includes("/p2p/") ? ma : ma.encapsulate(`/p2p/${peer.toString()}`)));
   } catch {
     return [];

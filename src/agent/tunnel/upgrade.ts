@@ -5,7 +5,7 @@
 // - A relayed connection is never closed under a flow: DCUtR (or anyone)
 //   asking to close it only marks it; it really closes once its proxy streams
 //   have ended. New streams go on the direct connection.
-import type { Connection } from "@libp2p/interface";
+import type { Connection, PeerId } from "@libp2p/interface";
 import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { Membership } from "../../tunnel/membership.ts";
@@ -13,6 +13,24 @@ import { isCircuit } from "../../tunnel/addresses.ts";
 import { directAddresses } from "./dialer.ts";
 
 type Close = Connection["close"];
+
+const IDENTIFY_WAIT_MS = 3_000;
+
+/** resolves true once identify has run with `peer`, false after `ms` (it may have run already) */
+async function identified(node: TunnelNode, peer: PeerId, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      node.removeEventListener("peer:identify", onIdentify);
+      resolve(ok);
+    };
+    const onIdentify = (e: CustomEvent<{ peerId: PeerId }>) => {
+      if (e.detail.peerId.equals(peer)) done(true);
+    };
+    const timer = setTimeout(() => done(false), ms);
+    node.addEventListener("peer:identify", onIdentify as never);
+  });
+}
 
 export class PathUpgrader {
   private readonly originals = new WeakMap<Connection, Close>();
@@ -53,7 +71,13 @@ export class PathUpgrader {
     const claim = await this.membership.waitVerified(relayed.remotePeer, 10_000);
     if (!claim || relayed.status !== "open") return;
     const peer = relayed.remotePeer;
-    const unique = await directAddresses(this.node, peer, this.hints(claim.nodeName), this.defaultPort);
+    let unique = await directAddresses(this.node, peer, this.hints(claim.nodeName), this.defaultPort);
+    // without hints, the addresses the peer announces (its LAN ones: a node
+    // behind our own NAT) come with identify, which may still be running
+    if (unique.length === 0) {
+      await identified(this.node, peer, IDENTIFY_WAIT_MS);
+      unique = await directAddresses(this.node, peer, this.hints(claim.nodeName), this.defaultPort);
+    }
     if (unique.length === 0) return;
     try {
       const direct = await this.node.dial(unique, { signal: AbortSignal.timeout(5000), force: true } as never);
