@@ -222,11 +222,13 @@ export class HolePuncher {
     const peer = conn.remotePeer;
     const st = this.state(peer.toString());
     st.relayedSince ??= Date.now();
+    let theirNat: NatMapping | undefined;
     try {
       const claim = await this.membership.waitVerified(peer, MESSAGE_TIMEOUT_MS);
       if (claim?.role !== "agent") throw new PunchError("coordination", "not a verified agent");
       const first = await readPunchMessage(stream, new Uint8Array(0), MESSAGE_TIMEOUT_MS);
       if (first.value.type !== "connect") throw new PunchError("coordination", "expected CONNECT");
+      theirNat = first.value.nat;
       const ours = this.transport?.mode.sharedPort ? this.publicAddrs() : [];
       stream.send(encodePunchMessage({ type: "connect", addrs: ours, nat: this.natReport().mapping }));
       if (ours.length === 0) return;
@@ -237,6 +239,8 @@ export class HolePuncher {
     } catch (e) {
       const pe = e instanceof PunchError ? e : classify(e);
       this.log.debug("hole punch (responder) failed", { peer: peer.toString(), reason: pe.kind, error: pe.message });
+      // this side's status says why too (the peer runs the rounds and their schedule)
+      if (!this.hasDirect(peer.toString())) st.reason = `hole punching failed (${pe.kind}: ${pe.message})${natNote(this.natReport().mapping, "the peer", theirNat)}; the peer starts the next round`;
     } finally {
       stream.close().catch(() => stream.abort(new Error("punch done")));
     }
