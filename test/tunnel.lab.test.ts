@@ -126,7 +126,8 @@ describe("tunnel across the NAT lab", () => {
       { timeoutMs: 20_000, intervalMs: 250, description: "a relayed reason for edge1 ↔ edge2" },
     );
     expect(st.p.path).toBe("relayed");
-    expect(st.p.relayedReason).toMatch(/hole punching failed \(timeout[^)]*\); next try in 30 s/);
+    // the round's initiator gives its schedule; the responder says the peer starts the next round
+    expect(st.p.relayedReason).toMatch(/^hole punching failed \(timeout[^)]*\); (next try in 30 s|the peer starts the next round)$/);
     expect(await peerPath("edge1", "edge2")).toBe("relayed");
     expect(await socks("edge1", "edge2", 9001, "echo")).toMatchObject({ ok: true });
   }, 30_000);
