@@ -118,8 +118,10 @@ test("a server whose host goes silent (its packets dropped, no RST): agents noti
     // on the silent server's relay does not hide when new ones succeed
     const served = await untilServed(15_000, 600);
     console.log(`${host} silent: next request served after ${Math.round(served)} ms`);
-    // a probe every 500 ms, unanswered for 1 s: new streams avoid the server
-    expect(served).toBeLessThan(2000);
+    // a probe every 500 ms, unanswered for 1 s: the server is noticed 1-1.5 s
+    // into the silence and new streams avoid it; requests are tried every
+    // 0.7 s, so runs show ~1.5 s, ~2.2 s at the worst phase
+    expect(served).toBeLessThan(3000);
     await waitFor(async () => !(await mesh.status<{ servers: Array<{ address: string; reservation: boolean }> }>("edge1")).servers.find((s) => s.address.startsWith(`${lab.host(host).ip}:`))?.reservation, {
       timeoutMs: 6_000,
       intervalMs: 100,
