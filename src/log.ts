@@ -33,10 +33,16 @@ function formatValue(v: unknown): string {
   return escapeControls(JSON.stringify(v));
 }
 
+/** " k=v k2=v2", each value escaped as in a log line */
+export function formatFields(fields: Fields): string {
+  let out = "";
+  for (const [k, v] of Object.entries(fields)) out += ` ${k}=${formatValue(v)}`;
+  return out;
+}
+
 export function formatLine(time: Date, level: Level, module: string, msg: string, fields?: Fields): string {
-  let line = `${time.toISOString()} ${level.toUpperCase().padEnd(5)} [${module}] ${msg.replace(/\n/g, "\\n")}`;
-  if (fields) for (const [k, v] of Object.entries(fields)) line += ` ${k}=${formatValue(v)}`;
-  return line + "\n";
+  const line = `${time.toISOString()} ${level.toUpperCase().padEnd(5)} [${module}] ${msg.replace(/\n/g, "\\n")}`;
+  return line + (fields ? formatFields(fields) : "") + "\n";
 }
 
 export class LevelHolder {

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
 import type { LabProcess } from "./lab/proc.ts";
-import { caCommand, startMesh, SOCKS, SERVER_PORT, type Mesh } from "./lab/mesh.ts";
+import { caCommand, endLab, socksEcho, startMesh, SERVER_PORT, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary } from "./util/run.ts";
 
 const FIX = join(import.meta.dir, "fixtures");
@@ -45,19 +45,9 @@ beforeAll(async () => {
   for (const n of mesh.agents.keys()) mesh.startAgent(n);
 }, 60_000);
 
-afterAll(async () => {
-  mesh?.dumpLogsIfAsked();
-  await lab?.destroy();
-}, 30_000);
+afterAll(() => endLab(lab, mesh), 30_000);
 
-async function echo(timeoutMs = 5_000): Promise<boolean> {
-  const r = await lab.exec("edge1", [BUN, join(FIX, "socks-client.ts"), SOCKS, "edge2", "9001", "echo"], { timeoutMs });
-  try {
-    return (JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as { ok: boolean }).ok;
-  } catch {
-    return false;
-  }
-}
+const echo = (timeoutMs = 5_000) => socksEcho(lab, "edge1", "edge2", 9001, timeoutMs);
 
 const reservedOnBoth = () =>
   waitFor(

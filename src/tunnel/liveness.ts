@@ -84,3 +84,13 @@ export class LivenessPinger {
     return stream;
   }
 }
+
+/** one probe on a fresh stream, closed after (for a connection probed once) */
+export async function probeOnce(conn: Connection, signal: AbortSignal): Promise<void> {
+  const pinger = new LivenessPinger(conn);
+  try {
+    await pinger.ping(signal);
+  } finally {
+    pinger.close();
+  }
+}

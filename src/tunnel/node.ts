@@ -25,6 +25,7 @@ import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tc
 import type { Membership } from "./membership.ts";
 import { closeStaleOnReconnect } from "./stale-connections.ts";
 import { serveLiveness } from "./liveness.ts";
+import { formatFields } from "../log.ts";
 
 export interface TunnelNodeOptions {
   role: "agent" | "server";
@@ -142,7 +143,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
   o.membership.countConnections = (peer) => node.getConnections(peer).length;
   await serveLiveness(node as TunnelNode);
   // a peer back before its old connection timed out: the relay would use the dead one
-  closeStaleOnReconnect(node as TunnelNode, (msg, fields) => o.log?.("info", `${msg} ${Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(" ")}`));
+  closeStaleOnReconnect(node as TunnelNode, (msg, fields) => o.log?.("info", msg + formatFields(fields)));
   if (!skipRepeatedProtocolMerges(node as TunnelNode)) o.log?.("warn", "libp2p internals changed: every stream pays a peer store write");
   if (!patchYamuxStreams()) o.log?.("warn", "yamux internals changed: stock window updates, frames and windows (up to 16 MiB per stream, no budget)");
   if (!decodeWithoutThrowing()) o.log?.("warn", "libp2p internals changed: noise frames are decoded the stock way");

@@ -5,23 +5,19 @@
 // the dead one — and they fail. So when a peer opens a new direct connection,
 // its older direct ones are probed (liveness.ts), and those that do not
 // answer within 2 s are closed at once.
-import type { Connection } from "@libp2p/interface";
 import type { TunnelNode } from "./node.ts";
 import { isCircuit } from "./addresses.ts";
-import { LivenessPinger } from "./liveness.ts";
+import { probeOnce } from "./liveness.ts";
 
 const PROBE_TIMEOUT_MS = 2_000;
 
-/** pings a connection's peer on that very connection */
-type PingOn = (conn: Connection, signal: AbortSignal) => Promise<unknown>;
-
-export function closeStaleOnReconnect(node: TunnelNode, log: (msg: string, fields: Record<string, unknown>) => void, pingOn: PingOn = probeOnce): void {
+export function closeStaleOnReconnect(node: TunnelNode, log: (msg: string, fields: Record<string, unknown>) => void): void {
   node.addEventListener("connection:open", (e) => {
     const fresh = e.detail;
     if (isCircuit(fresh.remoteAddr)) return;
     const older = node.getConnections(fresh.remotePeer).filter((c) => c !== fresh && c.status === "open" && !isCircuit(c.remoteAddr) && c.timeline.open < fresh.timeline.open);
     for (const old of older) {
-      pingOn(old, AbortSignal.timeout(PROBE_TIMEOUT_MS)).catch(() => {
+      probeOnce(old, AbortSignal.timeout(PROBE_TIMEOUT_MS)).catch(() => {
         if (old.status !== "open") return;
         log("closing a peer's old connection that no longer answers (it reconnected)", { peer: old.remotePeer.toString(), old: old.remoteAddr.toString(), new: fresh.remoteAddr.toString() });
         old.abort(new Error("edgemesh: superseded by a new connection and silent"));
@@ -29,13 +25,3 @@ export function closeStaleOnReconnect(node: TunnelNode, log: (msg: string, field
     }
   });
 }
-
-/** one liveness probe on the given connection */
-const probeOnce: PingOn = async (conn, signal) => {
-  const pinger = new LivenessPinger(conn);
-  try {
-    await pinger.ping(signal);
-  } finally {
-    pinger.close();
-  }
-};

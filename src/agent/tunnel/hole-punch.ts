@@ -77,10 +77,7 @@ export class HolePuncher {
 
   /** what our NAT does with mappings, from what the servers observed */
   natReport(): NatReport {
-    return classifyNat(
-      [...this.observed.values()],
-      this.listenPort,
-    );
+    return classifyNat([...this.observed.values()], this.listenPort);
   }
 
   /** our public addresses (as servers observed them) */

@@ -16,7 +16,8 @@ import { VERSION } from "../../version.ts";
 import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
 import { RelayLink } from "./relay-link.ts";
 import { PeerDialer, bestConnection, nearestFirst, relayOf } from "./dialer.ts";
-import { manageRelayedFlows, type RelayCounters } from "../../tunnel/relayed-flows.ts";
+import type { RelayCounters } from "../../tunnel/relayed-flows.ts";
+import { relayForOthers, relayReservations } from "../../tunnel/relay-service.ts";
 import { PathUpgrader } from "./upgrade.ts";
 import type { EarlyBytes, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
 import type { ServiceConnector } from "../../model/connector.ts";
@@ -31,11 +32,6 @@ import { daysLeft, installCertIdentity, type CertIdentity } from "../../tunnel/c
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
 import type { Connection, PeerId } from "@libp2p/interface";
-
-/** the relay service's reservation table (agent.tunnel.relay), not public API */
-function relayReservations(node: TunnelNode): (Map<unknown, { expiry: Date }> & { delete(p: unknown): boolean }) | undefined {
-  return (node.services as { relay?: { reservations?: Map<unknown, { expiry: Date }> } }).relay?.reservations;
-}
 
 export const tunnelModule: ModuleFactory = {
   name: "tunnel",
@@ -122,19 +118,20 @@ class Tunnel implements Module {
     // members may have us dial only our own service endpoints and the node ports listed
     this.unsubscribe.push(bus.subscribe("services", (snap) => this.targets.update(snap.services), "tunnel", { replay: true }));
     if (t.relay.enable) {
-      let lastWarn = 0;
-      manageRelayedFlows(node, this.relayed, t.relay.maxRelayedConnectionsPerPeer, (source) => {
-        if (Date.now() - lastWarn < 10_000) return;
-        lastWarn = Date.now();
-        log.warn("relayed connection refused: its source has as many open as allowed", { peer: source, max: t.relay.maxRelayedConnectionsPerPeer });
-      }, config.flow.maxStreamWindowKiB * 1024);
+      relayForOthers(node, this.relayed, {
+        maxPerPeer: t.relay.maxRelayedConnectionsPerPeer,
+        maxPerPeerField: "agent.tunnel.relay.maxRelayedConnectionsPerPeer",
+        maxStreamWindowBytes: config.flow.maxStreamWindowKiB * 1024,
+        log,
+        collect: (n, h, ty, r) => this.ctx.metrics.collect(n, h, ty, r),
+      });
       log.info("relaying for other members", { advertise: t.relay.advertiseAddresses.join(",") || "(listen addresses only)", maxReservations: t.relay.maxReservations });
     }
     if (identity) {
       this.certs = await installCertIdentity(node, identity, membership, log, {
         ...(config.trustPaths?.revocationsCache ? { revocationsCache: config.trustPaths.revocationsCache } : {}),
         // a revoked node's reservation on this relay goes with it
-        ...(t.relay.enable ? { onRevoked: (peer: string) => relayReservations(node)?.delete(peerIdFromString(peer)) } : {}),
+        ...(t.relay.enable ? { onRevoked: (peer: string) => void relayReservations(node)?.delete(peerIdFromString(peer)) } : {}),
       });
       this.book = this.certs.book;
     }
@@ -300,7 +297,10 @@ class Tunnel implements Module {
   }
 
   private servers(): ServerStatus[] {
-    return this.links.map((l) => ({ address: l.address, connected: l.connected, reservation: l.reserved, ...(l.kind ? { kind: l.kind } : {}), ...(Number.isFinite(l.rttMs()) ? { rttMs: l.rttMs() } : {}), ...(l.lastError ? { error: l.lastError } : {}), ...(l.downSince !== undefined && l.lastError ? { downS: Math.round((Date.now() - l.downSince) / 1000) } : {}) }));
+    return this.links.map((l) => {
+      const rtt = l.rttMs();
+      return { address: l.address, connected: l.connected, reservation: l.reserved, ...(l.kind ? { kind: l.kind } : {}), ...(Number.isFinite(rtt) ? { rttMs: rtt } : {}), ...(l.lastError ? { error: l.lastError } : {}), ...(l.downSince !== undefined && l.lastError ? { downS: Math.round((Date.now() - l.downSince) / 1000) } : {}) };
+    });
   }
 
   private registerMetrics(): void {
@@ -337,13 +337,6 @@ class Tunnel implements Module {
       { labels: { direction: "out" }, value: this.counters.bytesOut },
     ]);
     m.collect("tunnel_path_upgrades_total", "Relayed peers upgraded to a direct connection by dialling back.", "counter", () => [{ value: this.upgrader?.upgrades ?? 0 }]);
-    if (this.ctx.config.agent.tunnel.relay.enable) {
-      m.collect("relay_reservations", "Relay reservations other agents hold on this relay agent.", "gauge", () => [{ value: this.node ? (relayReservations(this.node)?.size ?? 0) : 0 }]);
-      m.collect("relay_connections_total", "Connections relayed through this agent.", "counter", () => [{ value: this.relayed.connections }]);
-      m.collect("relay_connections_active", "Connections relayed through this agent, open now.", "gauge", () => [{ value: this.relayed.active }]);
-      m.collect("relay_refused_total", "Relayed connections refused because their source had agent.tunnel.relay.maxRelayedConnectionsPerPeer open.", "counter", () => [{ value: this.relayed.refused }]);
-      m.collect("relay_bytes_total", "Bytes relayed between other agents (both directions).", "counter", () => [{ value: this.relayed.bytes }]);
-    }
     m.collect("tunnel_nat_mapping", "1 for this agent's NAT mapping behaviour as tunnel servers and relays observe it (endpoint-independent, endpoint-dependent, unknown).", "gauge", () => {
       const now = this.puncher?.natReport().mapping ?? "unknown";
       return NAT_MAPPINGS.map((behaviour) => ({ labels: { behaviour }, value: behaviour === now ? 1 : 0 }));

@@ -159,10 +159,9 @@ export class RelayLink {
    * connection would look open until libp2p's 10 s pings fail, and relayed
    * connections through it would take new streams that go nowhere. So the
    * server is probed twice a second on this connection: after one miss (1 s
-   * without an answer) new streams avoid it (`suspect`, `reserved` false),
-   * after three in a row the connection is closed,
-   * which closes the relayed connections through it, and peers are reached
-   * through another server.
+   * without an answer) new streams avoid it (`suspect`, `reserved` false);
+   * after three in a row the connection is closed, which closes the relayed
+   * connections through it, and peers are reached through another server.
    */
   private untilLost(conn: Connection, store: ReservationStore): Promise<void> {
     return new Promise((resolve) => {
@@ -184,7 +183,7 @@ export class RelayLink {
             this.suspect = true;
             this.reserved = false;
             if (misses >= LIVENESS_MISSES && conn.status === "open") {
-              this.log.warn("tunnel server stopped answering: closing its connection, relayed peers move to another server", { server: this.address, silentMs: misses * LIVENESS_EVERY_MS });
+              this.log.warn("tunnel server stopped answering: closing its connection, relayed peers move to another server", { server: this.address, missedProbes: misses, probeTimeoutMs: LIVENESS_TIMEOUT_MS });
               conn.abort(new Error("edgemesh: tunnel server stopped answering pings"));
             }
           },

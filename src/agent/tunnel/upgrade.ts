@@ -16,18 +16,18 @@ type Close = Connection["close"];
 
 const IDENTIFY_WAIT_MS = 3_000;
 
-/** resolves true once identify has run with `peer`, false after `ms` (it may have run already) */
-async function identified(node: TunnelNode, peer: PeerId, ms: number): Promise<boolean> {
+/** resolves once identify has run with `peer`, or after `ms` (it may have run already) */
+function identified(node: TunnelNode, peer: PeerId, ms: number): Promise<void> {
   return new Promise((resolve) => {
-    const done = (ok: boolean) => {
+    const done = () => {
       clearTimeout(timer);
       node.removeEventListener("peer:identify", onIdentify);
-      resolve(ok);
+      resolve();
     };
     const onIdentify = (e: CustomEvent<{ peerId: PeerId }>) => {
-      if (e.detail.peerId.equals(peer)) done(true);
+      if (e.detail.peerId.equals(peer)) done();
     };
-    const timer = setTimeout(() => done(false), ms);
+    const timer = setTimeout(done, ms);
     node.addEventListener("peer:identify", onIdentify as never);
   });
 }

@@ -12,7 +12,7 @@ import { formatAgentVersion } from "../../tunnel/agent-version.ts";
 import { installCrashGuard } from "../../tunnel/crash-guard.ts";
 import { tcpAddr, describeAddr, isCircuit } from "../../tunnel/addresses.ts";
 import { VERSION } from "../../version.ts";
-import { manageRelayedFlows } from "../../tunnel/relayed-flows.ts";
+import { relayForOthers, relayReservations } from "../../tunnel/relay-service.ts";
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { collectFlowMetrics, windowBudget } from "../../tunnel/flow/budget.ts";
 import { pacerCounters } from "../../tunnel/flow/gc-pacer.ts";
@@ -61,18 +61,20 @@ class Relay implements Module {
       flow: config.flow,
       onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
     });
-    let lastWarn = 0;
-    manageRelayedFlows(this.node, this.relayed, config.server.maxRelayedConnectionsPerPeer, (source) => {
-      if (Date.now() - lastWarn < 10_000) return;
-      lastWarn = Date.now();
-      log.warn("relayed connection refused: its source has as many open as allowed", { peer: source, max: config.server.maxRelayedConnectionsPerPeer });
-    }, config.flow.maxStreamWindowKiB * 1024);
+    const node = this.node;
+    relayForOthers(node, this.relayed, {
+      maxPerPeer: config.server.maxRelayedConnectionsPerPeer,
+      maxPerPeerField: "server.maxRelayedConnectionsPerPeer",
+      maxStreamWindowBytes: config.flow.maxStreamWindowKiB * 1024,
+      log,
+      collect: (n, h, t, r) => metrics.collect(n, h, t, r),
+    });
     // identity v2: certificates on every connection; agents look names up here
     if (identity) {
       this.certs = await installCertIdentity(this.node, identity, membership, log, {
         ...(config.revocationsPath ? { revocationsFile: config.revocationsPath } : {}),
         // a revoked node's reservation goes with it (libp2p would keep it until it expires)
-        onRevoked: (peer) => (this.node?.services as { relay?: { reservations?: { delete(p: unknown): void } } })?.relay?.reservations?.delete(peerIdFromString(peer)),
+        onRevoked: (peer) => void relayReservations(node)?.delete(peerIdFromString(peer)),
       });
     }
     await this.node.start();
@@ -81,16 +83,10 @@ class Relay implements Module {
       addresses: this.node.getMultiaddrs().map(describeAddr).join(","),
       name: s.name,
     });
-    const node = this.node;
     collectFlowMetrics((n, h, t, r) => metrics.collect(n, h, t, r));
-    metrics.collect("relay_reservations", "Relay reservations held by agents.", "gauge", () => [{ value: this.reservations().length }]);
-    metrics.collect("relay_connections_total", "Relayed connections opened through this server.", "counter", () => [{ value: this.relayed.connections }]);
-    metrics.collect("relay_connections_active", "Relayed connections open now.", "gauge", () => [{ value: this.relayed.active }]);
     metrics.collect("identity_certificate_expiry_seconds", "Seconds until this node's certificate expires (identity v2).", "gauge", () =>
       config.identity ? [{ value: Math.round(config.identity.cert.notAfter - Date.now() / 1000) }] : [],
     );
-    metrics.collect("relay_refused_total", "Relayed connections refused because their source had server.maxRelayedConnectionsPerPeer open.", "counter", () => [{ value: this.relayed.refused }]);
-    metrics.collect("relay_bytes_total", "Bytes relayed between agents (both directions).", "counter", () => [{ value: this.relayed.bytes }]);
     metrics.collect("peers_connected", "Peers with an open connection.", "gauge", () => [{ value: node.getPeers().length }]);
     // libp2p refuses reservations beyond the cap without a word on this side;
     // the agents only see RESERVATION_REFUSED. Say it here, once per episode.
@@ -106,10 +102,10 @@ class Relay implements Module {
   private fullCheck?: ReturnType<typeof setInterval>;
 
   private reservations(): Array<{ nodeName: string; peerId: string; expires: string; address: string }> {
-    const relay = (this.node?.services as { relay?: { reservations: Map<unknown, { expiry: Date }> & Iterable<[unknown, { expiry: Date }]> } })?.relay;
-    if (!relay || !this.node) return [];
+    const table = this.node && relayReservations(this.node);
+    if (!table || !this.node) return [];
     const out: Array<{ nodeName: string; peerId: string; expires: string; address: string }> = [];
-    for (const [peer, r] of relay.reservations) {
+    for (const [peer, r] of table) {
       const id = String(peer);
       const pid = peerIdFromString(id);
       const conn = this.node.getConnections(pid).find((c) => !isCircuit(c.remoteAddr));
