@@ -15,7 +15,10 @@
 //   preserving mappings, and every pair of mappings with silent drops.
 //   BENCH_NAT_CELLS=all: every pair of the nine behaviours (45 cells);
 //   BENCH_NAT_SKIP=a:b,... leaves cells out; BENCH_NAT_RANDOM_RUNS=N runs
-//   only N in cells with a port-randomising NAT (they cannot punch).
+//   only N in cells with a port-randomising NAT (they cannot punch), and
+//   BENCH_NAT_RANDOM_WATCH_MS=T watches those for a direct path T ms.
+//   BENCH_NAT_ICMP_FILTER=0 runs the agents without their punch filter
+//   (agent.tunnel.punchIcmpFilter: false), for comparison.
 //   BENCH_NAT_CGNAT=drop/preserve puts a carrier-grade NAT with that
 //   behaviour in front of nat2 (double NAT: edge2 → nat2 → cgnat → WAN).
 import { join } from "node:path";
@@ -66,6 +69,8 @@ const cells: Array<[Gateway, Gateway]> = (spec === "all" ? allCells() : spec ? s
 );
 /** cells where a NAT randomises ports cannot punch: BENCH_NAT_RANDOM_RUNS of them (default: as many as the others) */
 const RANDOM_RUNS = Number(process.env.BENCH_NAT_RANDOM_RUNS ?? RUNS);
+/** and how long to watch them for a direct path (BENCH_NAT_RANDOM_WATCH_MS, default as the others) */
+const RANDOM_WATCH_MS = Number(process.env.BENCH_NAT_RANDOM_WATCH_MS ?? DIRECT_WITHIN_MS);
 
 const binary = process.env.EDGEMESH_BINARY ?? (await ensureBinary());
 const lab = await Lab.create({ name: "benchnat" });
@@ -76,7 +81,7 @@ try {
     await lab.addCarrierNat("nat2");
     await lab.setGateway("cgnat", cgnat);
   }
-  const mesh = startMesh(lab, { binary, agents: [{ name: "edge1", host: "edge1" }, { name: "edge2", host: "edge2" }] });
+  const mesh = startMesh(lab, { binary, agents: [{ name: "edge1", host: "edge1" }, { name: "edge2", host: "edge2" }], ...(process.env.BENCH_NAT_ICMP_FILTER === "0" ? { punchIcmpFilter: false } : {}) });
   lab.spawn("edge2", [BUN, join(FIX, "tcp-sink.ts"), "127.0.0.1", "9001", "echo"]);
   await mesh.startAll();
   interface Peer { nodeName: string; path: string; relayedReason?: string }
@@ -87,7 +92,9 @@ try {
     const times: number[] = [];
     const reasons = new Map<string, number>();
     let served = 0;
-    const runs = g1.mapping === "random" || g2.mapping === "random" ? RANDOM_RUNS : RUNS;
+    const randomising = g1.mapping === "random" || g2.mapping === "random";
+    const runs = randomising ? RANDOM_RUNS : RUNS;
+    const watchMs = randomising ? RANDOM_WATCH_MS : DIRECT_WITHIN_MS;
     for (let run = 1; run <= runs; run++) {
       // every run starts with no NAT state: mappings and CLOSE entries of the last one gone
       await restartFresh(lab, mesh, ["edge1", "edge2"], ["nat1", "nat2", ...(cgnat ? ["cgnat"] : [])]);
@@ -95,15 +102,15 @@ try {
       const r = await lab.exec("edge1", [BUN, join(FIX, "socks-client.ts"), SOCKS, "edge2", "9001", "echo"], { timeoutMs: 30_000 });
       if (/"ok":true/.test(r.stdout)) served++;
       let last: Peer | undefined;
-      const direct = await waitFor(async () => (last = await peerOf())?.path === "direct", { timeoutMs: DIRECT_WITHIN_MS, intervalMs: 20, description: "direct" }).then(
+      const direct = await waitFor(async () => (last = await peerOf())?.path === "direct", { timeoutMs: watchMs, intervalMs: 20, description: "direct" }).then(
         () => true,
         () => false,
       );
       if (direct) times.push(performance.now() - t0);
       else {
         // the round that failed says why once it ends (three attempts of up to 3 s); asked of the first three relayed runs
-        if ([...reasons.values()].reduce((a, b) => a + b, 0) < 3) await waitFor(async () => (last = await peerOf())?.relayedReason !== undefined || last?.path === "direct", { timeoutMs: 15_000, intervalMs: 200, description: "a reason" }).catch(() => {});
-        const why = (last?.relayedReason ?? (last?.path === "direct" ? "direct only after the first round" : "no reason")).replace(/; next try in \d+ s/, "").replace(/\d+\.\d+\.\d+\.\d+:\d+/g, "ADDR");
+        if ([...reasons.values()].reduce((a, b) => a + b, 0) < 3) await waitFor(async () => /^hole punching failed/.test((last = await peerOf())?.relayedReason ?? "") || last?.path === "direct", { timeoutMs: 15_000, intervalMs: 200, description: "a reason" }).catch(() => {});
+        const why = (last?.relayedReason ?? (last?.path === "direct" ? "direct only after the first round" : "no reason")).replace(/; next try in \d+ s/, "").replace(/; the last: [^)]*/, "").replace(/\d+\.\d+\.\d+\.\d+:\d+/g, "ADDR");
         reasons.set(why, (reasons.get(why) ?? 0) + 1);
       }
       say(`${label(g1)} × ${label(g2)} run ${run}/${runs}: ${direct ? `direct after ${Math.round(times.at(-1)!)} ms` : "relayed"}`);
@@ -116,7 +123,7 @@ try {
 } finally {
   await lab.destroy();
 }
-console.log(`NAT matrix: ${RUNS} runs per cell, fresh agents and conntrack each run; direct = edge1 shows edge2 direct within ${DIRECT_WITHIN_MS / 1000} s of the first stream`);
+console.log(`NAT matrix: ${RUNS} runs per cell, fresh agents and conntrack each run; direct = edge1 shows edge2 direct within ${DIRECT_WITHIN_MS / 1000} s of the first stream${process.env.BENCH_NAT_ICMP_FILTER === "0" ? "; agents without their punch filter" : ""}${RANDOM_WATCH_MS !== DIRECT_WITHIN_MS ? ` (${RANDOM_WATCH_MS / 1000} s in cells with a port-randomising NAT)` : ""}`);
 console.log("| nat1 (edge1) | nat2 (edge2) | first stream served | direct | p50 ms to direct | p95 ms to direct | why relayed (runs) |");
 console.log("|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);

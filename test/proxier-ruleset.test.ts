@@ -58,3 +58,20 @@ test("a change is a delta: only the rules that differ are deleted or appended; n
   expect(natRulesetDelta(a, a)).toBe("");
   expect(natRulesetDelta(a, natRuleset(one, "169.254.96.99").replace(":EDGEMESH-OUTPUT - [0:0]\n", ""))).toBeUndefined();
 });
+
+test("punch filter ruleset: drops only unreachables about TCP from the tunnel port, never 'fragmentation needed'; refuses values outside the grammar", async () => {
+  const { punchIcmpRuleset } = await import("../src/agent/proxier/commands.ts");
+  const text = punchIcmpRuleset("EDGEMESH-PUNCH", 20006);
+  const rules = text.split("\n").filter((l) => l.startsWith("-A "));
+  expect(rules.length).toBeGreaterThanOrEqual(3);
+  for (const r of rules) {
+    expect(r).toMatch(/^-A EDGEMESH-PUNCH -p icmp -m icmp --icmp-type 3\/\d+ -m conntrack --ctstate RELATED --ctproto tcp --ctorigsrcport 20006 .* -j DROP$/);
+    expect(r).not.toContain("--icmp-type 3/4 ");
+  }
+  expect(rules.some((r) => r.includes("--icmp-type 3/3 "))).toBe(true);
+  expect(text.startsWith("*filter\n:EDGEMESH-PUNCH - [0:0]\n")).toBe(true);
+  expect(text.endsWith("COMMIT\n")).toBe(true);
+  expect(() => punchIcmpRuleset("EDGEMESH-PUNCH", 0)).toThrow(/grammar/);
+  expect(() => punchIcmpRuleset("EDGEMESH-PUNCH", 70000)).toThrow(/grammar/);
+  expect(() => punchIcmpRuleset("X; rm -rf /", 20006)).toThrow(/grammar/);
+});

@@ -120,7 +120,7 @@ describe("tunnel across the NAT lab", () => {
       async () => {
         const s = await mesh.status<{ peers: Array<{ nodeName: string; path: string; relayedReason?: string }> }>("edge1");
         const other = await mesh.status<{ peers: Array<{ nodeName: string; path: string; relayedReason?: string }> }>("edge2");
-        const p = [...s.peers, ...other.peers].find((x) => (x.nodeName === "edge2" || x.nodeName === "edge1") && x.relayedReason);
+        const p = [...s.peers, ...other.peers].find((x) => (x.nodeName === "edge2" || x.nodeName === "edge1") && /^hole punching failed/.test(x.relayedReason ?? ""));
         return p ? { s, p } : undefined;
       },
       { timeoutMs: 20_000, intervalMs: 250, description: "a relayed reason for edge1 ↔ edge2" },

@@ -69,6 +69,8 @@ export interface MeshOptions {
   dns?: { upstreams: string[] };
   /** agent.socks5.nodePorts: ports of each agent's host other members may reach by node name; default the lab's test servers 9000-9002 */
   nodePorts?: number[];
+  /** agent.tunnel.punchIcmpFilter (default: the config's, on) */
+  punchIcmpFilter?: boolean;
   /** identity v2: a CA in the mesh directory (ca/), a key and certificate per node (certs/NAME.*), `trust` in every config; default true (a node does not start without) */
   certificates?: boolean;
 }
@@ -155,7 +157,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         `adminListen: ${ADMIN}`,
         `agent:`,
         `  servers: ${yamlList([...(o.extraServers ?? []), ...(spec.extraServers ?? []), `${serverIp}:${SERVER_PORT}`])}`,
-        `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}${spec.relay ? ", relay: {enable: true}" : ""}}`,
+        `  tunnel: {listenPort: ${TUNNEL_PORT}, privateNetwork: ${o.privateNetwork ?? true}${spec.relay ? ", relay: {enable: true}" : ""}${o.punchIcmpFilter === undefined ? "" : `, punchIcmpFilter: ${o.punchIcmpFilter}`}}`,
         `  metadata:`,
         o.kubernetes ? `    source: kubernetes` : `    source: static`,
         ...(o.kubernetes ? [`    kubernetes: {server: "${o.kubernetes}"}`] : []),

@@ -78,3 +78,34 @@ export function guardRuleset(chain: string, bridgeIP: string, pods: PodSources):
   lines.push(`-A ${chain} -m comment --comment "edgemesh: only this host and its pods" -j DROP`, "COMMIT", "");
   return lines.join("\n");
 }
+
+/**
+ * ICMP "unreachable" codes a NAT gateway or firewall answers an unsolicited
+ * SYN with (REJECT's port-unreachable default, host-unreachable, and the
+ * admin-prohibited family). Not "fragmentation needed" (3/4): path MTU
+ * discovery needs it.
+ */
+export const PUNCH_ICMP_CODES = ["3/1", "3/3", "3/9", "3/10", "3/13"] as const;
+
+/**
+ * iptables-restore input for the filter table: the hole-punch chain, whole.
+ * It drops ICMP unreachables about TCP from our tunnel port (conntrack:
+ * RELATED to an entry whose original source port is ours). Not only for
+ * entries without a reply: a restarted agent punching the same 4-tuple again
+ * meets its old entry, still "seen reply" after a close its NAT never passed,
+ * and an established socket takes these errors as soft anyway. One from the far
+ * gateway would end our SYN_SENT socket (Linux treats every ICMP error in
+ * SYN_SENT as fatal), and the SYN sent again in its place carries a new ISN
+ * that our own NAT's conntrack, still holding the first one, may refuse once
+ * the peer's SYN has arrived. Dropped, our socket stays in SYN_SENT, and the
+ * peer's SYN meets it: a simultaneous open, as with gateways that drop.
+ */
+export function punchIcmpRuleset(chain: string, port: number): string {
+  if (!CHAIN.test(chain) || !isPort(port)) throw new Error("punch filter: chain or port outside the command grammar");
+  const lines = ["*filter", `:${chain} - [0:0]`];
+  for (const code of PUNCH_ICMP_CODES) {
+    lines.push(`-A ${chain} -p icmp -m icmp --icmp-type ${code} -m conntrack --ctstate RELATED --ctproto tcp --ctorigsrcport ${port} -m comment --comment "edgemesh: hole punch attempt refused by a gateway" -j DROP`);
+  }
+  lines.push("COMMIT", "");
+  return lines.join("\n");
+}

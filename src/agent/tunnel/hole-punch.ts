@@ -162,6 +162,8 @@ export class HolePuncher {
           break;
         }
         this.stats.attempts++;
+        // until the round ends, status says it is running (and what the last attempt met)
+        st.reason = `hole punching under way (attempt ${attempt} of ${ATTEMPTS_PER_ROUND}${attempt > 1 ? `; the last: ${last}` : ""})`;
         const relayed = this.node.getConnections(peer).find((c) => isCircuit(c.remoteAddr) && c.status === "open");
         if (!relayed) return;
         let stream: Stream | undefined;

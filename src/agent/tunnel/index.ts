@@ -25,6 +25,7 @@ import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { HolePuncher } from "./hole-punch.ts";
+import { PunchIcmpFilter } from "./punch-icmp-filter.ts";
 import { NAT_MAPPINGS } from "./nat-report.ts";
 import { hostPortOf } from "./punch-protocol.ts";
 import { TargetPolicy } from "./target-policy.ts";
@@ -47,6 +48,7 @@ class Tunnel implements Module {
   private dialer?: PeerDialer;
   private upgrader?: PathUpgrader;
   private puncher?: HolePuncher;
+  private icmpFilter?: PunchIcmpFilter;
   private membership?: Membership;
   private ids?: Identities;
   private socks?: SocksFrontDoor;
@@ -99,6 +101,10 @@ class Tunnel implements Module {
     if (transport) transport.fromListenPort = (d) => serverTargets.has(hostPortOf(d.ma.toString()));
     this.puncher = new HolePuncher(node, transport, membership, t.listenPort, log);
     await this.puncher.start();
+    if (transport?.mode.sharedPort && t.punchIcmpFilter) {
+      this.icmpFilter = new PunchIcmpFilter(t.listenPort, log);
+      await this.icmpFilter.install();
+    }
     if (!t.privateNetwork) log.warn("private network is off: anyone can start a handshake; membership is still checked by identity");
     // address hints come only from the controller's `nodes` snapshot (which
     // carries agent.metadata.static.nodes when the source is static)
@@ -362,7 +368,7 @@ class Tunnel implements Module {
       tunnelAddresses: this.node.getMultiaddrs().map(String),
       nat: this.puncher?.natReport(),
       ...(this.ctx.config.agent.tunnel.relay.enable ? { relay: { reservations: relayReservations(this.node)?.size ?? 0, ...this.relayed } } : {}),
-      holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus() },
+      holePunch: { publicAddresses: this.puncher?.publicAddrs() ?? [], ...this.puncher?.stats, transport: this.transportStatus(), icmpFilter: this.icmpFilter?.active ?? false },
       proxyStreams: { out: this.counters.streamsOut, in: this.counters.streamsIn, outFailed: this.counters.streamErrors, acceptedDirect: this.counters.accepted.direct },
       flow: { ...windowBudget.counters(), ...pacerCounters() },
     };
@@ -382,6 +388,7 @@ class Tunnel implements Module {
     await this.socks?.stop();
     this.upgrader?.shutdown();
     this.puncher?.stop();
+    await this.icmpFilter?.remove().catch((err: Error) => this.ctx.log.warn("punch filter not removed", { error: err.message }));
     await Promise.all(this.links.map((l) => l.stop()));
     await this.node?.stop();
   }
