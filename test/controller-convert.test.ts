@@ -138,7 +138,15 @@ describe("endpoints", () => {
 test("Node addresses: InternalIP first, then ExternalIP", () => {
   expect(
     nodeFrom({ metadata: { name: "edge1" }, status: { addresses: [{ type: "Hostname", address: "edge1" }, { type: "ExternalIP", address: "203.0.113.5" }, { type: "InternalIP", address: "10.0.0.5" }] } }),
-  ).toEqual({ name: "edge1", addresses: ["10.0.0.5", "203.0.113.5"] });
+  ).toEqual({ name: "edge1", addresses: ["10.0.0.5", "203.0.113.5"], podCIDRs: [] });
+});
+
+test("Node pod CIDRs: spec.podCIDRs, else the older spec.podCIDR; a malformed one rejects the node alone", async () => {
+  const { nodeSchema } = await import("../src/agent/controller/objects.ts");
+  expect(nodeFrom({ metadata: { name: "a" }, spec: { podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"] } }).podCIDRs).toEqual(["10.244.1.0/24", "fd00:10:244:1::/64"]);
+  expect(nodeFrom({ metadata: { name: "a" }, spec: { podCIDR: "10.244.2.0/24" } }).podCIDRs).toEqual(["10.244.2.0/24"]);
+  expect(nodeSchema.safeParse({ metadata: { name: "a" }, spec: { podCIDRs: ["10.244.1.0/24"] } }).success).toBe(true);
+  for (const bad of ["10.244.1.1/24", "10.244.1.0/24; ip link del eth0", "0.0.0.0/0/0"]) expect(nodeSchema.safeParse({ metadata: { name: "a" }, spec: { podCIDRs: [bad] } }).success).toBe(false);
 });
 
 test("the static source produces the same model", () => {

@@ -10,6 +10,9 @@ import { RoundRobin } from "../src/agent/traffic/policy.ts";
 import { pipeSockets } from "../src/tunnel/proxy/socket-pipe.ts";
 import type { Endpoint, Service } from "../src/model/index.ts";
 import type { TunnelAccess } from "../src/model/tunnel.ts";
+
+/** the proxy path is all these tests use */
+const NO_OTHER_STREAMS = { openStream: () => Promise.reject(new Error("not in this test")), preferredConnection: () => undefined, handle: async () => {} };
 import { endpoint, service } from "./util/service.ts";
 
 const svc = (endpoints: Endpoint[], targetPort = 8080): Service => service({ endpoints, ports: [{ name: "", port: 80, protocol: "TCP", targetPort }] });
@@ -55,6 +58,7 @@ test("tunnel: bytes sent while the first backend is asked go behind the request;
   await until(() => prefix.byteLength === 16);
   const opens: Array<{ node: string; sent: string[] }> = [];
   const tunnel: TunnelAccess = {
+    ...NO_OTHER_STREAMS,
     open: async (node, _target, early) => {
       const sent = [text(early?.read())];
       opens.push({ node, sent });
@@ -140,6 +144,7 @@ test("a tunnel open that answers after its timeout is aborted, not left open; th
   const channel = (name: string) => ({ stream: { abort: (e: Error) => void aborted.push(`${name}: ${e.message}`) } as never, initial: new Uint8Array(0) });
   let opens = 0;
   const tunnel: TunnelAccess = {
+    ...NO_OTHER_STREAMS,
     open: async (node) => {
       opens++;
       if (node === "edge2") {

@@ -7,5 +7,6 @@ import { tunnelModule } from "./tunnel/index.ts";
 import { proxierModule } from "./proxier/index.ts";
 import { dnsModule } from "./dns/index.ts";
 import { trafficModule } from "./traffic/index.ts";
+import { podnetModule } from "./podnet/index.ts";
 
-export const agentModules: ModuleFactory[] = [controllerModule, tunnelModule, proxierModule, dnsModule, trafficModule];
+export const agentModules: ModuleFactory[] = [controllerModule, tunnelModule, proxierModule, dnsModule, trafficModule, podnetModule];

@@ -3,6 +3,7 @@
 // Every object is strict, so a typo is an error rather than a silent default.
 import { z } from "zod";
 import { isHostPort, isIP, parseHostPort } from "./net.ts";
+import { podCidr } from "../model/cidr.ts";
 import { dnsLabel, externalName, ianaSvcName, portName, serviceableIP, strictIP } from "../model/grammar.ts";
 
 const port = z.number().int().min(1).max(65535);
@@ -69,6 +70,7 @@ const staticNode = z.strictObject({
     .array(z.string().refine((s) => isIP(s) !== 0 || isHostPort(s), { message: "expected an IP address or host:port" }))
     .default([])
     .describe("Where the node's agent can be dialled: an IP (its `agent.tunnel.listenPort` is assumed) or host:port."),
+  podCIDRs: z.array(podCidr).max(4).default([]).describe("The node's pod CIDRs (as Node.spec.podCIDRs), for `agent.podNetwork`; list this node too, with its own."),
 });
 
 export const configSchema = z.strictObject({
@@ -256,6 +258,19 @@ export const configSchema = z.strictObject({
         })
         .prefault({})
         .describe("ClusterIP interception."),
+      podNetwork: z
+        .strictObject({
+          enable: z.boolean().default(false).describe("Carry pod IP traffic between nodes over the tunnel (L3): every other node's pod CIDRs are routed into a TUN device and its packets go to the agent of the node that owns the destination, on whatever path that peer has. Needs root (or CAP_NET_ADMIN) and /dev/net/tun."),
+          device: z
+            .string()
+            .regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: "expected an interface name (A-Z, a-z, 0-9, '_', '.', '-', at most 15)" })
+            .default("edgemesh-tun")
+            .describe("Name of the TUN device the agent creates (and removes on stop)."),
+          mtu: z.number().int().min(576).max(9000).default(1400).describe("MTU of the TUN device: room for the tunnel's per-packet overhead under a 1500-byte path. TCP MSS is clamped to it; larger packets with DF get ICMP \"fragmentation needed\"."),
+          maxQueueKiB: z.number().int().min(16).max(65536).default(1024).describe("Packets queued for one peer while its tunnel stream is busy (KiB); beyond it packets are dropped and counted (`podnet_dropped_total{reason=\"queue\"}`)."),
+        })
+        .prefault({})
+        .describe("Pod network across sites: pod IPs reachable between nodes, beside the CNI that runs pods on each node."),
       dns: z
         .strictObject({
           enable: z.boolean().default(true).describe("Answer service names for applications on this node."),

@@ -44,6 +44,8 @@ export interface Service {
 export interface Node {
   name: string;
   addresses: string[];
+  /** pod CIDRs the node's pods take addresses from (Node.spec.podCIDRs, or a static node's `podCIDRs`) */
+  podCIDRs: string[];
 }
 
 /** A complete table, never a diff: a subscriber that missed one cannot drift. */

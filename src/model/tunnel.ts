@@ -27,6 +27,14 @@ export interface EarlyBytes {
   follow(send: (chunk: Uint8Array) => void): () => void;
 }
 
+/** a stream of another protocol (e.g. the pod network's) to a node's agent */
+export interface NodeStream {
+  stream: Stream;
+  /** the connection it rides on (compare with `preferredConnection`) */
+  connectionId: string;
+  path: "direct" | "relayed";
+}
+
 export interface TunnelAccess {
   /**
    * opens a proxied stream to `target`, dialled by the agent on node
@@ -34,4 +42,10 @@ export interface TunnelAccess {
    * behind it (the far agent writes them to the target once it has dialled it)
    */
   open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel>;
+  /** a stream of `protocol` to the agent on `nodeName` (dialled if need be), on the connection new streams should take */
+  openStream(nodeName: string, protocol: string): Promise<NodeStream>;
+  /** the connection new streams to `nodeName` would take now (a direct one once it exists); undefined when none is open or the node is unknown */
+  preferredConnection(nodeName: string): string | undefined;
+  /** serves `protocol` to verified agents (relayed connections too): the handler gets each stream and the sender's node name, from its certificate */
+  handle(protocol: string, handler: (stream: Stream, fromNode: string) => void): Promise<void>;
 }

@@ -505,6 +505,38 @@ export class Lab implements AsyncDisposable {
   }
 
   /**
+   * A "pod" behind `node`, as a CNI plugin attaches one: a namespace of its
+   * own, a veth pair (`eth0` in the pod; `vp-NAME` on the node, holding the
+   * pod CIDR's first address as the pod's gateway), the pod at the CIDR's
+   * second address (or `ip`) with its default route through the node. The
+   * node does not forward until something (the agent) turns forwarding on.
+   */
+  async addPod(node: string, name: string, cidr: string, ip?: string): Promise<LabHost> {
+    this.assertUsable();
+    if (!HOST_NAME_RE.test(name) || this.plans.has(name) || name.length > 12) throw new Error(`bad or taken pod name '${name}'`);
+    const m = /^(\d+\.\d+\.\d+)\.0\/24$/.exec(cidr);
+    if (!m) throw new Error(`pod CIDR must be a /24 (a.b.c.0/24), got ${cidr}`);
+    const nodeHost = this.host(node);
+    const gw = `${m[1]}.1`;
+    const podIp = ip ?? `${m[1]}.2`;
+    const host: LabHost = { name, ns: `${this.prefix}-${name}`, ip: podIp, segment: nodeHost.segment, iface: "eth0", gateway: gw, publicIp: podIp };
+    this.plans.set(name, { host, nat: false, links: [] });
+    (this.hosts as Record<string, LabHost>)[name] = host;
+    await this.addNamespaces([host.ns]);
+    await this.sysctls(host.ns, "host");
+    const hostSide = `vp-${name}`;
+    const ipn = (ns: string, ...args: string[]) => runOrThrow([tool("ip"), "-n", ns, ...args], { timeoutMs: 10_000 });
+    await ipn(nodeHost.ns, "link", "add", hostSide, "type", "veth", "peer", "name", "eth0", "netns", host.ns);
+    await ipn(nodeHost.ns, "addr", "add", `${gw}/24`, "dev", hostSide);
+    await ipn(nodeHost.ns, "link", "set", hostSide, "up");
+    await ipn(host.ns, "link", "set", "lo", "up");
+    await ipn(host.ns, "addr", "add", `${podIp}/24`, "dev", "eth0");
+    await ipn(host.ns, "link", "set", "eth0", "up");
+    await ipn(host.ns, "route", "add", "default", "via", gw);
+    return host;
+  }
+
+  /**
    * Puts a carrier-grade NAT in front of `nat` (double NAT, as on mobile and
    * many broadband links): `nat`'s WAN side moves onto a shared-address
    * segment (100.64.0.0/24, RFC 6598) behind a new NAT host "cgnat", whose

@@ -69,6 +69,11 @@ export interface MeshOptions {
   dns?: { upstreams: string[] };
   /** agent.socks5.nodePorts: ports of each agent's host other members may reach by node name; default the lab's test servers 9000-9002 */
   nodePorts?: number[];
+  /**
+   * agent.podNetwork on every agent: each node's pod CIDRs (the static nodes
+   * list gets every node's, the node's own included, with its lab address)
+   */
+  podCIDRs?: Record<string, string[]>;
   /** agent.tunnel.punchIcmpFilter (default: the config's, on) */
   punchIcmpFilter?: boolean;
   /** identity v2: a CA in the mesh directory (ca/), a key and certificate per node (certs/NAME.*), `trust` in every config; default true (a node does not start without) */
@@ -146,6 +151,9 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
   };
   for (const spec of o.agents) {
     const hints = Object.entries(spec.hints ?? {});
+    // the pod network needs every node in the static list, with its pod CIDRs and address
+    const pods = o.podCIDRs ?? {};
+    for (const n of Object.keys(pods)) if (!hints.some(([h]) => h === n)) hints.push([n, n === spec.name || !lab.hosts[n] ? [] : [lab.hosts[n]!.ip]]);
     const config = join(dir, `${spec.name}.yaml`);
     writeFileSync(
       config,
@@ -163,10 +171,11 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         ...(o.kubernetes ? [`    kubernetes: {server: "${o.kubernetes}"}`] : []),
         `    static:`,
         hints.length ? `      nodes:` : `      nodes: []`,
-        ...(hints.length ? hints.map(([n, addrs]) => `        - {name: ${n}, addresses: ${yamlList(addrs)}}`) : []),
+        ...(hints.length ? hints.map(([n, addrs]) => `        - {name: ${n}, addresses: ${yamlList(n === spec.name && pods[n] && lab.hosts[spec.host] ? [lab.hosts[spec.host]!.ip] : addrs)}${pods[n] ? `, podCIDRs: ${yamlList(pods[n]!)}` : ""}}`) : []),
         o.services?.length ? `      services:` : `      services: []`,
         ...(o.services ?? []).map((l) => `        ${l}`),
         `  proxy: {enable: ${o.proxy ?? false}}`,
+        ...(o.podCIDRs ? [`  podNetwork: {enable: true}`] : []),
         o.dns ? `  dns: {enable: true, upstreamServers: ${yamlList(o.dns.upstreams)}}` : `  dns: {enable: false}`,
         `  socks5: {enable: true, listen: "${SOCKS}", nodePorts: [${(o.nodePorts ?? [9000, 9001, 9002]).join(", ")}]}`,
         "",

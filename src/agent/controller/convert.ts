@@ -111,7 +111,9 @@ export function endpointsFromEndpoints(o: KubeObject | undefined): Endpoint[] {
 export function nodeFrom(o: KubeObject): Node {
   const addrs = ((o.status as Any)?.addresses ?? []) as Any[];
   const pick = (t: string) => addrs.filter((a) => a.type === t && typeof a.address === "string").map((a) => a.address as string);
-  return { name: o.metadata.name, addresses: [...pick("InternalIP"), ...pick("ExternalIP")] };
+  const spec = (o.spec ?? {}) as Any;
+  const cidrs: string[] = Array.isArray(spec.podCIDRs) && spec.podCIDRs.length ? spec.podCIDRs : typeof spec.podCIDR === "string" ? [spec.podCIDR] : [];
+  return { name: o.metadata.name, addresses: [...pick("InternalIP"), ...pick("ExternalIP")], podCIDRs: [...cidrs] };
 }
 
 export interface KubeState {

@@ -3,6 +3,7 @@
 // the rest of an object is kept as it came and never read. An object that
 // fails is rejected alone: the reflector drops it and reports the field.
 import { z } from "zod";
+import { podCidr } from "../../model/cidr.ts";
 import { dnsLabel, dnsSubdomain, externalName, ianaSvcName, portName, portNumber, serviceableIP, strictIP } from "../../model/grammar.ts";
 import type { KubeObject } from "../../kube/reflector.ts";
 
@@ -100,6 +101,8 @@ export const endpointsSchema = z.looseObject({
 
 export const nodeSchema = z.looseObject({
   metadata: metadata(dnsSubdomain),
+  // the pod network routes these: a malformed one rejects the node object
+  spec: z.looseObject({ podCIDR: podCidr.optional(), podCIDRs: z.array(podCidr).max(4).optional() }).optional(),
   status: z
     .looseObject({
       addresses: z

@@ -28,5 +28,5 @@ export function staticServices(list: StaticService[]): Service[] {
 }
 
 export function staticNodes(list: StaticNode[]): Node[] {
-  return list.map((n) => ({ name: n.name, addresses: [...n.addresses] }));
+  return list.map((n) => ({ name: n.name, addresses: [...n.addresses], podCIDRs: [...n.podCIDRs] }));
 }

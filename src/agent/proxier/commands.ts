@@ -109,3 +109,35 @@ export function punchIcmpRuleset(chain: string, port: number): string {
   lines.push("COMMIT", "");
   return lines.join("\n");
 }
+
+/** rtnetlink protocol id of the pod network's routes (next to the proxier's 96) */
+export const PODNET_ROUTE_PROTO = 97;
+
+/** `ip -batch` line routing a peer's pod CIDR into our TUN, or undefined when a value is outside its grammar */
+export function podRouteLine(op: "replace" | "del", cidr: string, device: string, src?: string): string | undefined {
+  if (!isCidr4(cidr) || !isDeviceName(device) || (src !== undefined && !isIPv4(src))) return undefined;
+  return `route ${op} ${cidr} dev ${device} proto ${PODNET_ROUTE_PROTO}${src && op === "replace" ? ` src ${src}` : ""}`;
+}
+
+/**
+ * iptables-restore input for the pod network's chains, whole: filter FORWARD
+ * accepts what goes into and comes out of the TUN (packets from peers were
+ * checked by the agent; a host with FORWARD policy DROP, as Docker leaves it,
+ * would lose them), and mangle POSTROUTING clamps the MSS of TCP SYNs into
+ * the TUN to its MTU, so pods with a 1500-byte MTU never send what does not fit.
+ */
+export function podnetRuleset(filterChain: string, mangleChain: string, device: string): string {
+  if (!CHAIN.test(filterChain) || !CHAIN.test(mangleChain) || !isDeviceName(device)) throw new Error("pod network: chain or device outside the command grammar");
+  return [
+    "*filter",
+    `:${filterChain} - [0:0]`,
+    `-A ${filterChain} -i ${device} -m comment --comment "edgemesh: pod network from peers" -j ACCEPT`,
+    `-A ${filterChain} -o ${device} -m comment --comment "edgemesh: pod network to peers" -j ACCEPT`,
+    "COMMIT",
+    "*mangle",
+    `:${mangleChain} - [0:0]`,
+    `-A ${mangleChain} -o ${device} -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "edgemesh: pod network MSS" -j TCPMSS --clamp-mss-to-pmtu`,
+    "COMMIT",
+    "",
+  ].join("\n");
+}

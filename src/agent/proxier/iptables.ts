@@ -13,7 +13,7 @@ export interface IptablesOptions {
   exec?: Exec;
 }
 
-export type Table = "nat" | "filter";
+export type Table = "nat" | "filter" | "mangle";
 
 /** builtin chain → our chain it jumps to */
 export const JUMPS: ReadonlyArray<{ table: Table; from: string; to: string; comment: string }> = [
@@ -21,7 +21,7 @@ export const JUMPS: ReadonlyArray<{ table: Table; from: string; to: string; comm
   { table: "nat", from: "OUTPUT", to: CHAIN_OUTPUT, comment: "edgemesh: ClusterIP interception" },
   { table: "filter", from: "INPUT", to: CHAIN_GUARD, comment: "edgemesh: bridge IP for this host and its pods only" },
 ];
-const OUR_CHAINS: Record<Table, Set<string>> = { nat: new Set([CHAIN_PREROUTING, CHAIN_OUTPUT, CHAIN_SERVICES]), filter: new Set([CHAIN_GUARD]) };
+const OUR_CHAINS: Record<Table, Set<string>> = { nat: new Set([CHAIN_PREROUTING, CHAIN_OUTPUT, CHAIN_SERVICES]), filter: new Set([CHAIN_GUARD]), mangle: new Set() };
 // -w waits for the xtables lock (legacy backend) instead of failing while kube-proxy holds it.
 const WAIT = ["-w", "5"];
 
@@ -85,7 +85,7 @@ export class Iptables {
    * nat chains must exist (apply the rulesets first). Returns whether anything changed.
    */
   async ensureJumps(): Promise<boolean> {
-    const ops: Record<Table, string[]> = { nat: [], filter: [] };
+    const ops: Record<Table, string[]> = { nat: [], filter: [], mangle: [] };
     for (const { table, from, to, comment } of JUMPS) {
       // a chain not in place (e.g. the guard, in tests of the nat part alone) gets no jump
       if (table === "filter" && (await this.list(to, table)) === undefined) continue;

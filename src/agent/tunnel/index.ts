@@ -19,7 +19,7 @@ import { PeerDialer, bestConnection, nearestFirst, relayOf } from "./dialer.ts";
 import type { RelayCounters } from "../../tunnel/relayed-flows.ts";
 import { relayForOthers, relayReservations } from "../../tunnel/relay-service.ts";
 import { PathUpgrader } from "./upgrade.ts";
-import type { EarlyBytes, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
+import type { EarlyBytes, NodeStream, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
 import type { ServiceConnector } from "../../model/connector.ts";
 import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
@@ -32,7 +32,7 @@ import { TargetPolicy } from "./target-policy.ts";
 import { daysLeft, installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
-import type { Connection, PeerId } from "@libp2p/interface";
+import type { Connection, PeerId, Stream } from "@libp2p/interface";
 
 export const tunnelModule: ModuleFactory = {
   name: "tunnel",
@@ -163,7 +163,15 @@ class Tunnel implements Module {
     if (this.links.length === 0) log.warn("no tunnel servers configured (agent.servers): only direct paths are possible");
     this.dialer = new PeerDialer(node, { hints, relays: () => nearestFirst(this.links.filter((l) => l.reserved)).map((l) => l.relayPrefix()!).filter(Boolean), defaultPort: t.listenPort, usable: (c) => this.usable(c) }, log, secretMismatches);
     this.upgrader = new PathUpgrader(node, membership, hints, t.listenPort, [PROXY_PROTOCOL], log);
-    const access: TunnelAccess = { open: (nodeName, target, early) => this.open(nodeName, target, early) };
+    const access: TunnelAccess = {
+      open: (nodeName, target, early) => this.open(nodeName, target, early),
+      openStream: (nodeName, protocol) => this.openStream(nodeName, protocol),
+      preferredConnection: (nodeName) => {
+        const peer = this.peerByName.get(nodeName);
+        return peer && this.node ? bestConnection(this.node, peer, (c) => this.usable(c))?.id : undefined;
+      },
+      handle: (protocol, handler) => this.handleStreams(protocol, handler),
+    };
     bus.publish("tunnel", access);
     if (config.agent.socks5.enable) {
       // known nodes, or any single-label name (a node we have no hint for may still hold a reservation)
@@ -219,8 +227,11 @@ class Tunnel implements Module {
   /** agent.tunnel.relay: what this agent relayed for others */
   private readonly relayed: RelayCounters = { connections: 0, bytes: 0, active: 0, pauses: 0, refused: 0 };
 
-  /** opens a proxy stream to a target reached through node `nodeName` */
-  async open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel> {
+  /** node name → peer ID, for the streams opened by name (preferredConnection is synchronous) */
+  private readonly peerByName = new Map<string, PeerId>();
+
+  /** a connection to the agent on `nodeName`: the best open one, else dialled; its peer proven to be that node */
+  private async connectionTo(nodeName: string): Promise<Connection> {
     if (!this.node || !this.dialer || !this.ids) throw new Error("tunnel not started");
     const peer = this.book ? await this.peerOfName(nodeName) : await this.ids.peerId(nodeName);
     // the usual case, an open connection to a peer already recorded, costs no further waits
@@ -228,6 +239,34 @@ class Tunnel implements Module {
     if (this.membership!.claim(peer)?.nodeName !== nodeName && !(await this.membership!.trust(peer, { role: "agent", nodeName }))) {
       throw new Error(`peer ${peer.toString()} did not prove it is ${nodeName}`);
     }
+    if (this.peerByName.size < 65536 || this.peerByName.has(nodeName)) this.peerByName.set(nodeName, peer);
+    return conn;
+  }
+
+  private async openStream(nodeName: string, protocol: string): Promise<NodeStream> {
+    const conn = await this.connectionTo(nodeName);
+    const stream = await conn.newStream(protocol, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) });
+    return { stream, connectionId: conn.id, path: isCircuit(conn.remoteAddr) ? "relayed" : "direct" };
+  }
+
+  private async handleStreams(protocol: string, handler: (stream: Stream, fromNode: string) => void): Promise<void> {
+    if (!this.node || !this.membership) throw new Error("tunnel not started");
+    const membership = this.membership;
+    await this.node.handle(
+      protocol,
+      (stream, conn) => {
+        void membership.waitVerified(conn.remotePeer, 10_000).then((claim) => {
+          if (claim?.role !== "agent") return stream.abort(new Error("not a verified agent"));
+          handler(stream, claim.nodeName);
+        });
+      },
+      { runOnLimitedConnection: true },
+    );
+  }
+
+  /** opens a proxy stream to a target reached through node `nodeName` */
+  async open(nodeName: string, target: ProxyTarget, early?: EarlyBytes): Promise<TunnelChannel> {
+    const conn = await this.connectionTo(nodeName);
     this.counters.streamsOut++;
     try {
       return await openProxy(conn, { ...target, fromNode: this.ctx.config.nodeName }, undefined, early);

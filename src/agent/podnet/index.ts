@@ -1,0 +1,206 @@
+// The pod network module (agent.podNetwork): pod IPs reachable across nodes
+// and sites. Packets the host routes into our TUN (another node's pod CIDR)
+// go to that node's agent over the tunnel; packets from peers are checked
+// (source in the sender's pod CIDRs or its node address, destination in
+// ours) and written to the TUN, where the host's stack and CNI deliver them.
+import type { Stream } from "@libp2p/interface";
+import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
+import type { TunnelAccess } from "../../model/tunnel.ts";
+import type { Node } from "../../model/index.ts";
+import { DatagramDecoder } from "../../tunnel/proxy/datagram.ts";
+import { intToIp4 } from "../../model/cidr.ts";
+import { fragmentationNeeded, readIp4 } from "./packet.ts";
+import { RouteTable, type DropReason } from "./route-table.ts";
+import { PeerLink, PODNET_PROTOCOL, type SendDrop } from "./peer-link.ts";
+import { PodnetHost } from "./host.ts";
+import { TunDevice } from "./tun.ts";
+import { localAddressIn } from "./local-address.ts";
+
+export const podnetModule: ModuleFactory = {
+  name: "podnet",
+  enabled: (c) => c.agent.podNetwork.enable,
+  readyOnStart: true,
+  create: (ctx) => new PodNetwork(ctx),
+};
+
+type Drop = DropReason | SendDrop | "no-route" | "not-ipv4" | "too-big" | "tun-write";
+/** drops logged per reason per minute, at most (the counters keep every one) */
+const LOGGED_DROPS_PER_MINUTE = 5;
+
+class PodNetwork implements Module {
+  readonly name = "podnet";
+  private tun?: TunDevice;
+  private host?: PodnetHost;
+  private table?: RouteTable;
+  private tunnel?: TunnelAccess;
+  private readonly links = new Map<string, PeerLink>();
+  private readonly inbound = new Map<string, { packets: number; bytes: number }>();
+  private readonly drops = new Map<Drop, number>();
+  private readonly logged = new Map<Drop, { minute: number; n: number }>();
+  private unsubscribe: Array<() => void> = [];
+  private routeSrc?: string;
+  private applying: Promise<void> = Promise.resolve();
+  private readonly cfg;
+
+  constructor(private readonly ctx: ModuleContext) {
+    this.cfg = ctx.config.agent.podNetwork;
+  }
+
+  async start(): Promise<void> {
+    const { bus, log } = this.ctx;
+    this.tun = TunDevice.open(this.cfg.device);
+    this.host = new PodnetHost(this.cfg.device, log);
+    await this.host.setUp(this.cfg.mtu);
+    log.info("pod network device up", { device: this.cfg.device, mtu: this.cfg.mtu });
+    this.unsubscribe.push(
+      bus.subscribe(
+        "tunnel",
+        (t) => {
+          this.tunnel = t;
+          t.handle(PODNET_PROTOCOL, (stream, from) => this.receive(stream, from)).catch((err: Error) => log.error("pod network cannot serve its protocol", { error: err.message }));
+        },
+        "podnet",
+        { replay: true },
+      ),
+      bus.subscribe("nodes", (snap) => void (this.applying = this.applying.then(() => this.applyNodes(snap.nodes))), "podnet", { replay: true }),
+    );
+    this.tun.startReading((batch) => this.fromTun(batch));
+    this.registerMetrics();
+  }
+
+  private async applyNodes(nodes: Node[]): Promise<void> {
+    const { log, config } = this.ctx;
+    const table = new RouteTable(nodes, config.nodeName);
+    for (const r of table.refused) log.warn("pod CIDR not routed", { node: r.node, cidr: r.cidr, reason: r.reason });
+    if (table.own.length === 0) log.warn("this node has no pod CIDR (Node.spec.podCIDRs or its static entry's podCIDRs): packets from peers to our pods will be dropped", { node: config.nodeName });
+    // this host's own traffic to other nodes' pods leaves from an address in our pod CIDR, so replies route back through the tunnel
+    const src = await localAddressIn(table.own);
+    if (src !== this.routeSrc) log.info(src ? "host traffic to remote pods leaves from our pod CIDR" : "no local address in our pod CIDR: host traffic to remote pods leaves from the node's address", { src: src ?? "-" });
+    this.routeSrc = src;
+    this.table = table;
+    const { added, removed } = await this.host!.setRoutes(table.routed().map((r) => r.cidr.text), src);
+    if (added.length || removed.length) log.info("pod routes updated", { added: added.join(",") || "-", removed: removed.join(",") || "-", routes: table.routed().length });
+    for (const [node, link] of this.links) {
+      if (!table.peers.has(node)) {
+        link.close();
+        this.links.delete(node);
+      }
+    }
+  }
+
+  /** a batch from the TUN: `[u16 length][packet]...` (a view valid during this call) */
+  private fromTun(batch: Uint8Array): void {
+    const table = this.table;
+    let off = 0;
+    while (off + 2 <= batch.byteLength) {
+      const len = (batch[off]! << 8) | batch[off + 1]!;
+      const p = batch.subarray(off + 2, off + 2 + len);
+      off += 2 + len;
+      const h = readIp4(p);
+      if (!h) {
+        this.drop("not-ipv4");
+        continue;
+      }
+      const node = table?.nodeFor(h.dst);
+      if (!node || !this.tunnel) {
+        this.drop("no-route", `to ${intToIp4(h.dst)}`);
+        continue;
+      }
+      this.link(node).send(p);
+    }
+  }
+
+  private link(node: string): PeerLink {
+    let l = this.links.get(node);
+    if (!l) {
+      l = new PeerLink(node, this.tunnel!, this.cfg.maxQueueKiB * 1024, this.ctx.log, (reason, n) => this.drop(reason, `to ${node}`, n));
+      this.links.set(node, l);
+    }
+    return l;
+  }
+
+  /** packets from `from`: checked one by one, written to the TUN */
+  private receive(stream: Stream, from: string): void {
+    const decoder = new DatagramDecoder();
+    const count = this.inbound.get(from) ?? { packets: 0, bytes: 0 };
+    this.inbound.set(from, count);
+    stream.addEventListener("message", (evt) => {
+      const data = (evt as unknown as { data: Uint8Array | { subarray(): Uint8Array } }).data;
+      const chunk = data instanceof Uint8Array ? data : data.subarray();
+      let packets: Uint8Array[];
+      try {
+        packets = decoder.push(chunk);
+      } catch (err) {
+        this.drop("malformed", `from ${from}: ${(err as Error).message}`);
+        return stream.abort(err as Error);
+      }
+      for (const p of packets) this.deliver(p, from, count);
+    });
+    stream.addEventListener("remoteCloseWrite", () => void stream.close().catch(() => {}));
+  }
+
+  private deliver(p: Uint8Array, from: string, count: { packets: number; bytes: number }): void {
+    const h = readIp4(p);
+    const table = this.table;
+    if (!h || !table) return this.drop("malformed", `from ${from}`);
+    const why = table.checkInbound(from, h.src, h.dst);
+    if (why) return this.drop(why, `from ${from}: ${intToIp4(h.src)} → ${intToIp4(h.dst)}`);
+    if (p.byteLength > this.cfg.mtu) {
+      // a peer with a larger MTU: what does not fit ours is refused as a router would
+      if (h.df && table.ownAddresses[0] !== undefined) this.link(from).send(fragmentationNeeded(p, table.ownAddresses[0], this.cfg.mtu));
+      return this.drop("too-big", `from ${from}: ${p.byteLength} bytes`);
+    }
+    count.packets++;
+    count.bytes += p.byteLength;
+    if (!this.tun!.write(p)) this.drop("tun-write");
+  }
+
+  private drop(reason: Drop, detail = "", n = 1): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + n);
+    const minute = Math.floor(Date.now() / 60_000);
+    let l = this.logged.get(reason);
+    if (!l || l.minute !== minute) this.logged.set(reason, (l = { minute, n: 0 }));
+    if (l.n++ < LOGGED_DROPS_PER_MINUTE) this.ctx.log.warn("pod network packet dropped", { reason, detail: detail || "-", packets: n });
+  }
+
+  private registerMetrics(): void {
+    const m = this.ctx.metrics;
+    m.collect("podnet_dropped_total", "Pod network packets dropped, by reason (source/destination: refused from a peer; queue: a peer's queue full; unreachable; no-route; not-ipv4; too-big; malformed; tun-write).", "counter", () =>
+      [...this.drops].map(([reason, value]) => ({ labels: { reason }, value })),
+    );
+    m.collect("podnet_packets_total", "Pod network packets carried, by peer node and direction.", "counter", () => [
+      ...[...this.links].map(([node, l]) => ({ labels: { node, direction: "out" }, value: l.counters.packetsOut })),
+      ...[...this.inbound].map(([node, c]) => ({ labels: { node, direction: "in" }, value: c.packets })),
+    ]);
+    m.collect("podnet_routes", "Other nodes' pod CIDRs routed into the TUN.", "gauge", () => [{ value: this.table?.routed().length ?? 0 }]);
+  }
+
+  status(): Record<string, unknown> {
+    const t = this.table;
+    return {
+      podNetwork: {
+        device: this.cfg.device,
+        mtu: this.cfg.mtu,
+        ownCIDRs: t?.own.map((c) => c.text) ?? [],
+        routes: t?.routed().map((r) => ({ cidr: r.cidr.text, node: r.node })) ?? [],
+        refused: t?.refused ?? [],
+        peers: [...new Set([...this.links.keys(), ...this.inbound.keys()])].sort().map((node) => {
+          const l = this.links.get(node);
+          const i = this.inbound.get(node);
+          return { node, path: l?.path ?? "-", packetsOut: l?.counters.packetsOut ?? 0, bytesOut: l?.counters.bytesOut ?? 0, packetsIn: i?.packets ?? 0, bytesIn: i?.bytes ?? 0 };
+        }),
+        dropped: Object.fromEntries(this.drops),
+      },
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.unsubscribe) u();
+    for (const l of this.links.values()) l.close();
+    this.links.clear();
+    await this.applying.catch(() => {});
+    await this.host?.tearDown().catch((err: Error) => this.ctx.log.warn("pod network chains not removed", { error: err.message }));
+    await this.tun?.close();
+    this.ctx.log.info("pod network stopped: device and routes removed", { device: this.cfg.device });
+  }
+}

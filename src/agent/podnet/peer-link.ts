@@ -1,0 +1,140 @@
+// Packets to one peer: a framed datagram stream (`[u16 length][IP packet]`,
+// tunnel/proxy/datagram.ts) on whatever connection the tunnel prefers for
+// that node. When that changes (relayed → direct after a punch) the next
+// packets go on a new stream over the new connection and the old stream is
+// closed once its bytes are out: IP tolerates the brief reordering, and no
+// flow is cut. Bounded: packets wait for a busy stream up to `maxQueueBytes`,
+// then are dropped and counted, as a router's queue does.
+import type { Stream } from "@libp2p/interface";
+import { encodeDatagram } from "../../tunnel/proxy/datagram.ts";
+import type { NodeStream, TunnelAccess } from "../../model/tunnel.ts";
+import type { Logger } from "../../log.ts";
+
+export const PODNET_PROTOCOL = "/edgemesh/podnet/1.0.0";
+/** after a failed open, packets to the node are dropped for this long instead of dialling per packet */
+const OPEN_BACKOFF_MS = 1000;
+/** the stream's own buffer above which we stop handing it more */
+const STREAM_HIGH_WATER = 256 * 1024;
+
+export type SendDrop = "queue" | "unreachable";
+
+export interface LinkCounters {
+  packetsOut: number;
+  bytesOut: number;
+  streamsOpened: number;
+}
+
+export class PeerLink {
+  private queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private current?: NodeStream;
+  private opening = false;
+  private waitingDrain = false;
+  private scheduled = false;
+  private backoffUntil = 0;
+  private closed = false;
+  readonly counters: LinkCounters = { packetsOut: 0, bytesOut: 0, streamsOpened: 0 };
+
+  constructor(
+    readonly node: string,
+    private readonly tunnel: TunnelAccess,
+    private readonly maxQueueBytes: number,
+    private readonly log: Logger,
+    private readonly onDrop: (reason: SendDrop, packets: number) => void,
+  ) {}
+
+  get path(): "direct" | "relayed" | undefined {
+    return this.current?.path;
+  }
+
+  /** queues one packet (copied: the caller's buffer is reused) */
+  send(packet: Uint8Array): void {
+    if (this.closed) return;
+    if (Date.now() < this.backoffUntil) return this.onDrop("unreachable", 1);
+    if (this.queuedBytes + packet.byteLength + 2 > this.maxQueueBytes) return this.onDrop("queue", 1);
+    const frame = encodeDatagram(packet);
+    this.queue.push(frame);
+    this.queuedBytes += frame.byteLength;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(() => {
+        this.scheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  private usable(s: NodeStream | undefined): s is NodeStream {
+    return !!s && s.stream.status === "open" && s.stream.writeStatus === "writable";
+  }
+
+  private flush(): void {
+    if (this.closed || this.waitingDrain || this.opening || this.queue.length === 0) return;
+    const preferred = this.tunnel.preferredConnection(this.node);
+    if (!this.usable(this.current) || (preferred !== undefined && preferred !== this.current.connectionId)) return this.reopen();
+    const stream = this.current.stream;
+    const frames = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    let more: boolean;
+    try {
+      more = stream.send(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    } catch (err) {
+      this.onDrop("unreachable", frames.length);
+      this.log.debug("pod network stream failed", { node: this.node, error: (err as Error).message });
+      return this.reopen();
+    }
+    this.counters.packetsOut += frames.length;
+    for (const f of frames) this.counters.bytesOut += f.byteLength - 2;
+    if (!more || stream.writeBufferLength > STREAM_HIGH_WATER) this.waitForDrain(stream);
+  }
+
+  private waitForDrain(stream: Stream): void {
+    this.waitingDrain = true;
+    const done = () => {
+      stream.removeEventListener("drain", done);
+      stream.removeEventListener("close", done);
+      this.waitingDrain = false;
+      this.flush();
+    };
+    stream.addEventListener("drain", done);
+    stream.addEventListener("close", done);
+  }
+
+  private reopen(): void {
+    if (this.opening || this.closed) return;
+    this.opening = true;
+    this.tunnel.openStream(this.node, PODNET_PROTOCOL).then(
+      (ns) => {
+        const old = this.current;
+        this.current = ns;
+        this.counters.streamsOpened++;
+        if (old && old.connectionId !== ns.connectionId) this.log.info("pod network path moved", { node: this.node, path: ns.path });
+        else if (!old) this.log.info("pod network link up", { node: this.node, path: ns.path });
+        // closing sends what is buffered first; the far side keeps reading it
+        if (old) old.stream.close().catch(() => old.stream.abort(new Error("replaced")));
+        // the far side never sends on this stream: a read would only hold it
+        ns.stream.addEventListener("message", () => {});
+      },
+      (err: Error) => {
+        this.backoffUntil = Date.now() + OPEN_BACKOFF_MS;
+        const n = this.queue.length;
+        this.queue = [];
+        this.queuedBytes = 0;
+        this.onDrop("unreachable", n);
+        this.log.warn("pod network: node unreachable, its packets are dropped for a second", { node: this.node, error: err.message });
+      },
+    ).finally(() => {
+      this.opening = false;
+      this.flush();
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+    this.queuedBytes = 0;
+    const s = this.current?.stream;
+    if (s) s.close().catch(() => s.abort(new Error("pod network stopped")));
+  }
+}
