@@ -41,3 +41,27 @@ test("nothing to flag: no ATTENTION section", () => {
   const text = renderStatus({ ...emptyStatus("agent", "edge1", "1.0.0"), peers: [{ nodeName: "edge3", peerId: "x", path: "direct", rttMs: 1 }] });
   expect(text).not.toContain("ATTENTION");
 });
+
+test("pod network: each node's routed CIDRs, path and packet counts; drops and refused CIDRs stand out", () => {
+  const doc: StatusDoc = {
+    ...emptyStatus("agent", "edge1", "1.0.0"),
+    podNetwork: {
+      device: "edgemesh-tun",
+      mtu: 1400,
+      ownCIDRs: ["10.244.1.0/24"],
+      routes: [
+        { cidr: "10.244.2.0/24", node: "edge2" },
+        { cidr: "10.244.3.0/24", node: "edge3" },
+      ],
+      refused: [{ node: "evil", cidr: "10.244.0.0/16", reason: "overlaps this node's pod CIDR" }],
+      peers: [{ node: "edge2", path: "direct", packetsOut: 120, bytesOut: 9000, packetsIn: 98, bytesIn: 7000 }],
+      dropped: { source: 3, queue: 0 },
+    },
+  };
+  const text = renderStatus(doc);
+  expect(text).toMatch(/^POD NETWORK  device=edgemesh-tun mtu=1400 own=10\.244\.1\.0\/24 dropped: source=3$/m);
+  expect(text).toMatch(/edge2\s+10\.244\.2\.0\/24\s+direct\s+120\s+98/);
+  expect(text).toMatch(/edge3\s+10\.244\.3\.0\/24\s+-\s+0\s+0/);
+  expect(text).toContain("! evil 10.244.0.0/16 not routed: overlaps this node's pod CIDR");
+  expect(renderStatus(emptyStatus("agent", "edge1", "1.0.0"))).not.toContain("POD NETWORK");
+});

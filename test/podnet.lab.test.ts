@@ -69,6 +69,17 @@ test("every pair of pods reaches each other by pod IP: ping, TCP and UDP, both w
   expect(mesh.logs("edge1")).toMatch(/enabled IPv4 forwarding/);
 }, 120_000);
 
+test("MTU: an oversized packet with DF gets ICMP 'fragmentation needed' (mtu 1400); TCP SYNs into the tunnel have their MSS clamped", async () => {
+  const r = await lab.exec("pod1", ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1450", IP.pod2], { timeoutMs: 10_000 });
+  expect(r.code).not.toBe(0);
+  expect(r.stdout + r.stderr).toMatch(/mtu = 1400|message too long, mtu=1400/i);
+  // a packet that fits still goes
+  expect((await lab.exec("pod1", ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1300", IP.pod2], { timeoutMs: 10_000 })).code).toBe(0);
+  const mss = (await lab.exec("edge1", ["iptables", "-w", "5", "-t", "mangle", "-L", "EDGEMESH-PODNET-MSS", "-v", "-n", "-x"])).stdout;
+  const clamped = mss.split("\n").filter((l) => l.includes("TCPMSS")).reduce((n, l) => n + Number(l.trim().split(/\s+/)[0]), 0);
+  expect(clamped).toBeGreaterThan(0);
+}, 30_000);
+
 test("a headless service resolves to pod IPs on other sites, and they answer", async () => {
   const r = await lab.exec("edge1", ["dig", "+short", "+time=2", "+tries=2", "@169.254.96.16", "peers.default.svc.cluster.local", "A"]);
   const ips = r.stdout.trim().split("\n").sort();
@@ -126,4 +137,20 @@ test("stopping the agent removes the device, its routes and its chains", async (
   await mesh.waitReserved(["edge3"]);
   await waitFor(async () => (await mesh.status<PodnetStatus>("edge3")).podNetwork?.routes.length === 2, { timeoutMs: 10_000, description: "edge3's routes again" });
   expect(await ping("pod3", "pod1")).toBe(true);
+}, 60_000);
+
+test("an agent killed (SIGKILL) leaves no device or route; its chains are replaced, not doubled, at the next start", async () => {
+  const proc = mesh.agents.get("edge3")!.proc!;
+  proc.kill("SIGKILL");
+  await proc.exited;
+  // the device lived as long as the agent's descriptor: it went with the process, and its routes with it
+  expect((await lab.exec("edge3", ["ip", "link", "show", "edgemesh-tun"])).code).not.toBe(0);
+  expect((await lab.exec("edge3", ["iptables-save"])).stdout).toContain("EDGEMESH-PODNET");
+  mesh.startAgent("edge3");
+  await mesh.waitReserved(["edge3"]);
+  await waitFor(async () => (await mesh.status<PodnetStatus>("edge3")).podNetwork?.routes.length === 2, { timeoutMs: 10_000, description: "edge3's routes again" });
+  const rules = (await lab.exec("edge3", ["iptables-save"])).stdout;
+  expect(rules.match(/-A FORWARD -j EDGEMESH-PODNET$/gm)?.length).toBe(1);
+  expect(rules.match(/-A POSTROUTING -j EDGEMESH-PODNET-MSS$/gm)?.length).toBe(1);
+  expect(await ping("pod3", "pod2")).toBe(true);
 }, 60_000);

@@ -35,6 +35,17 @@ export interface ListenerStatus {
   endpointsByNode?: Record<string, number>;
 }
 
+/** agent.podNetwork (src/agent/podnet) */
+export interface PodNetworkStatus {
+  device: string;
+  mtu: number;
+  ownCIDRs: string[];
+  routes: Array<{ cidr: string; node: string }>;
+  refused: Array<{ node: string; cidr: string; reason: string }>;
+  peers: Array<{ node: string; path: string; packetsOut: number; bytesOut: number; packetsIn: number; bytesIn: number }>;
+  dropped: Record<string, number>;
+}
+
 export interface StatusDoc {
   role: "agent" | "server";
   nodeName: string;

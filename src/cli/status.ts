@@ -1,5 +1,5 @@
 // `edgemesh status`: fetches /status from an admin endpoint and renders it.
-import type { IdentityStatus, StatusDoc } from "../admin/status.ts";
+import type { IdentityStatus, PodNetworkStatus, StatusDoc } from "../admin/status.ts";
 import { DEFAULT_ADMIN } from "../config/load.ts";
 import type { NatReport } from "../agent/tunnel/nat-report.ts";
 
@@ -104,6 +104,23 @@ export function renderStatus(doc: StatusDoc): string {
       return by.length ? by.map(([n, c]) => `${n}:${c}`).join(" ") : "! none (connections refused)";
     };
     out.push("", "LISTENERS", table(["SERVICE", "PROTO", "ADDRESS", "ENDPOINTS"], doc.listeners.map((l) => [l.service, l.protocol, l.address, endpoints(l)])));
+  }
+  const pn = doc.podNetwork as PodNetworkStatus | undefined;
+  if (pn) {
+    const byNode = new Map(pn.peers.map((p) => [p.node, p]));
+    const nodes = [...new Set([...pn.routes.map((r) => r.node), ...byNode.keys()])].sort();
+    const drops = Object.entries(pn.dropped).filter(([, n]) => n > 0);
+    out.push("", `POD NETWORK  device=${pn.device} mtu=${pn.mtu} own=${pn.ownCIDRs.join(",") || "! none"}${drops.length ? ` dropped: ${drops.map(([r, n]) => `${r}=${n}`).join(" ")}` : ""}`);
+    out.push(
+      table(
+        ["NODE", "POD CIDRS", "PATH", "PACKETS OUT", "PACKETS IN"],
+        nodes.map((n) => {
+          const p = byNode.get(n);
+          return [n, pn.routes.filter((r) => r.node === n).map((r) => r.cidr).join(",") || "-", p?.path ?? "-", String(p?.packetsOut ?? 0), String(p?.packetsIn ?? 0)];
+        }),
+      ),
+    );
+    for (const r of pn.refused) out.push(`  ! ${r.node} ${r.cidr} not routed: ${r.reason}`);
   }
   const flagged = doc.listeners.filter((l) => l.endpointsByNode && Object.keys(l.endpointsByNode).length === 0).length;
   const relayed = doc.peers.filter((p) => p.path === "relayed").length;
