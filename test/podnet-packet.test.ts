@@ -89,3 +89,13 @@ test("pod route and chain lines: built from grammar-checked values only", () => 
   expect(rules).toContain("--clamp-mss-to-pmtu");
   expect(() => podnetRuleset("EDGEMESH-PODNET", "EDGEMESH-PODNET-MSS", "a b")).toThrow(/grammar/);
 });
+
+test("the tunnel's dial filter: addresses inside any node's pod CIDR are never dialled", async () => {
+  const { inPodCidr } = await import("../src/agent/tunnel/index.ts");
+  const { multiaddr } = await import("@multiformats/multiaddr");
+  const { parseCidr4 } = await import("../src/model/cidr.ts");
+  const cidrs = [parseCidr4("10.244.3.0/24")!];
+  expect(inPodCidr(multiaddr("/ip4/10.244.3.1/tcp/20006"), cidrs)).toBe(true);
+  expect(inPodCidr(multiaddr("/ip4/10.10.1.13/tcp/20006"), cidrs)).toBe(false);
+  expect(inPodCidr(multiaddr("/ip6/::1/tcp/20006"), cidrs)).toBe(false);
+});

@@ -23,6 +23,7 @@ import type { ICryptoInterface } from "@chainsafe/libp2p-noise";
 import { createPrivateNetwork } from "./privnet/index.ts";
 import { sharedPortTcp, TRANSPORT_TAG, type SharedPortTcp } from "./transport/tcp.ts";
 import type { Membership } from "./membership.ts";
+import type { Multiaddr } from "@multiformats/multiaddr";
 import { closeStaleOnReconnect } from "./stale-connections.ts";
 import { serveLiveness } from "./liveness.ts";
 import { formatFields } from "../log.ts";
@@ -44,6 +45,8 @@ export interface TunnelNodeOptions {
   /** flow control: the config's `flow` section */
   flow?: { maxStreamWindowKiB: number; windowBudgetMiB: number };
   log?: (level: "info" | "warn", msg: string) => void;
+  /** addresses never to dial (e.g. inside pod CIDRs, which the pod network carries over this very tunnel) */
+  denyDial?: (ma: Multiaddr) => boolean;
   /** a connection failed the mesh-secret check: the remote as "host:port" */
   onSecretMismatch?: (remote: string, direction: "inbound" | "outbound") => void;
 }
@@ -129,7 +132,7 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
               onKeyMismatch: o.onSecretMismatch && ((addr, direction) => o.onSecretMismatch!(describeAddr(addr), direction)),
             }),
           ),
-    connectionGater: o.membership.gater(),
+    connectionGater: { ...o.membership.gater(), denyDialMultiaddr: async (ma: Multiaddr) => o.denyDial?.(ma) ?? false },
     // handshake slots for a real mesh (libp2p's default is 10, which one
     // outsider reopening idle connections keeps full); each source may open 20
     // per second (default 5: agents behind one NAT share an address)

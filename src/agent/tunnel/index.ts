@@ -32,6 +32,15 @@ import { TargetPolicy } from "./target-policy.ts";
 import { daysLeft, installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
+import { cidrContains, ip4ToInt, parseCidr4, type Cidr4 } from "../../model/cidr.ts";
+import type { Multiaddr } from "@multiformats/multiaddr";
+
+/** whether a multiaddr's IPv4 address lies in one of `cidrs` */
+export function inPodCidr(ma: Multiaddr, cidrs: readonly Cidr4[]): boolean {
+  const m = /^\/ip4\/([0-9.]+)\//.exec(ma.toString());
+  const ip = m ? ip4ToInt(m[1]!) : undefined;
+  return ip !== undefined && cidrs.some((c) => cidrContains(c, ip));
+}
 import type { Connection, PeerId, Stream } from "@libp2p/interface";
 
 export const tunnelModule: ModuleFactory = {
@@ -55,6 +64,8 @@ class Tunnel implements Module {
   private socksRetry?: ReturnType<typeof setTimeout>;
   private stopped = false;
   private hintsByNode = new Map<string, string[]>();
+  /** every node's IPv4 pod CIDRs (the nodes snapshot) */
+  private podCidrs: Cidr4[] = [];
   private unsubscribe: Array<() => void> = [];
   private readonly counters = { streamsOut: 0, streamsIn: 0, bytesIn: 0, bytesOut: 0, streamErrors: 0, accepted: { direct: 0, stock: 0 }, refused: { header: 0, unauthorized: 0, forbidden: 0, busy: 0, dial: 0 } };
   private readonly targets: TargetPolicy;
@@ -90,6 +101,9 @@ class Tunnel implements Module {
       privateNetwork: t.privateNetwork,
       flow: config.flow,
       onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
+      // a peer's address inside a pod CIDR (a CNI bridge's, announced by identify) is
+      // reached through the pod network, i.e. through this tunnel: never a path for it
+      denyDial: (ma) => this.podCidrs.length > 0 && inPodCidr(ma, this.podCidrs),
     }));
     const transport = sharedPortTransport(node);
     // dials to tunnel servers leave from the listening port, so the address a
@@ -115,6 +129,7 @@ class Tunnel implements Module {
           const next = new Map<string, string[]>();
           for (const n of snap.nodes) next.set(n.name, n.addresses);
           this.hintsByNode = next;
+          this.podCidrs = snap.nodes.flatMap((n) => n.podCIDRs.map(parseCidr4).filter((c): c is Cidr4 => c !== undefined));
         },
         "tunnel",
         { replay: true },
