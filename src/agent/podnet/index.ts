@@ -14,6 +14,7 @@ import { RouteTable, type DropReason } from "./route-table.ts";
 import { PeerLink, PODNET_PROTOCOL, type SendDrop } from "./peer-link.ts";
 import { PodnetHost } from "./host.ts";
 import { TunDevice } from "./tun.ts";
+import { PLAIN_VNET, readVnet, VNET_HDR_LEN, vnetProblem, wireSize } from "./vnet.ts";
 import { localAddressIn } from "./local-address.ts";
 
 export const podnetModule: ModuleFactory = {
@@ -49,6 +50,7 @@ class PodNetwork implements Module {
   async start(): Promise<void> {
     const { bus, log } = this.ctx;
     this.tun = TunDevice.open(this.cfg.device);
+    if (this.tun.offloadError) log.warn("TUN offload refused: one packet per read and write (slower)", { error: this.tun.offloadError });
     this.host = new PodnetHost(this.cfg.device, log);
     await this.host.setUp(this.cfg.mtu);
     log.info("pod network device up", { device: this.cfg.device, mtu: this.cfg.mtu });
@@ -88,7 +90,7 @@ class PodNetwork implements Module {
     }
   }
 
-  /** a batch from the TUN: `[u16 length][packet]...` (a view valid during this call) */
+  /** a batch from the TUN: `[u16 length][virtio-net header][packet]...` (a view valid during this call) */
   private fromTun(batch: Uint8Array): void {
     const table = this.table;
     let off = 0;
@@ -96,7 +98,7 @@ class PodNetwork implements Module {
       const len = (batch[off]! << 8) | batch[off + 1]!;
       const p = batch.subarray(off + 2, off + 2 + len);
       off += 2 + len;
-      const h = readIp4(p);
+      const h = readIp4(p.subarray(VNET_HDR_LEN));
       if (!h) {
         this.drop("not-ipv4");
         continue;
@@ -139,20 +141,25 @@ class PodNetwork implements Module {
     stream.addEventListener("remoteCloseWrite", () => void stream.close().catch(() => {}));
   }
 
-  private deliver(p: Uint8Array, from: string, count: { packets: number; bytes: number }): void {
-    const h = readIp4(p);
+  /** one unit from a peer: `[virtio-net header][IPv4 packet]` */
+  private deliver(unit: Uint8Array, from: string, count: { packets: number; bytes: number }): void {
     const table = this.table;
+    const p = unit.subarray(VNET_HDR_LEN);
+    const h = readIp4(p);
     if (!h || !table) return this.drop("malformed", `from ${from}`);
     const why = table.checkInbound(from, h.src, h.dst);
     if (why) return this.drop(why, `from ${from}: ${intToIp4(h.src)} → ${intToIp4(h.dst)}`);
-    if (p.byteLength > this.cfg.mtu) {
+    const vnet = readVnet(unit);
+    const bad = vnetProblem(vnet, p.byteLength, h.protocol);
+    if (bad) return this.drop("malformed", `from ${from}: ${bad}`);
+    if (wireSize(vnet, p.byteLength) > this.cfg.mtu) {
       // a peer with a larger MTU: what does not fit ours is refused as a router would
-      if (h.df && table.ownAddresses[0] !== undefined) this.link(from).send(fragmentationNeeded(p, table.ownAddresses[0], this.cfg.mtu));
+      if (h.df && table.ownAddresses[0] !== undefined) this.link(from).send(Buffer.concat([PLAIN_VNET, fragmentationNeeded(p, table.ownAddresses[0], this.cfg.mtu)]));
       return this.drop("too-big", `from ${from}: ${p.byteLength} bytes`);
     }
     count.packets++;
     count.bytes += p.byteLength;
-    if (!this.tun!.write(p)) this.drop("tun-write");
+    if (!this.tun!.write(unit)) this.drop("tun-write");
   }
 
   private drop(reason: Drop, detail = "", n = 1): void {

@@ -6,13 +6,15 @@
 // flow is cut. Bounded: packets wait for a busy stream up to `maxQueueBytes`,
 // then are dropped and counted, as a router's queue does.
 import type { Stream } from "@libp2p/interface";
-import { encodeDatagram } from "../../tunnel/proxy/datagram.ts";
+import { MAX_DATAGRAM_BYTES } from "../../tunnel/proxy/datagram.ts";
 import type { NodeStream, TunnelAccess } from "../../model/tunnel.ts";
 import type { Logger } from "../../log.ts";
 
 export const PODNET_PROTOCOL = "/edgemesh/podnet/1.0.0";
 /** after a failed open, packets to the node are dropped for this long instead of dialling per packet */
 const OPEN_BACKOFF_MS = 1000;
+/** framed packets are copied into chunks of this size */
+const CHUNK_BYTES = 64 * 1024;
 /** the stream's own buffer above which we stop handing it more */
 const STREAM_HIGH_WATER = 256 * 1024;
 
@@ -25,8 +27,11 @@ export interface LinkCounters {
 }
 
 export class PeerLink {
+  /** framed packets waiting for the stream: full chunks, then the open one (filled to `fill`) */
   private queue: Uint8Array[] = [];
+  private fill = 0;
   private queuedBytes = 0;
+  private queuedPackets = 0;
   private current?: NodeStream;
   private opening = false;
   private waitingDrain = false;
@@ -47,14 +52,29 @@ export class PeerLink {
     return this.current?.path;
   }
 
-  /** queues one packet (copied: the caller's buffer is reused) */
+  /**
+   * queues one packet (copied: the caller's buffer is reused), framed into
+   * the open chunk: one copy, and one allocation per CHUNK_BYTES, not per packet
+   */
   send(packet: Uint8Array): void {
     if (this.closed) return;
     if (Date.now() < this.backoffUntil) return this.onDrop("unreachable", 1);
-    if (this.queuedBytes + packet.byteLength + 2 > this.maxQueueBytes) return this.onDrop("queue", 1);
-    const frame = encodeDatagram(packet);
-    this.queue.push(frame);
-    this.queuedBytes += frame.byteLength;
+    const need = packet.byteLength + 2;
+    if (packet.byteLength > MAX_DATAGRAM_BYTES) return this.onDrop("queue", 1);
+    if (this.queuedBytes + need > this.maxQueueBytes) return this.onDrop("queue", 1);
+    let chunk = this.queue.at(-1);
+    if (!chunk || this.fill + need > chunk.byteLength) {
+      if (chunk) this.queue[this.queue.length - 1] = chunk.subarray(0, this.fill);
+      chunk = new Uint8Array(Math.max(CHUNK_BYTES, need));
+      this.queue.push(chunk);
+      this.fill = 0;
+    }
+    chunk[this.fill] = packet.byteLength >> 8;
+    chunk[this.fill + 1] = packet.byteLength & 255;
+    chunk.set(packet, this.fill + 2);
+    this.fill += need;
+    this.queuedBytes += need;
+    this.queuedPackets++;
     if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => {
@@ -73,19 +93,21 @@ export class PeerLink {
     const preferred = this.tunnel.preferredConnection(this.node);
     if (!this.usable(this.current) || (preferred !== undefined && preferred !== this.current.connectionId)) return this.reopen();
     const stream = this.current.stream;
-    const frames = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
-    let more: boolean;
+    const chunks = this.queue;
+    chunks[chunks.length - 1] = chunks.at(-1)!.subarray(0, this.fill);
+    const packets = this.queuedPackets;
+    const bytes = this.queuedBytes;
+    this.clearQueue();
+    let more = true;
     try {
-      more = stream.send(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+      for (const c of chunks) more = stream.send(c);
     } catch (err) {
-      this.onDrop("unreachable", frames.length);
+      this.onDrop("unreachable", packets);
       this.log.debug("pod network stream failed", { node: this.node, error: (err as Error).message });
       return this.reopen();
     }
-    this.counters.packetsOut += frames.length;
-    for (const f of frames) this.counters.bytesOut += f.byteLength - 2;
+    this.counters.packetsOut += packets;
+    this.counters.bytesOut += bytes - 2 * packets;
     if (!more || stream.writeBufferLength > STREAM_HIGH_WATER) this.waitForDrain(stream);
   }
 
@@ -118,9 +140,8 @@ export class PeerLink {
       },
       (err: Error) => {
         this.backoffUntil = Date.now() + OPEN_BACKOFF_MS;
-        const n = this.queue.length;
-        this.queue = [];
-        this.queuedBytes = 0;
+        const n = this.queuedPackets;
+        this.clearQueue();
         this.onDrop("unreachable", n);
         this.log.warn("pod network: node unreachable, its packets are dropped for a second", { node: this.node, error: err.message });
       },
@@ -130,10 +151,16 @@ export class PeerLink {
     });
   }
 
+  private clearQueue(): void {
+    this.queue = [];
+    this.fill = 0;
+    this.queuedBytes = 0;
+    this.queuedPackets = 0;
+  }
+
   close(): void {
     this.closed = true;
-    this.queue = [];
-    this.queuedBytes = 0;
+    this.clearQueue();
     const s = this.current?.stream;
     if (s) s.close().catch(() => s.abort(new Error("pod network stopped")));
   }

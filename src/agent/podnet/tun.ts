@@ -18,10 +18,15 @@ const O_CLOEXEC = 0o2000000;
 const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+const TUNSETOFFLOAD = 0x400454d0;
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
+
 
 export const SLOTS = 16;
 export const SLOT_BYTES = 256 * 1024;
-/** control words: [stop, in flight, posted batches, slot lengths...] */
+/** control words: [stop, in flight, units too large to frame, slot lengths...] */
 const CTL_WORDS = 3 + SLOTS;
 
 type Libc = {
@@ -37,7 +42,7 @@ function lib(): Libc {
   if (!libc) {
     const l = dlopen("libc.so.6", {
       open: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
-      ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+      ioctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
       write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
       close: { args: [FFIType.i32], returns: FFIType.i32 },
       __errno_location: { args: [], returns: FFIType.ptr },
@@ -76,9 +81,11 @@ self.onmessage = (e) => {
     const base = slot * slotBytes;
     let off = 0;
     // one packet per read(), each behind its u16 length, until none is left or the slot is nearly full
-    while (slotBytes - off > 65537) {
-      const got = Number(c.read(fd, ptr(bytes, base + off + 2), 65535));
+    while (slotBytes - off > 65700) {
+      const got = Number(c.read(fd, ptr(bytes, base + off + 2), 65600));
       if (got <= 0) break;
+      // a unit the u16 framing cannot carry (gso_max_size not lowered): dropped, counted
+      if (got > 65535) { Atomics.add(ctl, 2, 1); continue; }
       bytes[base + off] = got >> 8;
       bytes[base + off + 1] = got & 255;
       off += 2 + got;
@@ -98,29 +105,46 @@ export class TunDevice {
   private ring?: SharedArrayBuffer;
   private ctl?: Int32Array;
   closed = false;
+  /** units read that exceed the u16 framing (dropped) */
+  get oversized(): number {
+    return this.ctl ? Atomics.load(this.ctl, 2) : 0;
+  }
+
   /** write() failures (e.g. the device went down), by errno */
   readonly writeErrors = new Map<number, number>();
 
   private constructor(
     readonly name: string,
     readonly fd: number,
+    /** every packet read or written carries a virtio-net header (vnet.ts) */
+    readonly vnetHeader: boolean,
   ) {}
 
-  /** creates (or attaches to our own earlier) TUN device `name` */
-  static open(name: string): TunDevice {
+  /**
+   * creates (or attaches to our own earlier) TUN device `name`; with
+   * `offload`, packets carry a virtio-net header and TCP comes in GSO
+   * batches (vnet.ts); false when the kernel refused the offload
+   */
+  static open(name: string, offload = true): TunDevice {
     const c = lib();
     const fd = c.open(new TextEncoder().encode("/dev/net/tun\0"), O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) throw new Error(`cannot open /dev/net/tun: ${ERRNO_TEXT[errnoOf!()] ?? `errno ${errnoOf!()}`}`);
     const ifr = new Uint8Array(40);
     ifr.set(new TextEncoder().encode(name).subarray(0, 15));
-    new DataView(ifr.buffer).setUint16(16, IFF_TUN | IFF_NO_PI, true);
-    if (c.ioctl(fd, TUNSETIFF, ptr(ifr)) < 0) {
+    new DataView(ifr.buffer).setUint16(16, IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0), true);
+    if (c.ioctl(fd, TUNSETIFF, ptr(ifr) as unknown as number) < 0) {
       const e = errnoOf!();
       c.close(fd);
       throw new Error(`cannot create TUN device ${name}: ${ERRNO_TEXT[e] ?? `errno ${e}`}`);
     }
-    return new TunDevice(name, fd);
+    const dev = new TunDevice(name, fd, offload);
+    // TUNSETOFFLOAD takes its flags as the argument's value, not through a pointer
+    if (offload && c.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) dev.offloadError = ERRNO_TEXT[errnoOf!()] ?? `errno ${errnoOf!()}`;
+    return dev;
   }
+
+  /** why the kernel refused TSO (packets still carry the header, one per packet) */
+  offloadError?: string;
 
   /**
    * starts the reader; `onBatch` gets a view of `[u16 length][packet]...`

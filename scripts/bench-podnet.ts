@@ -1,0 +1,106 @@
+// The pod network in the NAT lab (needs root): pod → pod TCP throughput, ping
+// RTT added, and agent CPU-seconds per GiB, on the direct path (pod1 behind
+// edge1 → pod3 behind edge3, one LAN) and the relayed one (pod1 → pod2
+// behind edge2, whose NAT randomises ports so nothing punches). Every figure
+// is put against baselines measured in the same run with the same client
+// (iperf3 from Debian, at least as fast as a Node.js client; ping):
+//   plain TCP between the nodes (edge1 → edge3's address; for the relayed
+//   path, edge1 → the server, the relay's first leg), and
+//   the ClusterIP path to the same backend node (iptables DNAT → agent →
+//   tunnel → agent → backend), whose throughput the issue's target is set against.
+// Pod throughput is the median of ROUNDS alternating transfers.
+// Usage: bun scripts/bench-podnet.ts [MiB per transfer, default 512]
+import { readFileSync } from "node:fs";
+import { Lab } from "../test/lab/index.ts";
+import { startMesh } from "../test/lab/mesh.ts";
+import { ensureBinary } from "../test/util/run.ts";
+
+const MIB = Number(process.argv[2] ?? 512);
+const BYTES = MIB * 1024 * 1024;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const say = (s: string) => process.stderr.write(`bench-podnet: ${s}\n`);
+const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const CIDR = { edge1: "10.244.1.0/24", edge2: "10.244.2.0/24", edge3: "10.244.3.0/24" };
+const POD = { pod1: "10.244.1.2", pod2: "10.244.2.2", pod3: "10.244.3.2" };
+const SVC = { edge3: "10.96.0.83", edge2: "10.96.0.82" };
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+  return (Number(rest[11]) + Number(rest[12])) / 100;
+}
+
+const binary = process.env.EDGEMESH_BINARY ?? (await ensureBinary());
+const lab = await Lab.create({ name: "benchpodnet" });
+const rows: string[] = [];
+try {
+  await lab.addPod("edge1", "pod1", CIDR.edge1);
+  await lab.addPod("edge2", "pod2", CIDR.edge2);
+  await lab.addPod("edge3", "pod3", CIDR.edge3);
+  const h = lab.hosts;
+  const svc = (name: string, ip: string, node: "edge2" | "edge3") =>
+    `- {name: ${name}, namespace: bench, clusterIP: ${ip}, ports: [{name: p, port: 5201, targetPort: 5201}], endpoints: [{ip: ${POD[node === "edge2" ? "pod2" : "pod3"]}, nodeName: ${node}}]}`;
+  await lab.setNatMapping("nat2", "random");
+  const mesh = startMesh(lab, {
+    binary,
+    proxy: true,
+    agents: [{ name: "edge1", host: "edge1" }, { name: "edge2", host: "edge2" }, { name: "edge3", host: "edge3" }],
+    podCIDRs: { edge1: [CIDR.edge1], edge2: [CIDR.edge2], edge3: [CIDR.edge3] },
+    services: [svc("to3", SVC.edge3, "edge3"), svc("to2", SVC.edge2, "edge2")],
+  });
+  // iperf3 servers: in the pods (pod path and ClusterIP path end there), on edge3 and the cloud (plain baselines)
+  for (const host of ["pod2", "pod3", "edge3", "cloud"]) lab.spawn(host, ["iperf3", "-s", "-p", "5201"]);
+  await mesh.startAll();
+  await Bun.sleep(2000);
+  const pid = (n: string) => mesh.agents.get(n)!.proc.pid;
+
+  const iperf = async (from: string, to: string): Promise<number> => {
+    const r = await lab.exec(from, ["iperf3", "-c", to, "-p", "5201", "-J", "-n", String(BYTES)], { timeoutMs: 600_000 });
+    const got = (JSON.parse(r.stdout || "{}") as { end?: { sum_received?: { bytes: number; seconds: number } } }).end?.sum_received;
+    if (!got) throw new Error(`iperf3 ${from} → ${to}: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
+    return got.bytes / got.seconds / 1e6;
+  };
+  /** ping RTTs (ms) from → to: 300 at 10 ms intervals after 50 not counted */
+  const pingP50 = async (from: string, to: string): Promise<number> => {
+    await lab.exec(from, ["ping", "-c", "50", "-i", "0.01", "-q", to], { timeoutMs: 30_000 });
+    const r = await lab.exec(from, ["ping", "-c", "300", "-i", "0.01", to], { timeoutMs: 60_000 });
+    const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+    if (times.length < 250) throw new Error(`ping ${from} → ${to}: ${times.length} replies`);
+    return median(times);
+  };
+
+  for (const path of [
+    { name: "direct (LAN)", node: "edge3", pod: POD.pod3, plainFrom: "edge1", plainTo: h.edge3.ip, svc: SVC.edge3 },
+    { name: "relayed (server)", node: "edge2", pod: POD.pod2, plainFrom: "edge1", plainTo: h.cloud.ip, svc: SVC.edge2 },
+  ]) {
+    // warm: connections, routes, JIT
+    await iperf("pod1", path.pod).catch(() => 0);
+    const st = (await mesh.status<{ podNetwork: { peers: Array<{ node: string; path: string }> } }>("edge1")).podNetwork.peers.find((p) => p.node === path.node);
+    const plain: number[] = [];
+    const cluster: number[] = [];
+    const pod: number[] = [];
+    const cpu: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      plain.push(await iperf(path.plainFrom, path.plainTo));
+      cluster.push(await iperf("edge1", path.svc));
+      const c0 = cpuSeconds(pid("edge1")) + cpuSeconds(pid(path.node));
+      pod.push(await iperf("pod1", path.pod));
+      cpu.push((cpuSeconds(pid("edge1")) + cpuSeconds(pid(path.node)) - c0) / (BYTES / 2 ** 30));
+      say(`${path.name} round ${r + 1}: plain ${fmt(plain.at(-1)!, 0)} MB/s, ClusterIP ${fmt(cluster.at(-1)!, 0)}, pod ${fmt(pod.at(-1)!, 0)}, CPU ${fmt(cpu.at(-1)!)} s/GiB`);
+    }
+    const rttNode = await pingP50(path.plainFrom, path.node === "edge3" ? h.edge3.ip : h.cloud.ip);
+    const rttPod = await pingP50("pod1", path.pod);
+    const p = median(pod);
+    const c = median(cluster);
+    const row = `| ${path.name} (${st?.path ?? "?"}) | ${fmt(median(plain), 0)} | ${fmt(c, 0)} | ${fmt(p, 0)} | ${fmt(p / c)} | ${fmt(p / median(plain))} | ${fmt(median(cpu))} | ${fmt(rttNode, 3)} | ${fmt(rttPod, 3)} | ${fmt(rttPod - rttNode, 3)} |`;
+    rows.push(row);
+    say(row);
+  }
+} finally {
+  await lab.destroy();
+}
+console.log(`pod network: ${MIB} MiB per transfer, median of ${ROUNDS} rounds; iperf3 one stream; ping p50 of 300 at 10 ms; CPU = both agents' CPU-seconds per GiB during the pod transfer; all processes share the machine's 2 cores`);
+console.log("| path | plain TCP MB/s | ClusterIP MB/s | pod → pod MB/s | pod / ClusterIP | pod / plain | agents' CPU s/GiB | ping p50 ms, nodes | ping p50 ms, pods | RTT added ms |");
+console.log("|---|---|---|---|---|---|---|---|---|---|");
+for (const r of rows) console.log(r);
