@@ -99,3 +99,17 @@ test("the tunnel's dial filter: addresses inside any node's pod CIDR are never d
   expect(inPodCidr(multiaddr("/ip4/10.10.1.13/tcp/20006"), cidrs)).toBe(false);
   expect(inPodCidr(multiaddr("/ip6/::1/tcp/20006"), cidrs)).toBe(false);
 });
+
+test("a peer's virtio-net header: only what our kernel makes is accepted", async () => {
+  const { vnetProblem, wireSize } = await import("../src/agent/podnet/vnet.ts");
+  const h = (o: Partial<{ flags: number; gsoType: number; hdrLen: number; gsoSize: number; csumStart: number; csumOffset: number }>) => ({ flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0, ...o });
+  expect(vnetProblem(h({}), 100, 17)).toBeUndefined();
+  expect(vnetProblem(h({ flags: 1, gsoType: 1, hdrLen: 52, gsoSize: 1348, csumStart: 20, csumOffset: 16 }), 30000, 6)).toBeUndefined();
+  expect(vnetProblem(h({ flags: 4 }), 100, 6)).toMatch(/flags/);
+  expect(vnetProblem(h({ gsoType: 3 }), 100, 17)).toMatch(/GSO type/); // UDP fragmentation offload
+  expect(vnetProblem(h({ gsoType: 1, gsoSize: 1000 }), 3000, 17)).toMatch(/not TCP/);
+  expect(vnetProblem(h({ flags: 1, csumStart: 90, csumOffset: 16 }), 100, 6)).toMatch(/outside/);
+  // what one GSO packet becomes on the wire: a segment and its headers
+  expect(wireSize(h({ gsoType: 1, hdrLen: 52, gsoSize: 1348 }), 30000)).toBe(1400);
+  expect(wireSize(h({}), 1500)).toBe(1500);
+});
