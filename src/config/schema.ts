@@ -172,7 +172,7 @@ export const configSchema = z.strictObject({
           punchIcmpFilter: z
             .boolean()
             .default(true)
-            .describe("Drop (iptables filter INPUT, chain EDGEMESH-PUNCH) ICMP unreachables (except \"fragmentation needed\") about this agent's TCP from `listenPort`: a gateway that refuses a punch SYN with ICMP would otherwise end the attempt, and the SYN sent again in its place may be refused by our own NAT. A dial from the tunnel port to a host that is gone then waits for its timeout instead of failing at once."),
+            .describe("Drop (iptables filter INPUT, chain EDGEMESH-PUNCH) ICMP unreachables (except \"fragmentation needed\") about this agent's TCP from `listenPort`: a gateway that refuses a punch SYN with ICMP would otherwise end the attempt, and the SYN sent again in its place may be refused by our own NAT. Installed only when `agent.servers` lists a server or relay (punching is coordinated through them). A dial from the tunnel port to a host that is gone then waits for its timeout instead of failing at once."),
           relay: z
             .strictObject({
               enable: z

@@ -115,7 +115,9 @@ class Tunnel implements Module {
     if (transport) transport.fromListenPort = (d) => serverTargets.has(hostPortOf(d.ma.toString()));
     this.puncher = new HolePuncher(node, transport, membership, t.listenPort, log);
     await this.puncher.start();
-    if (transport?.mode.sharedPort && t.punchIcmpFilter) {
+    // only where punching can happen: rounds are coordinated over relayed
+    // connections, so an agent without servers (or relay agents) never punches
+    if (transport?.mode.sharedPort && t.punchIcmpFilter && config.agent.servers.length > 0) {
       this.icmpFilter = new PunchIcmpFilter(t.listenPort, log);
       await this.icmpFilter.install();
     }
