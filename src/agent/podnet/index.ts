@@ -40,6 +40,8 @@ class PodNetwork implements Module {
   private readonly drops = new Map<Drop, number>();
   /** packets admitted from peers, and the TUN writes they took (TCP runs coalesced) */
   private readonly writes = { packets: 0, writes: 0 };
+  /** batches read right after our own writes, on the main thread */
+  private sameThreadReads = 0;
   private readonly logged = new Map<Drop, { minute: number; n: number }>();
   private unsubscribe: Array<() => void> = [];
   private routeSrc?: string;
@@ -154,6 +156,12 @@ class PodNetwork implements Module {
       this.writes.packets += accepted.length;
       this.writes.writes += units.length;
       for (const unit of units) if (!tun.write(unit)) this.drop("tun-write");
+      // answers the host made while we wrote (a pod's reply) go out now, not after the reader thread's hand-over
+      const now = tun.readNow();
+      if (now.byteLength) {
+        this.sameThreadReads++;
+        this.fromTun(now);
+      }
     });
     stream.addEventListener("remoteCloseWrite", () => void stream.close().catch(() => {}));
   }
@@ -220,6 +228,7 @@ class PodNetwork implements Module {
         }),
         dropped: Object.fromEntries(this.drops),
         written: { ...this.writes },
+        readsAfterWrite: this.sameThreadReads,
       },
     };
   }
