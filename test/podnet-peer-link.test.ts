@@ -2,7 +2,7 @@
 // to the connection the tunnel prefers (relayed → direct).
 import { expect, test } from "bun:test";
 import { PeerLink } from "../src/agent/podnet/peer-link.ts";
-import { DatagramDecoder } from "../src/tunnel/proxy/datagram.ts";
+import { UnitDecoder } from "../src/agent/podnet/unit-frames.ts";
 import type { NodeStream, TunnelAccess } from "../src/model/tunnel.ts";
 import { createLogger } from "../src/log.ts";
 
@@ -42,7 +42,7 @@ function fakeTunnel(streams: Array<ReturnType<typeof fakeStream>>, preferred: { 
 }
 
 const packets = (s: ReturnType<typeof fakeStream>) => {
-  const d = new DatagramDecoder();
+  const d = new UnitDecoder();
   return s.sent.flatMap((c) => d.push(c)).map((p) => p[0]);
 };
 const tick = () => new Promise((r) => setTimeout(r, 5));
@@ -66,7 +66,7 @@ test("a busy stream: packets wait up to the bound, the rest are dropped and coun
   await tick(); // first send: the stream reports backpressure
   for (let i = 1; i <= 40; i++) link.send(new Uint8Array(1000).fill(i));
   await tick();
-  // 16 KiB holds 16 framed packets of 1000 bytes; 24 dropped
+  // 16 KiB holds 16 framed packets of 1000 bytes (and their 4-byte lengths); 24 dropped
   expect(drops.length).toBe(24);
   expect(drops.every((d) => d === "queue:1")).toBe(true);
   busy = false;
@@ -90,4 +90,25 @@ test("when the tunnel prefers another connection, the next packets go on a new s
   expect(packets(relayed)).toEqual([1]);
   expect(packets(direct)).toEqual([2]);
   expect(relayed.status).toBe("closed");
+});
+
+test("unit framing: u32 lengths, units split anywhere across chunks, a 64 KiB GSO unit fits, a larger one is refused", async () => {
+  const { UnitTooLargeError, writeLen } = await import("../src/agent/podnet/unit-frames.ts");
+  const units = [new Uint8Array(65_545).fill(7), new Uint8Array(3).fill(1), new Uint8Array(0), new Uint8Array(1400).fill(2)];
+  const wire = new Uint8Array(units.reduce((n, u) => n + 4 + u.byteLength, 0));
+  let off = 0;
+  for (const u of units) {
+    writeLen(wire, off, u.byteLength);
+    wire.set(u, off + 4);
+    off += 4 + u.byteLength;
+  }
+  for (const step of [1, 3, 5, 1000, wire.byteLength]) {
+    const d = new UnitDecoder();
+    const got: Uint8Array[] = [];
+    for (let i = 0; i < wire.byteLength; i += step) got.push(...d.push(wire.subarray(i, i + step)).map((u) => u.slice()));
+    expect(got.map((u) => [u.byteLength, u[0]])).toEqual([[65_545, 7], [3, 1], [1400, 2]]);
+  }
+  const big = new Uint8Array(8);
+  writeLen(big, 0, 70_000);
+  expect(() => new UnitDecoder().push(big)).toThrow(UnitTooLargeError);
 });

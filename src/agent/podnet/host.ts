@@ -36,9 +36,6 @@ export class PodnetHost {
 
   /** brings the device up with `mtu`, enables forwarding when off, installs the chains */
   async setUp(mtu: number): Promise<void> {
-    // GSO batches no larger than the u16 framing carries with their header
-    const gso = await this.exec(["ip", "link", "set", "dev", this.device, "gso_max_size", "60000"], { check: false });
-    if (gso.code !== 0) this.log.warn("cannot lower the TUN's gso_max_size: GSO batches above 64 KiB will be dropped", { error: gso.stderr.trim() });
     await this.exec(["ip", "link", "set", "dev", this.device, "mtu", String(mtu), "txqueuelen", "1000", "up"]);
     await this.enableForwarding();
     await this.removeChains();

@@ -7,7 +7,7 @@ import type { Stream } from "@libp2p/interface";
 import type { Module, ModuleContext, ModuleFactory } from "../module.ts";
 import type { TunnelAccess } from "../../model/tunnel.ts";
 import type { Node } from "../../model/index.ts";
-import { DatagramDecoder } from "../../tunnel/proxy/datagram.ts";
+import { LEN_BYTES, readLen, UnitDecoder } from "./unit-frames.ts";
 import { intToIp4 } from "../../model/cidr.ts";
 import { fragmentationNeeded, readIp4 } from "./packet.ts";
 import { RouteTable, type DropReason } from "./route-table.ts";
@@ -95,16 +95,16 @@ class PodNetwork implements Module {
     }
   }
 
-  /** a batch from the TUN: `[u16 length][virtio-net header][packet]...` (a view valid during this call) */
+  /** a batch from the TUN: `[u32 length][virtio-net header][packet]...` (a view valid during this call) */
   private fromTun(batch: Uint8Array): void {
     const table = this.table;
     // per peer, in order; TCP runs leave as one GSO packet (fewer frames to send, check and write)
     const byNode = new Map<string, Uint8Array[]>();
     let off = 0;
-    while (off + 2 <= batch.byteLength) {
-      const len = (batch[off]! << 8) | batch[off + 1]!;
-      const p = batch.subarray(off + 2, off + 2 + len);
-      off += 2 + len;
+    while (off + LEN_BYTES <= batch.byteLength) {
+      const len = readLen(batch, off);
+      const p = batch.subarray(off + LEN_BYTES, off + LEN_BYTES + len);
+      off += LEN_BYTES + len;
       const h = readIp4(p.subarray(VNET_HDR_LEN));
       if (!h) {
         this.drop("not-ipv4");
@@ -136,7 +136,7 @@ class PodNetwork implements Module {
 
   /** packets from `from`: checked one by one, written to the TUN */
   private receive(stream: Stream, from: string): void {
-    const decoder = new DatagramDecoder();
+    const decoder = new UnitDecoder();
     const count = this.inbound.get(from) ?? { packets: 0, bytes: 0 };
     this.inbound.set(from, count);
     stream.addEventListener("message", (evt) => {

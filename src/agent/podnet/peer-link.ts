@@ -1,12 +1,11 @@
-// Packets to one peer: a framed datagram stream (`[u16 length][IP packet]`,
-// tunnel/proxy/datagram.ts) on whatever connection the tunnel prefers for
-// that node. When that changes (relayed → direct after a punch) the next
+// Packets to one peer: a framed stream (`[u32 length][unit]`, unit-frames.ts)
+// on whatever connection the tunnel prefers for that node. When that changes (relayed → direct after a punch) the next
 // packets go on a new stream over the new connection and the old stream is
 // closed once its bytes are out: IP tolerates the brief reordering, and no
 // flow is cut. Bounded: packets wait for a busy stream up to `maxQueueBytes`,
 // then are dropped and counted, as a router's queue does.
 import type { Stream } from "@libp2p/interface";
-import { MAX_DATAGRAM_BYTES } from "../../tunnel/proxy/datagram.ts";
+import { LEN_BYTES, MAX_UNIT, writeLen } from "./unit-frames.ts";
 import type { NodeStream, TunnelAccess } from "../../model/tunnel.ts";
 import type { Logger } from "../../log.ts";
 
@@ -59,8 +58,8 @@ export class PeerLink {
   send(packet: Uint8Array): void {
     if (this.closed) return;
     if (Date.now() < this.backoffUntil) return this.onDrop("unreachable", 1);
-    const need = packet.byteLength + 2;
-    if (packet.byteLength > MAX_DATAGRAM_BYTES) return this.onDrop("queue", 1);
+    const need = packet.byteLength + LEN_BYTES;
+    if (packet.byteLength > MAX_UNIT) return this.onDrop("queue", 1);
     if (this.queuedBytes + need > this.maxQueueBytes) return this.onDrop("queue", 1);
     let chunk = this.queue.at(-1);
     if (!chunk || this.fill + need > chunk.byteLength) {
@@ -69,9 +68,8 @@ export class PeerLink {
       this.queue.push(chunk);
       this.fill = 0;
     }
-    chunk[this.fill] = packet.byteLength >> 8;
-    chunk[this.fill + 1] = packet.byteLength & 255;
-    chunk.set(packet, this.fill + 2);
+    writeLen(chunk, this.fill, packet.byteLength);
+    chunk.set(packet, this.fill + LEN_BYTES);
     this.fill += need;
     this.queuedBytes += need;
     this.queuedPackets++;
@@ -107,7 +105,7 @@ export class PeerLink {
       return this.reopen();
     }
     this.counters.packetsOut += packets;
-    this.counters.bytesOut += bytes - 2 * packets;
+    this.counters.bytesOut += bytes - LEN_BYTES * packets;
     if (!more || stream.writeBufferLength > STREAM_HIGH_WATER) this.waitForDrain(stream);
   }
 

@@ -10,8 +10,8 @@
 import { internetChecksum } from "./packet.ts";
 import { VNET_HDR_LEN } from "./vnet.ts";
 
-/** the largest packet we build (below the TUN's gso_max_size and the u16 framing) */
-export const MAX_COALESCED = 60_000;
+/** the largest packet we build (an IPv4 total length fits 16 bits; the TUN's gso_max_size is 64 KiB) */
+export const MAX_COALESCED = 65_000;
 const ACK = 0x10;
 const PSH = 0x08;
 

@@ -11,6 +11,7 @@
 // kernel drops (and counts) further packets: memory stays bounded.
 // Writing: one write() per packet from the main thread (a TUN write does not block).
 import { dlopen, FFIType, ptr, toArrayBuffer } from "bun:ffi";
+import { MAX_UNIT, writeLen } from "./unit-frames.ts";
 
 const O_RDWR = 2;
 const O_NONBLOCK = 0o4000;
@@ -82,15 +83,17 @@ self.onmessage = (e) => {
     const slot = seq % slots;
     const base = slot * slotBytes;
     let off = 0;
-    // one packet per read(), each behind its u16 length, until none is left or the slot is nearly full
+    // one unit per read(), each behind its u32 length, until none is left or the slot is nearly full
     while (slotBytes - off > 65700) {
-      const got = Number(c.read(fd, ptr(bytes, base + off + 2), 65600));
+      const got = Number(c.read(fd, ptr(bytes, base + off + 4), 65600));
       if (got <= 0) break;
-      // a unit the u16 framing cannot carry (gso_max_size not lowered): dropped, counted
-      if (got > 65535) { Atomics.add(ctl, 2, 1); continue; }
-      bytes[base + off] = got >> 8;
-      bytes[base + off + 1] = got & 255;
-      off += 2 + got;
+      // larger than a GSO packet can be: not ours to carry (counted)
+      if (got > 65545) { Atomics.add(ctl, 2, 1); continue; }
+      bytes[base + off] = 0;
+      bytes[base + off + 1] = got >>> 16;
+      bytes[base + off + 2] = (got >>> 8) & 255;
+      bytes[base + off + 3] = got & 255;
+      off += 4 + got;
     }
     if (off === 0) continue;
     ctl[3 + slot] = off;
@@ -107,7 +110,7 @@ export class TunDevice {
   private ring?: SharedArrayBuffer;
   private ctl?: Int32Array;
   closed = false;
-  /** units read that exceed the u16 framing (dropped) */
+  /** units read larger than a GSO packet can be (dropped) */
   get oversized(): number {
     return this.ctl ? Atomics.load(this.ctl, 2) : 0;
   }
@@ -149,7 +152,7 @@ export class TunDevice {
   offloadError?: string;
 
   /**
-   * starts the reader; `onBatch` gets a view of `[u16 length][packet]...`
+   * starts the reader; `onBatch` gets a view of `[u32 length][unit]...`
    * that is valid only during the call (the slot is reused afterwards)
    */
   startReading(onBatch: (batch: Uint8Array) => void): void {
@@ -187,11 +190,10 @@ export class TunDevice {
     const c = lib();
     let off = 0;
     for (let n = 0; n < max && SLOT_BYTES - off > 65700; n++) {
-      const got = Number(c.read(this.fd, ptr(buf, off + 2), 65600));
-      if (got <= 0 || got > 65535) break;
-      buf[off] = got >> 8;
-      buf[off + 1] = got & 255;
-      off += 2 + got;
+      const got = Number(c.read(this.fd, ptr(buf, off + 4), 65600));
+      if (got <= 0 || got > MAX_UNIT) break;
+      writeLen(buf, off, got);
+      off += 4 + got;
     }
     return buf.subarray(0, off);
   }
