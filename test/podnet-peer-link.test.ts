@@ -51,6 +51,7 @@ test("packets go out framed and in order, in few sends", async () => {
   const s = fakeStream();
   const link = new PeerLink("edge2", fakeTunnel([s], { id: "relayed" }), 1 << 20, log, () => {});
   for (let i = 0; i < 100; i++) link.send(new Uint8Array(1400).fill(i));
+  link.flush();
   await tick();
   expect(packets(s)).toEqual([...Array(100).keys()]);
   expect(s.sent.length).toBeLessThan(10);
@@ -63,8 +64,12 @@ test("a busy stream: packets wait up to the bound, the rest are dropped and coun
   const drops: string[] = [];
   const link = new PeerLink("edge2", fakeTunnel([s], { id: "relayed" }), 16 * 1024, log, (r, n) => drops.push(`${r}:${n}`));
   link.send(new Uint8Array(1000).fill(0));
+  link.flush();
   await tick(); // first send: the stream reports backpressure
-  for (let i = 1; i <= 40; i++) link.send(new Uint8Array(1000).fill(i));
+  for (let i = 1; i <= 40; i++) {
+    link.send(new Uint8Array(1000).fill(i));
+    link.flush();
+  }
   await tick();
   // 16 KiB holds 16 framed packets of 1000 bytes (and their 4-byte lengths); 24 dropped
   expect(drops.length).toBe(24);
@@ -81,10 +86,14 @@ test("when the tunnel prefers another connection, the next packets go on a new s
   const preferred = { id: "relayed" };
   const link = new PeerLink("edge2", fakeTunnel([relayed, direct], preferred), 1 << 20, log, () => {});
   link.send(new Uint8Array(100).fill(1));
+  link.flush();
   await tick();
   expect(link.path).toBe("relayed");
   preferred.id = "direct";
+  // the path is checked at most every 100 ms
+  await Bun.sleep(120);
   link.send(new Uint8Array(100).fill(2));
+  link.flush();
   await tick();
   expect(link.path).toBe("direct");
   expect(packets(relayed)).toEqual([1]);

@@ -122,6 +122,7 @@ class PodNetwork implements Module {
     for (const [node, units] of byNode) {
       const link = this.link(node);
       for (const u of coalesceTcp(units)) link.send(u);
+      link.flush();
     }
   }
 
@@ -179,7 +180,11 @@ class PodNetwork implements Module {
     if (bad) return this.reject("malformed", `from ${from}: ${bad}`);
     if (wireSize(vnet, p.byteLength) > this.cfg.mtu) {
       // a peer with a larger MTU: what does not fit ours is refused as a router would
-      if (h.df && table.ownAddresses[0] !== undefined) this.link(from).send(Buffer.concat([PLAIN_VNET, fragmentationNeeded(p, table.ownAddresses[0], this.cfg.mtu)]));
+      if (h.df && table.ownAddresses[0] !== undefined) {
+        const back = this.link(from);
+        back.send(Buffer.concat([PLAIN_VNET, fragmentationNeeded(p, table.ownAddresses[0], this.cfg.mtu)]));
+        back.flush();
+      }
       return this.reject("too-big", `from ${from}: ${p.byteLength} bytes`);
     }
     count.packets++;

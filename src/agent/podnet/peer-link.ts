@@ -12,6 +12,8 @@ import type { Logger } from "../../log.ts";
 export const PODNET_PROTOCOL = "/edgemesh/podnet/1.0.0";
 /** after a failed open, packets to the node are dropped for this long instead of dialling per packet */
 const OPEN_BACKOFF_MS = 1000;
+/** how often the path is checked against the tunnel's preferred connection (ms) */
+const PATH_CHECK_MS = 100;
 /** framed packets are copied into chunks of this size */
 const CHUNK_BYTES = 64 * 1024;
 /** the stream's own buffer above which we stop handing it more */
@@ -34,7 +36,8 @@ export class PeerLink {
   private current?: NodeStream;
   private opening = false;
   private waitingDrain = false;
-  private scheduled = false;
+  /** when the preferred connection was last asked for (performance.now()) */
+  private checkedAt = -Infinity;
   private backoffUntil = 0;
   private closed = false;
   readonly counters: LinkCounters = { packetsOut: 0, bytesOut: 0, streamsOpened: 0 };
@@ -73,24 +76,26 @@ export class PeerLink {
     this.fill += need;
     this.queuedBytes += need;
     this.queuedPackets++;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      queueMicrotask(() => {
-        this.scheduled = false;
-        this.flush();
-      });
+  }
+
+  /** sends what is queued (callers queue a batch, then flush once) */
+  flush(): void {
+    if (this.closed || this.waitingDrain || this.opening || this.queue.length === 0) return;
+    // the connection new streams should take, asked at most every PATH_CHECK_MS (a move need not be instant)
+    const now = performance.now();
+    if (now - this.checkedAt > PATH_CHECK_MS || !this.usable(this.current)) {
+      this.checkedAt = now;
+      const preferred = this.tunnel.preferredConnection(this.node);
+      if (!this.usable(this.current) || (preferred !== undefined && preferred !== this.current.connectionId)) return this.reopen();
     }
+    this.sendQueued(this.current!.stream);
   }
 
   private usable(s: NodeStream | undefined): s is NodeStream {
     return !!s && s.stream.status === "open" && s.stream.writeStatus === "writable";
   }
 
-  private flush(): void {
-    if (this.closed || this.waitingDrain || this.opening || this.queue.length === 0) return;
-    const preferred = this.tunnel.preferredConnection(this.node);
-    if (!this.usable(this.current) || (preferred !== undefined && preferred !== this.current.connectionId)) return this.reopen();
-    const stream = this.current.stream;
+  private sendQueued(stream: Stream): void {
     const chunks = this.queue;
     chunks[chunks.length - 1] = chunks.at(-1)!.subarray(0, this.fill);
     const packets = this.queuedPackets;
@@ -133,6 +138,7 @@ export class PeerLink {
         else if (!old) this.log.info("pod network link up", { node: this.node, path: ns.path });
         // closing sends what is buffered first; the far side keeps reading it
         if (old) old.stream.close().catch(() => old.stream.abort(new Error("replaced")));
+        this.checkedAt = performance.now();
         // the far side never sends on this stream: a read would only hold it
         ns.stream.addEventListener("message", () => {});
       },
