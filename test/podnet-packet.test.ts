@@ -109,6 +109,10 @@ test("a peer's virtio-net header: only what our kernel makes is accepted", async
   expect(vnetProblem(h({ gsoType: 3 }), 100, 17)).toMatch(/GSO type/); // UDP fragmentation offload
   expect(vnetProblem(h({ gsoType: 1, gsoSize: 1000 }), 3000, 17)).toMatch(/not TCP/);
   expect(vnetProblem(h({ flags: 1, csumStart: 90, csumOffset: 16 }), 100, 6)).toMatch(/outside/);
+  // a 64 KiB packet cut into 1-byte segments: refused; a small packet with a small size is one segment anyway
+  expect(vnetProblem(h({ gsoType: 1, hdrLen: 40, gsoSize: 1 }), 65_000, 6)).toMatch(/segment size 1 below/);
+  expect(vnetProblem(h({ gsoType: 1, hdrLen: 40, gsoSize: 100 }), 120, 6)).toBeUndefined();
+  expect(vnetProblem(h({ gsoType: 1, hdrLen: 4000, gsoSize: 1348 }), 30_000, 6)).toMatch(/header length/);
   // what one GSO packet becomes on the wire: a segment and its headers
   expect(wireSize(h({ gsoType: 1, hdrLen: 52, gsoSize: 1348 }), 30000)).toBe(1400);
   expect(wireSize(h({}), 1500)).toBe(1500);

@@ -72,7 +72,9 @@ export interface LabOptions {
   wanSubnet?: string;
 }
 
-export type NatMapping = "preserve" | "random" | "range";
+export type NatMapping = "preserve" | "random" | "range" | "sequential";
+/** ports the sequential allocator cycles through (40000 on) */
+const SEQUENTIAL_PORTS = 256;
 
 export interface GatewayBehaviour {
   mapping?: NatMapping;
@@ -751,6 +753,9 @@ export class Lab implements AsyncDisposable {
    * and some home NATs do; hole punching cannot work through it).
    * Connections already open keep their mapping.
    */
+  /** NATs whose TCP mapping is the nftables sequential allocator */
+  private readonly sequentialNats = new Set<string>();
+
   async setNatMapping(nat: "nat1" | "nat2" | "cgnat", mode: NatMapping): Promise<void> {
     await this.setGateway(nat, { mapping: mode });
   }
@@ -759,6 +764,8 @@ export class Lab implements AsyncDisposable {
    * How a NAT behaves from now on (the field's gateways, issue 17):
    * - mapping: "preserve" (endpoint-independent, LAN port kept when free),
    *   "random" (`--random-fully`: a fresh random port per connection) or
+   *   "sequential" (each new TCP connection the next port of 40000-40255,
+   *   whatever its destination: endpoint-dependent but predictable),
    *   "range" (endpoint-independent but never the LAN port: 40000-49999,
    *   as NATs that allocate from their own pool do);
    * - inbound: the answer to an unsolicited packet on the WAN side: "drop"
@@ -775,8 +782,20 @@ export class Lab implements AsyncDisposable {
     const ipt = (...args: string[]) => runOrThrow([tool("ip"), "netns", "exec", ns, tool("iptables"), ...args], { timeoutMs: 10_000 });
     if (g.mapping) {
       await ipt("-t", "nat", "-F", "POSTROUTING");
+      // the sequential allocator is an nftables table of its own (iptables here is its nf_tables front end)
+      if (this.sequentialNats.delete(nat)) await run([tool("ip"), "netns", "exec", ns, "nft", "delete", "table", "ip", "labseq"], { timeoutMs: 10_000 });
+      if (g.mapping === "sequential") {
+        this.sequentialNats.add(nat);
+        // every new TCP connection takes the next port of 40000-40255, whatever its destination:
+        // endpoint-dependent, as carrier NATs that allocate in order are
+        const wan = (this.host(nat) as NatHost).wanIp;
+        // through a map: numgen's number would reach the port field in host byte order
+        const ports = Array.from({ length: SEQUENTIAL_PORTS }, (_, i) => `${i} : ${40000 + i}`).join(", ");
+        const rules = `table ip labseq {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname "wan0" meta l4proto tcp snat to ${wan} : numgen inc mod ${SEQUENTIAL_PORTS} map { ${ports} }\n }\n}\n`;
+        await runOrThrow([tool("ip"), "netns", "exec", ns, "nft", "-f", "-"], { stdin: rules, timeoutMs: 10_000 });
+      }
       if (g.mapping === "range") for (const p of ["tcp", "udp"]) await ipt("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-p", p, "-j", "MASQUERADE", "--to-ports", "40000-49999");
-      await ipt("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-j", "MASQUERADE", ...(g.mapping === "random" ? ["--random-fully"] : []));
+      await ipt("-t", "nat", "-A", "POSTROUTING", "-o", "wan0", ...(g.mapping === "sequential" ? ["!", "-p", "tcp"] : []), "-j", "MASQUERADE", ...(g.mapping === "random" ? ["--random-fully"] : []));
     }
     if (g.inbound) {
       await ipt("-F", "LAB-UNSOLICITED");

@@ -12,6 +12,8 @@ const F_DATA_VALID = 2;
 const GSO_NONE = 0;
 const GSO_TCPV4 = 1;
 const GSO_ECN = 0x80;
+/** the smallest segment size accepted from a peer for a packet that is more than one segment (IPv4's minimum MSS is 536) */
+export const MIN_GSO_SIZE = 256;
 
 export interface VnetHeader {
   flags: number;
@@ -42,7 +44,10 @@ export function vnetProblem(h: VnetHeader, packetLen: number, protocol: number):
   if ((h.flags & ~(F_NEEDS_CSUM | F_DATA_VALID)) !== 0) return "unknown flags";
   const gso = h.gsoType & ~GSO_ECN;
   if (gso !== GSO_NONE && gso !== GSO_TCPV4) return "GSO type other than TCP over IPv4";
-  if (gso === GSO_TCPV4 && (protocol !== 6 || h.gsoSize === 0 || h.gsoSize > 65535)) return "GSO on a packet that is not TCP";
+  if (gso === GSO_TCPV4 && protocol !== 6) return "GSO on a packet that is not TCP";
+  // tiny segments would make our kernel cut 64 KiB into thousands of packets: a peer's CPU weapon
+  if (gso === GSO_TCPV4 && h.gsoSize < MIN_GSO_SIZE && packetLen - (h.hdrLen || 40) > h.gsoSize) return `GSO segment size ${h.gsoSize} below ${MIN_GSO_SIZE}`;
+  if (h.hdrLen > 120) return "header length beyond IP and TCP headers with options";
   if (h.flags & F_NEEDS_CSUM && h.csumStart + h.csumOffset + 2 > packetLen) return "checksum offset outside the packet";
   return undefined;
 }
