@@ -210,7 +210,7 @@ class PodNetwork implements Module {
     m.collect("podnet_dropped_total", "Pod network packets dropped, by reason (source/destination: refused from a peer; queue: a peer's queue full; unreachable; no-route; not-ipv4; too-big; malformed; tun-write).", "counter", () =>
       [...this.drops].map(([reason, value]) => ({ labels: { reason }, value })),
     );
-    m.collect("podnet_packets_total", "Pod network packets carried, by peer node and direction.", "counter", () => [
+    m.collect("podnet_packets_total", "Pod network packets carried, by peer node and direction (a GSO packet, up to 64 KiB of one TCP flow, counts once).", "counter", () => [
       ...[...this.links].map(([node, l]) => ({ labels: { node, direction: "out" }, value: l.counters.packetsOut })),
       ...[...this.inbound].map(([node, c]) => ({ labels: { node, direction: "in" }, value: c.packets })),
     ]);
