@@ -5,6 +5,7 @@
 // reach each other for every pair: over the LAN, relayed, then hole-punched.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
 import { endLab, startMesh, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary } from "./util/run.ts";
@@ -183,4 +184,25 @@ test("an agent killed (SIGKILL) leaves no device or route; its chains are replac
   expect(rules.match(/-A FORWARD -j EDGEMESH-PODNET$/gm)?.length).toBe(1);
   expect(rules.match(/-A POSTROUTING -j EDGEMESH-PODNET-MSS$/gm)?.length).toBe(1);
   expect(await ping("pod3", "pod2")).toBe(true);
+}, 60_000);
+
+test("a node added to the metadata gets its pod route, without a restart; removed, it loses it; an overlapping CIDR is refused alone", async () => {
+  const path = mesh.agents.get("edge1")!.config;
+  const original = readFileSync(path, "utf8");
+  const routes = async () => (await lab.exec("edge1", ["ip", "route", "show", "dev", "edgemesh-tun"])).stdout;
+  try {
+    // a new node, and one claiming a CIDR inside edge2's
+    const added = original.replace(/^(\s+)nodes:\n/m, (m, sp: string) => `${m}${sp}  - {name: edge9, addresses: [10.10.9.9], podCIDRs: [10.244.9.0/24]}\n${sp}  - {name: zzz, addresses: [], podCIDRs: [10.244.2.128/25]}\n`);
+    expect(added).not.toBe(original);
+    writeFileSync(path, added);
+    await waitFor(async () => (await routes()).includes("10.244.9.0/24"), { timeoutMs: 10_000, description: "edge9's route" });
+    const st = (await mesh.status<PodnetStatus & { podNetwork: { refused: Array<{ node: string; cidr: string }> } }>("edge1")).podNetwork;
+    expect(st.refused).toEqual([expect.objectContaining({ node: "zzz", cidr: "10.244.2.128/25" })]);
+    expect(await routes()).not.toContain("10.244.2.128/25");
+    expect(await ping("pod1", "pod2")).toBe(true);
+  } finally {
+    writeFileSync(path, original);
+  }
+  await waitFor(async () => !(await routes()).includes("10.244.9.0/24"), { timeoutMs: 10_000, description: "edge9's route gone" });
+  expect(mesh.logs("edge1")).toMatch(/pod routes updated added=- removed=10\.244\.9\.0\/24/);
 }, 60_000);

@@ -69,7 +69,16 @@ class PodNetwork implements Module {
         "podnet",
         { replay: true },
       ),
-      bus.subscribe("nodes", (snap) => void (this.applying = this.applying.then(() => this.applyNodes(snap.nodes))), "podnet", { replay: true }),
+      // one table at a time, in order; a failed one (an `ip` error) is logged and the next still applies
+      bus.subscribe(
+        "nodes",
+        (snap) =>
+          void (this.applying = this.applying
+            .then(() => this.applyNodes(snap.nodes))
+            .catch((err: Error) => log.error("pod routes not applied; the next node table will try again", { error: err.message }))),
+        "podnet",
+        { replay: true },
+      ),
     );
     this.tun.startReading((batch) => this.fromTun(batch));
     this.registerMetrics();
