@@ -91,13 +91,13 @@ test("pod route and chain lines: built from grammar-checked values only", () => 
 });
 
 test("the tunnel's dial filter: addresses inside any node's pod CIDR are never dialled", async () => {
-  const { inPodCidr } = await import("../src/agent/tunnel/index.ts");
+  const { inCidrs } = await import("../src/tunnel/addresses.ts");
   const { multiaddr } = await import("@multiformats/multiaddr");
   const { parseCidr4 } = await import("../src/model/cidr.ts");
   const cidrs = [parseCidr4("10.244.3.0/24")!];
-  expect(inPodCidr(multiaddr("/ip4/10.244.3.1/tcp/20006"), cidrs)).toBe(true);
-  expect(inPodCidr(multiaddr("/ip4/10.10.1.13/tcp/20006"), cidrs)).toBe(false);
-  expect(inPodCidr(multiaddr("/ip6/::1/tcp/20006"), cidrs)).toBe(false);
+  expect(inCidrs(multiaddr("/ip4/10.244.3.1/tcp/20006"), cidrs)).toBe(true);
+  expect(inCidrs(multiaddr("/ip4/10.10.1.13/tcp/20006"), cidrs)).toBe(false);
+  expect(inCidrs(multiaddr("/ip6/::1/tcp/20006"), cidrs)).toBe(false);
 });
 
 test("a peer's virtio-net header: only what our kernel makes is accepted", async () => {

@@ -64,6 +64,9 @@ const staticService = z.strictObject({
   lbPolicy: lbPolicySchema.default("RoundRobin").describe("How a backend is picked: RoundRobin, Random, or ConsistentHash on the client IP."),
 });
 
+/** a network interface's name, as the kernel takes it */
+const interfaceName = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: "expected an interface name (A-Z, a-z, 0-9, '_', '.', '-', at most 15)" });
+
 const staticNode = z.strictObject({
   name: dnsName.describe("Node name (the `nodeName` its agent runs with)."),
   addresses: z
@@ -231,9 +234,7 @@ export const configSchema = z.strictObject({
       proxy: z
         .strictObject({
           enable: z.boolean().default(true).describe("Intercept ClusterIP traffic with iptables (needs root or CAP_NET_ADMIN)."),
-          bridgeDeviceName: z
-            .string()
-            .regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: "expected an interface name (A-Z, a-z, 0-9, '_', '.', '-', at most 15)" })
+          bridgeDeviceName: interfaceName
             .default("edgemesh0").describe("Device that carries the agent's listen IP; created (dummy, else bridge, else the IP goes on `lo`) when missing."),
           bridgeDeviceIP: z
             .string()
@@ -261,9 +262,7 @@ export const configSchema = z.strictObject({
       podNetwork: z
         .strictObject({
           enable: z.boolean().default(false).describe("Carry pod IP traffic between nodes over the tunnel (L3): every other node's pod CIDRs are routed into a TUN device and its packets go to the agent of the node that owns the destination, on whatever path that peer has. Needs root (or CAP_NET_ADMIN) and /dev/net/tun."),
-          device: z
-            .string()
-            .regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: "expected an interface name (A-Z, a-z, 0-9, '_', '.', '-', at most 15)" })
+          device: interfaceName
             .default("edgemesh-tun")
             .describe("Name of the TUN device the agent creates (and removes on stop)."),
           mtu: z.number().int().min(576).max(9000).default(1400).describe("MTU of the TUN device: room for the tunnel's per-packet overhead under a 1500-byte path. TCP MSS is clamped to it; larger packets with DF get ICMP \"fragmentation needed\"."),

@@ -4,6 +4,7 @@
 import { multiaddr, type Multiaddr } from "@multiformats/multiaddr";
 import { isIP } from "node:net";
 import { parseHostPort } from "../config/net.ts";
+import { cidrContains, ip4ToInt, type Cidr4 } from "../model/cidr.ts";
 
 /** "1.2.3.4" and 5 from /ip4/1.2.3.4/tcp/5/..., or undefined (not an IP TCP address) */
 export function tcpTarget(ma: Multiaddr | string): { host: string; port: number } | undefined {
@@ -39,4 +40,11 @@ export function describeAddr(ma: Multiaddr): string {
   if (!m) return s;
   const host = m[1] === "ip6" ? `[${m[2]}]` : m[2];
   return `${host}:${m[3]}${isCircuit(ma) ? " (relayed)" : ""}`;
+}
+
+/** whether a multiaddr's IPv4 address lies in one of `cidrs` */
+export function inCidrs(ma: Multiaddr, cidrs: readonly Cidr4[]): boolean {
+  const m = /^\/ip4\/([0-9.]+)\//.exec(ma.toString());
+  const ip = m ? ip4ToInt(m[1]!) : undefined;
+  return ip !== undefined && cidrs.some((c) => cidrContains(c, ip));
 }

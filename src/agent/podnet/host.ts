@@ -3,15 +3,15 @@
 // (FORWARD accept, MSS clamp). Every line goes through commands.ts's grammar.
 // Routes carry their own protocol id, so what an earlier run left is found
 // and replaced; chains left by a run that died are removed at start.
-import { podnetRuleset, podRouteLine, PODNET_ROUTE_PROTO } from "../proxier/commands.ts";
+import { podnetRuleset, podRouteLine } from "../proxier/commands.ts";
 import { createExec, type Exec } from "../proxier/exec.ts";
-import { Iptables, parseRule, type Table } from "../proxier/iptables.ts";
+import { Iptables, type ChainJump } from "../proxier/iptables.ts";
 import type { Logger } from "../../log.ts";
 import { readFileSync, writeFileSync } from "node:fs";
 
 export const CHAIN_PODNET_FORWARD = "EDGEMESH-PODNET";
 export const CHAIN_PODNET_MSS = "EDGEMESH-PODNET-MSS";
-const JUMPS: ReadonlyArray<{ table: Table; from: string; to: string }> = [
+const JUMPS: ReadonlyArray<ChainJump> = [
   { table: "filter", from: "FORWARD", to: CHAIN_PODNET_FORWARD },
   { table: "mangle", from: "POSTROUTING", to: CHAIN_PODNET_MSS },
 ];
@@ -40,7 +40,7 @@ export class PodnetHost {
     await this.enableForwarding();
     await this.removeChains();
     await this.ipt.apply(podnetRuleset(CHAIN_PODNET_FORWARD, CHAIN_PODNET_MSS, this.device));
-    for (const j of JUMPS) await this.ipt.apply([`*${j.table}`, `-I ${j.from} 1 -j ${j.to}`, "COMMIT", ""].join("\n"));
+    await this.ipt.insertJumps(JUMPS);
   }
 
   private async enableForwarding(): Promise<void> {
@@ -79,12 +79,6 @@ export class PodnetHost {
     return { added, removed };
   }
 
-  /** routes into the device with our protocol id, as the kernel has them (for status and tests) */
-  async listRoutes(): Promise<string[]> {
-    const r = await this.exec(["ip", "-4", "route", "show", "dev", this.device, "proto", String(PODNET_ROUTE_PROTO)], { check: false });
-    return r.code === 0 ? r.stdout.split("\n").map((l) => l.trim().split(" ")[0] ?? "").filter(Boolean) : [];
-  }
-
   /** removes the chains and jumps (routes go with the device) */
   async tearDown(): Promise<void> {
     this.routes.clear();
@@ -92,12 +86,6 @@ export class PodnetHost {
   }
 
   private async removeChains(): Promise<void> {
-    for (const table of ["filter", "mangle"] as const) {
-      const lines = (await this.ipt.list(undefined, table)) ?? [];
-      const ours = JUMPS.filter((j) => j.table === table);
-      const ops = lines.filter((l) => ours.some((j) => parseRule(l)?.chain === j.from && parseRule(l)?.target === j.to)).map((l) => `-D${l.slice(2)}`);
-      for (const j of ours) if (lines.includes(`-N ${j.to}`)) ops.push(`-F ${j.to}`, `-X ${j.to}`);
-      if (ops.length) await this.ipt.apply([`*${table}`, ...ops, "COMMIT", ""].join("\n"));
-    }
+    await this.ipt.removeChains(JUMPS, { filter: [CHAIN_PODNET_FORWARD], mangle: [CHAIN_PODNET_MSS] });
   }
 }

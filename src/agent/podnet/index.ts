@@ -214,10 +214,16 @@ class PodNetwork implements Module {
     if (l.n++ < LOGGED_DROPS_PER_MINUTE) this.ctx.log.warn("pod network packet dropped", { reason, detail: detail || "-", packets: n });
   }
 
+  /** drops by reason, with the units the reader thread refused as larger than any GSO packet */
+  private droppedByReason(): Record<string, number> {
+    const oversized = this.tun?.oversized ?? 0;
+    return { ...Object.fromEntries(this.drops), ...(oversized ? { oversized } : {}) };
+  }
+
   private registerMetrics(): void {
     const m = this.ctx.metrics;
-    m.collect("podnet_dropped_total", "Pod network packets dropped, by reason (source/destination: refused from a peer; queue: a peer's queue full; unreachable; no-route; not-ipv4; too-big; malformed; tun-write).", "counter", () =>
-      [...this.drops].map(([reason, value]) => ({ labels: { reason }, value })),
+    m.collect("podnet_dropped_total", "Pod network packets dropped, by reason (source/destination: refused from a peer; queue: a peer's queue full; unreachable; no-route; not-ipv4; too-big; malformed; tun-write; oversized).", "counter", () =>
+      Object.entries(this.droppedByReason()).map(([reason, value]) => ({ labels: { reason }, value })),
     );
     m.collect("podnet_packets_total", "Pod network packets carried, by peer node and direction (a GSO packet, up to 64 KiB of one TCP flow, counts once).", "counter", () => [
       ...[...this.links].map(([node, l]) => ({ labels: { node, direction: "out" }, value: l.counters.packetsOut })),
@@ -240,7 +246,7 @@ class PodNetwork implements Module {
           const i = this.inbound.get(node);
           return { node, path: l?.path ?? "-", packetsOut: l?.counters.packetsOut ?? 0, bytesOut: l?.counters.bytesOut ?? 0, packetsIn: i?.packets ?? 0, bytesIn: i?.bytes ?? 0 };
         }),
-        dropped: Object.fromEntries(this.drops),
+        dropped: this.droppedByReason(),
         written: { ...this.writes },
         readsAfterWrite: this.sameThreadReads,
       },

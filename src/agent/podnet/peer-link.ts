@@ -24,7 +24,6 @@ export type SendDrop = "queue" | "unreachable";
 export interface LinkCounters {
   packetsOut: number;
   bytesOut: number;
-  streamsOpened: number;
 }
 
 export class PeerLink {
@@ -40,7 +39,7 @@ export class PeerLink {
   private checkedAt = -Infinity;
   private backoffUntil = 0;
   private closed = false;
-  readonly counters: LinkCounters = { packetsOut: 0, bytesOut: 0, streamsOpened: 0 };
+  readonly counters: LinkCounters = { packetsOut: 0, bytesOut: 0 };
 
   constructor(
     readonly node: string,
@@ -133,7 +132,6 @@ export class PeerLink {
       (ns) => {
         const old = this.current;
         this.current = ns;
-        this.counters.streamsOpened++;
         if (old && old.connectionId !== ns.connectionId) this.log.info("pod network path moved", { node: this.node, path: ns.path });
         else if (!old) this.log.info("pod network link up", { node: this.node, path: ns.path });
         // closing sends what is buffered first; the far side keeps reading it

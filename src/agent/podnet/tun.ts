@@ -12,6 +12,7 @@
 // Writing: one write() per packet from the main thread (a TUN write does not block).
 import { dlopen, FFIType, ptr, toArrayBuffer } from "bun:ffi";
 import { MAX_UNIT, writeLen } from "./unit-frames.ts";
+import { errnoName } from "../../tunnel/transport/libc-socket.ts";
 
 const O_RDWR = 2;
 const O_NONBLOCK = 0o4000;
@@ -23,7 +24,6 @@ const IFF_VNET_HDR = 0x4000;
 const TUNSETOFFLOAD = 0x400454d0;
 const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
-
 
 export const SLOTS = 16;
 export const SLOT_BYTES = 256 * 1024;
@@ -57,7 +57,9 @@ function lib(): Libc {
   return libc;
 }
 
-const ERRNO_TEXT: Record<number, string> = { 1: "EPERM (needs root or CAP_NET_ADMIN)", 2: "ENOENT (no /dev/net/tun: load the tun module)", 13: "EACCES", 16: "EBUSY (the device exists and is not ours)", 19: "ENODEV" };
+/** what an operator does about the errors opening a TUN gives; others by name */
+const ERRNO_HINT: Record<number, string> = { 1: "EPERM (needs root or CAP_NET_ADMIN)", 2: "ENOENT (no /dev/net/tun: load the tun module)", 13: "EACCES", 16: "EBUSY (the device exists and is not ours)", 19: "ENODEV" };
+const errnoText = (e: number) => ERRNO_HINT[e] ?? errnoName(e);
 
 /** the worker's code: a Blob URL works the same from sources and from the compiled binary */
 const READER_SOURCE = `
@@ -115,14 +117,9 @@ export class TunDevice {
     return this.ctl ? Atomics.load(this.ctl, 2) : 0;
   }
 
-  /** write() failures (e.g. the device went down), by errno */
-  readonly writeErrors = new Map<number, number>();
-
   private constructor(
     readonly name: string,
     readonly fd: number,
-    /** every packet read or written carries a virtio-net header (vnet.ts) */
-    readonly vnetHeader: boolean,
   ) {}
 
   /**
@@ -133,18 +130,18 @@ export class TunDevice {
   static open(name: string, offload = true): TunDevice {
     const c = lib();
     const fd = c.open(new TextEncoder().encode("/dev/net/tun\0"), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) throw new Error(`cannot open /dev/net/tun: ${ERRNO_TEXT[errnoOf!()] ?? `errno ${errnoOf!()}`}`);
+    if (fd < 0) throw new Error(`cannot open /dev/net/tun: ${errnoText(errnoOf!())}`);
     const ifr = new Uint8Array(40);
     ifr.set(new TextEncoder().encode(name).subarray(0, 15));
     new DataView(ifr.buffer).setUint16(16, IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0), true);
     if (c.ioctl(fd, TUNSETIFF, ptr(ifr) as unknown as number) < 0) {
       const e = errnoOf!();
       c.close(fd);
-      throw new Error(`cannot create TUN device ${name}: ${ERRNO_TEXT[e] ?? `errno ${e}`}`);
+      throw new Error(`cannot create TUN device ${name}: ${errnoText(e)}`);
     }
-    const dev = new TunDevice(name, fd, offload);
+    const dev = new TunDevice(name, fd);
     // TUNSETOFFLOAD takes its flags as the argument's value, not through a pointer
-    if (offload && c.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) dev.offloadError = ERRNO_TEXT[errnoOf!()] ?? `errno ${errnoOf!()}`;
+    if (offload && c.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) dev.offloadError = errnoText(errnoOf!());
     return dev;
   }
 
@@ -198,14 +195,10 @@ export class TunDevice {
     return buf.subarray(0, off);
   }
 
-  /** writes one packet to the host's stack; false when the kernel refused it (counted) */
+  /** writes one packet to the host's stack; false when the kernel refused it (the caller counts it) */
   write(packet: Uint8Array): boolean {
     if (this.closed) return false;
-    const n = Number(lib().write(this.fd, ptr(packet), packet.byteLength));
-    if (n === packet.byteLength) return true;
-    const e = errnoOf!();
-    this.writeErrors.set(e, (this.writeErrors.get(e) ?? 0) + 1);
-    return false;
+    return Number(lib().write(this.fd, ptr(packet), packet.byteLength)) === packet.byteLength;
   }
 
   /** stops the reader and closes the descriptor: the device and its routes go with it */

@@ -15,13 +15,21 @@ export interface IptablesOptions {
 
 export type Table = "nat" | "filter" | "mangle";
 
+/** a jump from a builtin chain to one of ours */
+export interface ChainJump {
+  table: Table;
+  from: string;
+  to: string;
+  comment?: string;
+}
+
 /** builtin chain → our chain it jumps to */
-export const JUMPS: ReadonlyArray<{ table: Table; from: string; to: string; comment: string }> = [
+export const JUMPS: ReadonlyArray<Required<ChainJump>> = [
   { table: "nat", from: "PREROUTING", to: CHAIN_PREROUTING, comment: "edgemesh: ClusterIP interception" },
   { table: "nat", from: "OUTPUT", to: CHAIN_OUTPUT, comment: "edgemesh: ClusterIP interception" },
   { table: "filter", from: "INPUT", to: CHAIN_GUARD, comment: "edgemesh: bridge IP for this host and its pods only" },
 ];
-const OUR_CHAINS: Record<Table, Set<string>> = { nat: new Set([CHAIN_PREROUTING, CHAIN_OUTPUT, CHAIN_SERVICES]), filter: new Set([CHAIN_GUARD]), mangle: new Set() };
+const OUR_CHAINS: Partial<Record<Table, Set<string>>> = { nat: new Set([CHAIN_PREROUTING, CHAIN_OUTPUT, CHAIN_SERVICES]), filter: new Set([CHAIN_GUARD]) };
 // -w waits for the xtables lock (legacy backend) instead of failing while kube-proxy holds it.
 const WAIT = ["-w", "5"];
 
@@ -105,24 +113,47 @@ export class Iptables {
 
   /** removes our jumps (all copies) and our chains; other chains' rules are left alone. Returns how many it removed. */
   async removeAll(): Promise<{ jumps: number; chains: number }> {
+    return this.removeChains(JUMPS, OUR_CHAINS);
+  }
+
+  /**
+   * Inserts each jump as the first rule of its builtin chain (one transaction
+   * per table), so our chain runs before a host firewall's rules. The target
+   * chains must exist.
+   */
+  async insertJumps(jumps: ReadonlyArray<ChainJump>): Promise<void> {
+    for (const table of new Set(jumps.map((j) => j.table))) {
+      const ops = jumps.filter((j) => j.table === table).map((j) => `-I ${j.from} 1${j.comment ? ` -m comment --comment "${j.comment}"` : ""} -j ${j.to}`);
+      await this.apply([`*${table}`, ...ops, "COMMIT", ""].join("\n"));
+    }
+  }
+
+  /**
+   * Removes every copy of `jumps` and the chains named in `chains` (those
+   * that exist), table by table; other chains' rules are left alone.
+   * Returns how many jumps and chains it removed.
+   */
+  async removeChains(jumps: ReadonlyArray<ChainJump>, chains: Partial<Record<Table, Iterable<string>>>): Promise<{ jumps: number; chains: number }> {
     let jumpCount = 0;
     let chainCount = 0;
-    for (const table of ["nat", "filter"] as const) {
+    const tables = new Set<Table>([...jumps.map((j) => j.table), ...(Object.keys(chains) as Table[])]);
+    for (const table of tables) {
+      const ours = new Set(chains[table] ?? []);
       const lines = (await this.list(undefined, table)) ?? [];
-      const jumps: string[] = [];
-      const chains: string[] = [];
+      const jumpOps: string[] = [];
+      const found: string[] = [];
       for (const l of lines) {
         const r = parseRule(l);
-        if (r && JUMPS.some((j) => j.table === table && j.from === r.chain && j.to === r.target)) jumps.push(`-D${l.slice(2)}`);
+        if (r && jumps.some((j) => j.table === table && j.from === r.chain && j.to === r.target)) jumpOps.push(`-D${l.slice(2)}`);
         const w = words(l);
-        if (w[0] === "-N" && w[1] && OUR_CHAINS[table].has(w[1])) chains.push(w[1]);
+        if (w[0] === "-N" && w[1] && ours.has(w[1])) found.push(w[1]);
       }
       // Jumps go first, then every flush, then the deletes: a chain still
       // referenced (by a jump, or by our own chains' jumps) cannot be deleted.
-      const ops = [...jumps, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`)];
+      const ops = [...jumpOps, ...found.map((c) => `-F ${c}`), ...found.map((c) => `-X ${c}`)];
       if (ops.length) await this.apply([`*${table}`, ...ops, "COMMIT", ""].join("\n"));
-      jumpCount += jumps.length;
-      chainCount += chains.length;
+      jumpCount += jumpOps.length;
+      chainCount += found.length;
     }
     return { jumps: jumpCount, chains: chainCount };
   }

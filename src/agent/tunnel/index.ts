@@ -11,7 +11,7 @@ import { createTunnelNode, sharedPortTransport, type TunnelNode } from "../../tu
 import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
 import { formatAgentVersion } from "../../tunnel/agent-version.ts";
 import { installCrashGuard } from "../../tunnel/crash-guard.ts";
-import { describeAddr, hostPortAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
+import { describeAddr, hostPortAddr, inCidrs, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
 import { VERSION } from "../../version.ts";
 import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
 import { RelayLink } from "./relay-link.ts";
@@ -32,15 +32,7 @@ import { TargetPolicy } from "./target-policy.ts";
 import { daysLeft, installCertIdentity, type CertIdentity } from "../../tunnel/cert-identity.ts";
 import { lookupCertificate, peerIdOfCert, type CertBook } from "../../tunnel/certs.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
-import { cidrContains, ip4ToInt, parseCidr4, type Cidr4 } from "../../model/cidr.ts";
-import type { Multiaddr } from "@multiformats/multiaddr";
-
-/** whether a multiaddr's IPv4 address lies in one of `cidrs` */
-export function inPodCidr(ma: Multiaddr, cidrs: readonly Cidr4[]): boolean {
-  const m = /^\/ip4\/([0-9.]+)\//.exec(ma.toString());
-  const ip = m ? ip4ToInt(m[1]!) : undefined;
-  return ip !== undefined && cidrs.some((c) => cidrContains(c, ip));
-}
+import { parseCidr4, type Cidr4 } from "../../model/cidr.ts";
 import type { Connection, PeerId, Stream } from "@libp2p/interface";
 
 export const tunnelModule: ModuleFactory = {
@@ -103,7 +95,7 @@ class Tunnel implements Module {
       onSecretMismatch: (remote, direction) => secretMismatches.record(remote, direction),
       // a peer's address inside a pod CIDR (a CNI bridge's, announced by identify) is
       // reached through the pod network, i.e. through this tunnel: never a path for it
-      denyDial: (ma) => this.podCidrs.length > 0 && inPodCidr(ma, this.podCidrs),
+      denyDial: (ma) => this.podCidrs.length > 0 && inCidrs(ma, this.podCidrs),
     }));
     const transport = sharedPortTransport(node);
     // dials to tunnel servers leave from the listening port, so the address a

@@ -5,11 +5,11 @@
 // each refused SYN sent again (hole-punch.ts), only less often direct.
 import { punchIcmpRuleset } from "../proxier/commands.ts";
 import { createExec, type Exec } from "../proxier/exec.ts";
-import { Iptables, parseRule } from "../proxier/iptables.ts";
+import { Iptables, type ChainJump } from "../proxier/iptables.ts";
 import type { Logger } from "../../log.ts";
 
 export const CHAIN_PUNCH = "EDGEMESH-PUNCH";
-const JUMP_COMMENT = "edgemesh: hole punching through gateways that refuse with ICMP";
+const JUMP: ChainJump = { table: "filter", from: "INPUT", to: CHAIN_PUNCH, comment: "edgemesh: hole punching through gateways that refuse with ICMP" };
 
 export class PunchIcmpFilter {
   private readonly ipt: Iptables;
@@ -28,7 +28,7 @@ export class PunchIcmpFilter {
     try {
       await this.remove(true);
       await this.ipt.apply(punchIcmpRuleset(CHAIN_PUNCH, this.port));
-      await this.ipt.apply(["*filter", `-I INPUT 1 -m comment --comment "${JUMP_COMMENT}" -j ${CHAIN_PUNCH}`, "COMMIT", ""].join("\n"));
+      await this.ipt.insertJumps([JUMP]);
       this.installed = true;
       this.log.info("punch filter installed: ICMP unreachables about TCP from the tunnel port are dropped", { chain: CHAIN_PUNCH, port: this.port });
       return true;
@@ -46,12 +46,7 @@ export class PunchIcmpFilter {
   async remove(stale = false): Promise<void> {
     if (!stale && !this.installed) return;
     this.installed = false;
-    const lines = (await this.ipt.list(undefined, "filter")) ?? [];
-    const ops = lines.filter((l) => parseRule(l)?.target === CHAIN_PUNCH).map((l) => `-D${l.slice(2)}`);
-    const exists = lines.some((l) => l === `-N ${CHAIN_PUNCH}`);
-    if (exists) ops.push(`-F ${CHAIN_PUNCH}`, `-X ${CHAIN_PUNCH}`);
-    if (ops.length === 0) return;
-    await this.ipt.apply(["*filter", ...ops, "COMMIT", ""].join("\n"));
-    if (stale) this.log.warn("removed a punch filter left by an earlier run", { rules: ops.length });
+    const removed = await this.ipt.removeChains([JUMP], { filter: [CHAIN_PUNCH] });
+    if (stale && removed.jumps + removed.chains > 0) this.log.warn("removed a punch filter left by an earlier run", removed);
   }
 }
