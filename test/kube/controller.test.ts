@@ -240,7 +240,8 @@ describe("controller with the Kubernetes source", () => {
     expect(lists.length).toBeGreaterThanOrEqual(3);
     expect(lists.some((r) => r.query.continue)).toBe(true);
     expect(lists.every((r) => r.headers.accept === "application/json")).toBe(true);
-    const watch = api.requests.find((r) => r.path === "/api/v1/services" && r.query.watch);
+    // the watch starts after the list's snapshot is published: wait for its request
+    const watch = await until(() => api.requests.find((r) => r.path === "/api/v1/services" && r.query.watch), "the services watch");
     expect(watch?.query).toMatchObject({ allowWatchBookmarks: "true" });
     expect(Number(watch?.query.timeoutSeconds)).toBeGreaterThan(0);
   }, 30_000);
