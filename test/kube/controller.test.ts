@@ -241,7 +241,9 @@ describe("controller with the Kubernetes source", () => {
     expect(lists.some((r) => r.query.continue)).toBe(true);
     expect(lists.every((r) => r.headers.accept === "application/json")).toBe(true);
     // the watch starts after the list's snapshot is published: wait for its request
-    const watch = await until(() => api.requests.find((r) => r.path === "/api/v1/services" && r.query.watch), "the services watch");
+    const isWatch = (r: (typeof api.requests)[number]) => r.path === "/api/v1/services" && !!r.query.watch;
+    await until(() => api.requests.some(isWatch), "the services watch");
+    const watch = api.requests.find(isWatch);
     expect(watch?.query).toMatchObject({ allowWatchBookmarks: "true" });
     expect(Number(watch?.query.timeoutSeconds)).toBeGreaterThan(0);
   }, 30_000);
