@@ -12,7 +12,12 @@
 // pod transfer runs, the sending agent's /healthz is asked every 50 ms: its
 // answer time shows whether the event loop keeps serving (TUN reads happen
 // on a worker thread, never on it).
+// Before the mesh starts, a floor for the RTT: pod → pod pings through
+// scripts/podnet-floor-relay.ts (our TUN and reader, plain UDP between the
+// nodes, no tunnel): what any userspace pod network built this way costs on
+// this machine, the tunnel's share left out.
 // Usage: bun scripts/bench-podnet.ts [MiB per transfer, default 512]
+//   BENCH_PODNET_RTT_ONLY=1 measures only the pings (no transfers)
 import { readFileSync } from "node:fs";
 import { Lab } from "../test/lab/index.ts";
 import { startMesh } from "../test/lab/mesh.ts";
@@ -20,7 +25,8 @@ import { ensureBinary } from "../test/util/run.ts";
 
 const MIB = Number(process.argv[2] ?? 512);
 const BYTES = MIB * 1024 * 1024;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const RTT_ONLY = process.env.BENCH_PODNET_RTT_ONLY === "1";
+const ROUNDS = RTT_ONLY ? 0 : Number(process.env.BENCH_ROUNDS ?? 3);
 const say = (s: string) => process.stderr.write(`bench-podnet: ${s}\n`);
 const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -44,6 +50,26 @@ try {
   const h = lab.hosts;
   const svc = (name: string, ip: string, node: "edge2" | "edge3") =>
     `- {name: ${name}, namespace: bench, clusterIP: ${ip}, ports: [{name: p, port: 5201, targetPort: 5201}], endpoints: [{ip: ${POD[node === "edge2" ? "pod2" : "pod3"]}, nodeName: ${node}}]}`;
+  /** ping RTTs (ms) from → to: 300 at 10 ms intervals after 50 not counted */
+  const pingP50 = async (from: string, to: string): Promise<number> => {
+    await lab.exec(from, ["ping", "-c", "50", "-i", "0.01", "-q", to], { timeoutMs: 30_000 });
+    const r = await lab.exec(from, ["ping", "-c", "300", "-i", "0.01", to], { timeoutMs: 60_000 });
+    const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+    if (times.length < 250) throw new Error(`ping ${from} → ${to}: ${times.length} replies`);
+    return median(times);
+  };
+  // the floor: our TUN reader and plain UDP between edge1 and edge3, no tunnel
+  const relay = (node: "edge1" | "edge3", peer: "edge1" | "edge3") =>
+    lab.spawn(node, [process.execPath, new URL("./podnet-floor-relay.ts", import.meta.url).pathname, "floor-tun", h[peer].ip, CIDR[peer]]);
+  const relays = [relay("edge1", "edge3"), relay("edge3", "edge1")];
+  await Bun.sleep(1500);
+  // warmed as the agents are below, so both run compiled code
+  await lab.exec("pod1", ["ping", "-c", "5000", "-i", "0.002", "-q", POD.pod3], { timeoutMs: 60_000 });
+  const floorNode = await pingP50("edge1", h.edge3.ip);
+  const floorPod = await pingP50("pod1", POD.pod3);
+  for (const r of relays) await r.stop();
+  const floorRow = `| floor: TUN reader + plain UDP, no tunnel (LAN) | – | – | – | – | – | – | ${fmt(floorNode, 3)} | ${fmt(floorPod, 3)} | ${fmt(floorPod - floorNode, 3)} | – |`;
+  say(floorRow);
   await lab.setNatMapping("nat2", "random");
   const mesh = startMesh(lab, {
     binary,
@@ -64,21 +90,15 @@ try {
     if (!got) throw new Error(`iperf3 ${from} → ${to}: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
     return got.bytes / got.seconds / 1e6;
   };
-  /** ping RTTs (ms) from → to: 300 at 10 ms intervals after 50 not counted */
-  const pingP50 = async (from: string, to: string): Promise<number> => {
-    await lab.exec(from, ["ping", "-c", "50", "-i", "0.01", "-q", to], { timeoutMs: 30_000 });
-    const r = await lab.exec(from, ["ping", "-c", "300", "-i", "0.01", to], { timeoutMs: 60_000 });
-    const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-    if (times.length < 250) throw new Error(`ping ${from} → ${to}: ${times.length} replies`);
-    return median(times);
-  };
 
   for (const path of [
     { name: "direct (LAN)", node: "edge3", pod: POD.pod3, plainFrom: "edge1", plainTo: h.edge3.ip, svc: SVC.edge3 },
     { name: "relayed (server)", node: "edge2", pod: POD.pod2, plainFrom: "edge1", plainTo: h.cloud.ip, svc: SVC.edge2 },
   ]) {
     // warm: connections, routes, JIT
-    await iperf("pod1", path.pod).catch(() => 0);
+    // (without the transfers: a quick ping burst, so the code on the path is compiled as in a running agent)
+    if (RTT_ONLY) await lab.exec("pod1", ["ping", "-c", "5000", "-i", "0.002", "-q", path.pod], { timeoutMs: 60_000 });
+    else await iperf("pod1", path.pod).catch(() => 0);
     const st = (await mesh.status<{ podNetwork: { peers: Array<{ node: string; path: string }> } }>("edge1")).podNetwork.peers.find((p) => p.node === path.node);
     const plain: number[] = [];
     const cluster: number[] = [];
@@ -104,6 +124,7 @@ try {
       cpu.push((cpuSeconds(pid("edge1")) + cpuSeconds(pid(path.node)) - c0) / (BYTES / 2 ** 30));
       say(`${path.name} round ${r + 1}: plain ${fmt(plain.at(-1)!, 0)} MB/s, ClusterIP ${fmt(cluster.at(-1)!, 0)}, pod ${fmt(pod.at(-1)!, 0)}, CPU ${fmt(cpu.at(-1)!)} s/GiB`);
     }
+    if (path.name.startsWith("direct")) rows.push(floorRow);
     const rttNode = await pingP50(path.plainFrom, path.node === "edge3" ? h.edge3.ip : h.cloud.ip);
     const rttPod = await pingP50("pod1", path.pod);
     const p = median(pod);

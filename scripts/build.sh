@@ -26,7 +26,9 @@ COMMON=(--compile --minify --bytecode --format=esm --sourcemap=none
 size() { du -h "$1" | cut -f1; }
 
 echo "build: edgemesh $VERSION (bun $BUN_VERSION)"
-"$BUN" build "${COMMON[@]}" src/main.ts --outfile dist/edgemesh >/dev/null
+# the pod network's reader thread is a Worker module: its own entrypoint (src/agent/podnet/tun.ts finds it)
+ENTRIES=(src/main.ts src/agent/podnet/tun-worker.ts)
+"$BUN" build "${COMMON[@]}" "${ENTRIES[@]}" --outfile dist/edgemesh >/dev/null
 echo "build: dist/edgemesh $(size dist/edgemesh) (bare bun runtime $(size "$(readlink -f "$BUN")"))"
 
 # Cross builds: fetch the matching runtime package with npm and point Bun's
@@ -47,7 +49,7 @@ if [ "${EDGEMESH_CROSS:-1}" != "0" ]; then
   for spec in "linux-aarch64:bun-linux-arm64:edgemesh-linux-arm64" "linux-x64-baseline:bun-linux-x64-baseline:edgemesh-linux-x64-baseline"; do
     IFS=: read -r pkg target out <<<"$spec"
     if exe=$(runtime "$pkg"); then
-      "$BUN" build "${COMMON[@]}" --target="$target" --compile-executable-path="$exe" src/main.ts --outfile "dist/$out" >/dev/null
+      "$BUN" build "${COMMON[@]}" --target="$target" --compile-executable-path="$exe" "${ENTRIES[@]}" --outfile "dist/$out" >/dev/null
       echo "build: dist/$out $(size "dist/$out")"
     else
       echo "build: skipped dist/$out: @oven/bun-$pkg@$BUN_VERSION could not be fetched from the npm registry" >&2

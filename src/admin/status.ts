@@ -42,7 +42,10 @@ export interface PodNetworkStatus {
   ownCIDRs: string[];
   routes: Array<{ cidr: string; node: string }>;
   refused: Array<{ node: string; cidr: string; reason: string }>;
-  peers: Array<{ node: string; path: string; packetsOut: number; bytesOut: number; packetsIn: number; bytesIn: number }>;
+  /** the datagram lane's UDP port, null when the lane is off */
+  lane?: { port: number } | null;
+  /** packetsOut/In: on tunnel streams; lanePacketsOut/In: as lane datagrams */
+  peers: Array<{ node: string; path: string; packetsOut: number; bytesOut: number; packetsIn: number; bytesIn: number; lane?: "up" | "probing" | "-"; lanePacketsOut?: number; lanePacketsIn?: number }>;
   dropped: Record<string, number>;
 }
 

@@ -110,13 +110,23 @@ export function renderStatus(doc: StatusDoc): string {
     const byNode = new Map(pn.peers.map((p) => [p.node, p]));
     const nodes = [...new Set([...pn.routes.map((r) => r.node), ...byNode.keys()])].sort();
     const drops = Object.entries(pn.dropped).filter(([, n]) => n > 0);
-    out.push("", `POD NETWORK  device=${pn.device} mtu=${pn.mtu} own=${pn.ownCIDRs.join(",") || "! none"}${drops.length ? ` dropped: ${drops.map(([r, n]) => `${r}=${n}`).join(" ")}` : ""}`);
+    out.push("", `POD NETWORK  device=${pn.device} mtu=${pn.mtu} own=${pn.ownCIDRs.join(",") || "! none"} lane=${pn.lane ? `udp/${pn.lane.port}` : "off"}${drops.length ? ` dropped: ${drops.map(([r, n]) => `${r}=${n}`).join(" ")}` : ""}`);
     out.push(
       table(
-        ["NODE", "POD CIDRS", "PATH", "PACKETS OUT", "PACKETS IN"],
+        ["NODE", "POD CIDRS", "PATH", "LANE", "PACKETS OUT", "PACKETS IN", "LANE OUT", "LANE IN"],
         nodes.map((n) => {
           const p = byNode.get(n);
-          return [n, pn.routes.filter((r) => r.node === n).map((r) => r.cidr).join(",") || "-", p?.path ?? "-", String(p?.packetsOut ?? 0), String(p?.packetsIn ?? 0)];
+          const lane = p?.lane ?? "-";
+          return [
+            n,
+            pn.routes.filter((r) => r.node === n).map((r) => r.cidr).join(",") || "-",
+            p?.path ?? "-",
+            lane === "probing" ? "! probing (no answer yet)" : lane,
+            String(p?.packetsOut ?? 0),
+            String(p?.packetsIn ?? 0),
+            String(p?.lanePacketsOut ?? 0),
+            String(p?.lanePacketsIn ?? 0),
+          ];
         }),
       ),
     );

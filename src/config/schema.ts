@@ -267,6 +267,13 @@ export const configSchema = z.strictObject({
             .describe("Name of the TUN device the agent creates (and removes on stop)."),
           mtu: z.number().int().min(576).max(9000).default(1400).describe("MTU of the TUN device: room for the tunnel's per-packet overhead under a 1500-byte path. TCP MSS is clamped to it; larger packets with DF get ICMP \"fragmentation needed\"."),
           maxQueueKiB: z.number().int().min(16).max(65536).default(1024).describe("Packets queued for one peer while its tunnel stream is busy (KiB); beyond it packets are dropped and counted (`podnet_dropped_total{reason=\"queue\"}`)."),
+          lane: z
+            .strictObject({
+              enable: z.boolean().default(true).describe("Carry single pod packets (ping, DNS, ACKs, requests) to peers reached directly as sealed UDP datagrams, from the reader thread, for latency; bulk TCP stays on the tunnel stream. Keys are exchanged over the verified tunnel connection; a peer whose lane does not answer is served by the stream."),
+              port: z.number().int().min(1).max(65535).default(20007).describe("UDP port of the lane on every node (peers send to it; open it between nodes like the tunnel port)."),
+            })
+            .prefault({})
+            .describe("The pod network's datagram lane (docs/podnet.md)."),
         })
         .prefault({})
         .describe("Pod network across sites: pod IPs reachable between nodes, beside the CNI that runs pods on each node."),

@@ -33,6 +33,17 @@ export interface NodeStream {
   /** the connection it rides on (compare with `preferredConnection`) */
   connectionId: string;
   path: "direct" | "relayed";
+  /** the peer's IPv4 address on a direct connection (as this side sees it: its NAT's, when behind one) */
+  remoteIp?: string;
+}
+
+/** what a stream's handler learns about the connection it came on */
+export interface StreamOrigin {
+  path: "direct" | "relayed";
+  /** as NodeStream.remoteIp */
+  remoteIp?: string;
+  /** as NodeStream.connectionId */
+  connectionId?: string;
 }
 
 export interface TunnelAccess {
@@ -47,5 +58,5 @@ export interface TunnelAccess {
   /** the connection new streams to `nodeName` would take now (a direct one once it exists); undefined when none is open or the node is unknown */
   preferredConnection(nodeName: string): string | undefined;
   /** serves `protocol` to verified agents (relayed connections too): the handler gets each stream and the sender's node name, from its certificate */
-  handle(protocol: string, handler: (stream: Stream, fromNode: string) => void): Promise<void>;
+  handle(protocol: string, handler: (stream: Stream, fromNode: string, origin: StreamOrigin) => void): Promise<void>;
 }

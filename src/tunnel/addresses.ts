@@ -28,6 +28,13 @@ export function isCircuit(ma: Multiaddr): boolean {
   return ma.toString().includes("/p2p-circuit");
 }
 
+/** how a connection reaches its peer: relayed, or direct with the peer's IPv4 address (undefined for IPv6) */
+export function originOf(conn: { remoteAddr: Multiaddr }): { path: "direct" | "relayed"; remoteIp?: string } {
+  if (isCircuit(conn.remoteAddr)) return { path: "relayed" };
+  const m = /^\/ip4\/(\d+\.\d+\.\d+\.\d+)\//.exec(conn.remoteAddr.toString());
+  return m ? { path: "direct", remoteIp: m[1] } : { path: "direct" };
+}
+
 /** the circuit address of `target` through the relay at `relay` */
 export function circuitAddr(relay: Multiaddr, relayPeer: string, targetPeer: string): Multiaddr {
   return multiaddr(`${relay.toString()}/p2p/${relayPeer}/p2p-circuit/p2p/${targetPeer}`);

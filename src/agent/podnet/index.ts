@@ -14,9 +14,12 @@ import { RouteTable, type DropReason } from "./route-table.ts";
 import { PeerLink, PODNET_PROTOCOL, type SendDrop } from "./peer-link.ts";
 import { PodnetHost } from "./host.ts";
 import { TunDevice } from "./tun.ts";
-import { PLAIN_VNET, readVnet, VNET_HDR_LEN, vnetProblem, wireSize } from "./vnet.ts";
+import { PLAIN_VNET, VNET_HDR_LEN } from "./vnet.ts";
+import { inboundProblem } from "./admission.ts";
 import { coalesceTcp } from "./tcp-coalesce.ts";
 import { localAddressIn } from "./local-address.ts";
+import { LANE_PROTOCOL, LaneControl } from "./lane-control.ts";
+import type { LaneStats, WorkerEvent } from "./tun-protocol.ts";
 
 export const podnetModule: ModuleFactory = {
   name: "podnet",
@@ -46,6 +49,9 @@ class PodNetwork implements Module {
   private unsubscribe: Array<() => void> = [];
   private routeSrc?: string;
   private applying: Promise<void> = Promise.resolve();
+  private lanes?: LaneControl;
+  /** the reader thread's latest lane counters */
+  private laneStats: { lanes: Record<string, LaneStats>; drops: Record<string, number> } = { lanes: {}, drops: {} };
   private readonly cfg;
 
   constructor(private readonly ctx: ModuleContext) {
@@ -59,12 +65,25 @@ class PodNetwork implements Module {
     this.host = new PodnetHost(this.cfg.device, log);
     await this.host.setUp(this.cfg.mtu);
     log.info("pod network device up", { device: this.cfg.device, mtu: this.cfg.mtu });
+    const laneCfg = this.cfg.lane;
+    if (laneCfg.enable) {
+      try {
+        this.tun.openLane(laneCfg.port);
+        log.info("pod network lane listening", { udpPort: laneCfg.port });
+      } catch (err) {
+        log.warn("pod network lane off: packets take the tunnel stream only", { error: (err as Error).message });
+      }
+    }
     this.unsubscribe.push(
       bus.subscribe(
         "tunnel",
         (t) => {
           this.tunnel = t;
           t.handle(PODNET_PROTOCOL, (stream, from) => this.receive(stream, from)).catch((err: Error) => log.error("pod network cannot serve its protocol", { error: err.message }));
+          if (this.tun?.laneOpen) {
+            const lanes = (this.lanes = new LaneControl(t, laneCfg.port, (m) => this.tun?.post(m), log));
+            t.handle(LANE_PROTOCOL, (stream, from, origin) => lanes.serve(stream, from, origin)).catch((err: Error) => log.error("pod network cannot serve its lane protocol", { error: err.message }));
+          }
         },
         "podnet",
         { replay: true },
@@ -80,7 +99,7 @@ class PodNetwork implements Module {
         { replay: true },
       ),
     );
-    this.tun.startReading((batch) => this.fromTun(batch));
+    this.tun.startReading((batch) => this.fromTun(batch), { self: this.ctx.config.nodeName, mtu: this.cfg.mtu, onEvent: (e) => this.fromReader(e) });
     this.registerMetrics();
   }
 
@@ -96,10 +115,13 @@ class PodNetwork implements Module {
     this.table = table;
     const { added, removed } = await this.host!.setRoutes(table.routed().map((r) => r.cidr.text), src);
     if (added.length || removed.length) log.info("pod routes updated", { added: added.join(",") || "-", removed: removed.join(",") || "-", routes: table.routed().length });
+    // the reader thread routes and checks lane packets with its own copy of the table
+    this.tun?.post({ op: "nodes", nodes });
     for (const [node, link] of this.links) {
       if (!table.peers.has(node)) {
         link.close();
         this.links.delete(node);
+        this.lanes?.forget(node, "the node left the node table");
       }
     }
   }
@@ -135,10 +157,16 @@ class PodNetwork implements Module {
     }
   }
 
+  private fromReader(e: WorkerEvent): void {
+    if (e.ev === "lane") this.lanes?.onLane(e.node, e.up);
+    else if (e.ev === "drop") this.ctx.log.warn("pod network packet dropped", { reason: e.reason, detail: e.detail || "-", packets: 1, via: "lane" });
+    else this.laneStats = { lanes: e.lanes, drops: e.drops };
+  }
+
   private link(node: string): PeerLink {
     let l = this.links.get(node);
     if (!l) {
-      l = new PeerLink(node, this.tunnel!, this.cfg.maxQueueKiB * 1024, this.ctx.log, (reason, n) => this.drop(reason, `to ${node}`, n));
+      l = new PeerLink(node, this.tunnel!, this.cfg.maxQueueKiB * 1024, this.ctx.log, (reason, n) => this.drop(reason, `to ${node}`, n), (ns) => this.lanes?.ensure(node, ns));
       this.links.set(node, l);
     }
     return l;
@@ -179,25 +207,19 @@ class PodNetwork implements Module {
   /** whether one unit from a peer (`[virtio-net header][IPv4 packet]`) may be written to our TUN; counted either way */
   private admit(unit: Uint8Array, from: string, count: { packets: number; bytes: number }): boolean {
     const table = this.table;
-    const p = unit.subarray(VNET_HDR_LEN);
-    const h = readIp4(p);
-    if (!h || !table) return this.reject("malformed", `from ${from}`);
-    const why = table.checkInbound(from, h.src, h.dst);
-    if (why) return this.reject(why, `from ${from}: ${intToIp4(h.src)} → ${intToIp4(h.dst)}`);
-    const vnet = readVnet(unit);
-    const bad = vnetProblem(vnet, p.byteLength, h.protocol);
-    if (bad) return this.reject("malformed", `from ${from}: ${bad}`);
-    if (wireSize(vnet, p.byteLength) > this.cfg.mtu) {
-      // a peer with a larger MTU: what does not fit ours is refused as a router would
-      if (h.df && table.ownAddresses[0] !== undefined) {
+    const refused = inboundProblem(table, from, unit, this.cfg.mtu);
+    if (refused) {
+      const h = refused.header;
+      // too big for our MTU: answered as a router would, when the sender forbade fragments
+      if (refused.reason === "too-big" && h?.df && table?.ownAddresses[0] !== undefined) {
         const back = this.link(from);
-        back.send(Buffer.concat([PLAIN_VNET, fragmentationNeeded(p, table.ownAddresses[0], this.cfg.mtu)]));
+        back.send(Buffer.concat([PLAIN_VNET, fragmentationNeeded(unit.subarray(VNET_HDR_LEN), table.ownAddresses[0], this.cfg.mtu)]));
         back.flush();
       }
-      return this.reject("too-big", `from ${from}: ${p.byteLength} bytes`);
+      return this.reject(refused.reason, refused.detail);
     }
     count.packets++;
-    count.bytes += p.byteLength;
+    count.bytes += unit.byteLength - VNET_HDR_LEN;
     return true;
   }
 
@@ -217,18 +239,28 @@ class PodNetwork implements Module {
   /** drops by reason, with the units the reader thread refused as larger than any GSO packet */
   private droppedByReason(): Record<string, number> {
     const oversized = this.tun?.oversized ?? 0;
-    return { ...Object.fromEntries(this.drops), ...(oversized ? { oversized } : {}) };
+    const all: Record<string, number> = { ...Object.fromEntries(this.drops), ...(oversized ? { oversized } : {}) };
+    // the reader thread's, from lane datagrams (lane-*: unknown id, failed authentication, replay, send errors; source, destination ... as from streams)
+    for (const [reason, n] of Object.entries(this.laneStats.drops)) all[reason] = (all[reason] ?? 0) + n;
+    return all;
   }
 
   private registerMetrics(): void {
     const m = this.ctx.metrics;
-    m.collect("podnet_dropped_total", "Pod network packets dropped, by reason (source/destination: refused from a peer; queue: a peer's queue full; unreachable; no-route; not-ipv4; too-big; malformed; tun-write; oversized).", "counter", () =>
+    m.collect("podnet_dropped_total", "Pod network packets dropped, by reason (source/destination: refused from a peer; queue: a peer's queue full; unreachable; no-route; not-ipv4; too-big; malformed; tun-write; oversized; lane-unknown/lane-auth/lane-replay/lane-malformed: datagrams refused; lane-send).", "counter", () =>
       Object.entries(this.droppedByReason()).map(([reason, value]) => ({ labels: { reason }, value })),
     );
     m.collect("podnet_packets_total", "Pod network packets carried, by peer node and direction (a GSO packet, up to 64 KiB of one TCP flow, counts once).", "counter", () => [
       ...[...this.links].map(([node, l]) => ({ labels: { node, direction: "out" }, value: l.counters.packetsOut })),
       ...[...this.inbound].map(([node, c]) => ({ labels: { node, direction: "in" }, value: c.packets })),
     ]);
+    m.collect("podnet_lane_packets_total", "Pod network packets carried as lane datagrams, by peer node and direction.", "counter", () =>
+      Object.entries(this.laneStats.lanes).flatMap(([node, l]) => [
+        { labels: { node, direction: "out" }, value: l.packetsOut },
+        { labels: { node, direction: "in" }, value: l.packetsIn },
+      ]),
+    );
+    m.collect("podnet_lanes_up", "Peers whose datagram lane answers.", "gauge", () => [{ value: Object.values(this.laneStats.lanes).filter((l) => l.up).length }]);
     m.collect("podnet_routes", "Other nodes' pod CIDRs routed into the TUN.", "gauge", () => [{ value: this.table?.routed().length ?? 0 }]);
   }
 
@@ -241,10 +273,22 @@ class PodNetwork implements Module {
         ownCIDRs: t?.own.map((c) => c.text) ?? [],
         routes: t?.routed().map((r) => ({ cidr: r.cidr.text, node: r.node })) ?? [],
         refused: t?.refused ?? [],
-        peers: [...new Set([...this.links.keys(), ...this.inbound.keys()])].sort().map((node) => {
+        lane: this.tun?.laneOpen ? { port: this.cfg.lane.port } : null,
+        peers: [...new Set([...this.links.keys(), ...this.inbound.keys(), ...Object.keys(this.laneStats.lanes)])].sort().map((node) => {
           const l = this.links.get(node);
           const i = this.inbound.get(node);
-          return { node, path: l?.path ?? "-", packetsOut: l?.counters.packetsOut ?? 0, bytesOut: l?.counters.bytesOut ?? 0, packetsIn: i?.packets ?? 0, bytesIn: i?.bytes ?? 0 };
+          const d = this.laneStats.lanes[node];
+          return {
+            node,
+            path: l?.path ?? "-",
+            packetsOut: l?.counters.packetsOut ?? 0,
+            bytesOut: l?.counters.bytesOut ?? 0,
+            packetsIn: i?.packets ?? 0,
+            bytesIn: i?.bytes ?? 0,
+            lane: this.lanes?.laneOf(node) ?? "-",
+            lanePacketsOut: d?.packetsOut ?? 0,
+            lanePacketsIn: d?.packetsIn ?? 0,
+          };
         }),
         dropped: this.droppedByReason(),
         written: { ...this.writes },

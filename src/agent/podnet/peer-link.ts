@@ -47,6 +47,8 @@ export class PeerLink {
     private readonly maxQueueBytes: number,
     private readonly log: Logger,
     private readonly onDrop: (reason: SendDrop, packets: number) => void,
+    /** each stream opened, with the connection it rides on (the lane is offered there) */
+    private readonly onStream?: (ns: NodeStream) => void,
   ) {}
 
   get path(): "direct" | "relayed" | undefined {
@@ -139,6 +141,7 @@ export class PeerLink {
         this.checkedAt = performance.now();
         // the far side never sends on this stream: a read would only hold it
         ns.stream.addEventListener("message", () => {});
+        this.onStream?.(ns);
       },
       (err: Error) => {
         this.backoffUntil = Date.now() + OPEN_BACKOFF_MS;

@@ -3,16 +3,14 @@
 // descriptor: a crashed agent leaves no device (and so no routes) behind.
 //
 // Reading: Bun's streams over a descriptor glue reads together (one chunk
-// held 500 packets), so packet boundaries would be lost. A worker thread
-// polls the descriptor and reads one packet per read(), into a ring of slots
-// in shared memory, and posts the slot number; the main thread never
-// blocks. At most SLOTS batches are in flight: when the main thread falls
-// behind, the worker waits, the kernel's queue for the device fills, and the
-// kernel drops (and counts) further packets: memory stays bounded.
+// held 500 packets), so packet boundaries would be lost. A reader thread
+// (tun-worker.ts) polls the descriptor and reads one packet per read(); it
+// also owns the datagram lane's UDP socket. The main thread never blocks.
 // Writing: one write() per packet from the main thread (a TUN write does not block).
 import { dlopen, FFIType, ptr, toArrayBuffer } from "bun:ffi";
 import { MAX_UNIT, writeLen } from "./unit-frames.ts";
-import { errnoName } from "../../tunnel/transport/libc-socket.ts";
+import { errnoName, LINUX, sockaddrIn } from "../../tunnel/transport/libc-socket.ts";
+import type { WorkerEvent, WorkerMessage } from "./tun-protocol.ts";
 
 const O_RDWR = 2;
 const O_NONBLOCK = 0o4000;
@@ -28,6 +26,7 @@ const TUN_F_TSO4 = 0x02;
 export const SLOTS = 16;
 export const SLOT_BYTES = 256 * 1024;
 /** control words: [stop, in flight, units too large to frame, slot lengths...] */
+const SOCK_DGRAM = 2;
 const CTL_WORDS = 3 + SLOTS;
 
 type Libc = {
@@ -36,6 +35,9 @@ type Libc = {
   write(fd: number, buf: unknown, len: number): number | bigint;
   read(fd: number, buf: unknown, len: number): number | bigint;
   close(fd: number): number;
+  pipe2(fds: unknown, flags: number): number;
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: unknown, len: number): number;
 };
 let libc: Libc | undefined;
 let errnoOf: (() => number) | undefined;
@@ -48,6 +50,9 @@ function lib(): Libc {
       write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
       read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
       close: { args: [FFIType.i32], returns: FFIType.i32 },
+      pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+      socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+      bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
       __errno_location: { args: [], returns: FFIType.ptr },
     });
     libc = l.symbols as unknown as Libc;
@@ -61,51 +66,12 @@ function lib(): Libc {
 const ERRNO_HINT: Record<number, string> = { 1: "EPERM (needs root or CAP_NET_ADMIN)", 2: "ENOENT (no /dev/net/tun: load the tun module)", 13: "EACCES", 16: "EBUSY (the device exists and is not ours)", 19: "ENODEV" };
 const errnoText = (e: number) => ERRNO_HINT[e] ?? errnoName(e);
 
-/** the worker's code: a Blob URL works the same from sources and from the compiled binary */
-const READER_SOURCE = `
-import { dlopen, FFIType, ptr } from "bun:ffi";
-const c = dlopen("libc.so.6", {
-  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
-  read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
-}).symbols;
-self.onmessage = (e) => {
-  const { fd, ring, ctlBuf, slots, slotBytes } = e.data;
-  const ctl = new Int32Array(ctlBuf);
-  const bytes = new Uint8Array(ring);
-  const pfd = new Uint8Array(8);
-  const dv = new DataView(pfd.buffer);
-  dv.setInt32(0, fd, true);
-  dv.setInt16(4, 1, true); // POLLIN
-  let seq = 0;
-  while (Atomics.load(ctl, 0) === 0) {
-    const inFlight = Atomics.load(ctl, 1);
-    if (inFlight >= slots) { Atomics.wait(ctl, 1, inFlight, 200); continue; }
-    dv.setInt16(6, 0, true);
-    if (c.poll(ptr(pfd), 1, 200) <= 0) continue;
-    const slot = seq % slots;
-    const base = slot * slotBytes;
-    let off = 0;
-    // one unit per read(), each behind its u32 length, until none is left or the slot is nearly full
-    while (slotBytes - off > 65700) {
-      const got = Number(c.read(fd, ptr(bytes, base + off + 4), 65600));
-      if (got <= 0) break;
-      // larger than a GSO packet can be: not ours to carry (counted)
-      if (got > 65545) { Atomics.add(ctl, 2, 1); continue; }
-      bytes[base + off] = 0;
-      bytes[base + off + 1] = got >>> 16;
-      bytes[base + off + 2] = (got >>> 8) & 255;
-      bytes[base + off + 3] = got & 255;
-      off += 4 + got;
-    }
-    if (off === 0) continue;
-    ctl[3 + slot] = off;
-    seq++;
-    Atomics.add(ctl, 1, 1);
-    postMessage(slot);
-  }
-  postMessage(-1);
-};
-`;
+/** the reader thread's module: beside this file in sources; in the compiled binary, where scripts/build.sh puts it */
+function readerUrl(): string {
+  return import.meta.url.startsWith("file:///$bunfs/") ? "./agent/podnet/tun-worker.ts" : new URL("./tun-worker.ts", import.meta.url).href;
+}
+
+const WAKE_BYTE = new Uint8Array(1);
 
 export class TunDevice {
   private reader?: Worker;
@@ -148,28 +114,62 @@ export class TunDevice {
   /** why the kernel refused TSO (packets still carry the header, one per packet) */
   offloadError?: string;
 
+  private wakeFds?: Int32Array;
+  private udpFd = -1;
+
   /**
-   * starts the reader; `onBatch` gets a view of `[u32 length][unit]...`
-   * that is valid only during the call (the slot is reused afterwards)
+   * opens the lane's UDP socket on `port` (all addresses) for the reader
+   * thread; call before startReading. Throws with the reason (e.g. the port is taken).
    */
-  startReading(onBatch: (batch: Uint8Array) => void): void {
+  openLane(port: number): void {
+    const c = lib();
+    const fd = c.socket(LINUX.AF_INET, SOCK_DGRAM | LINUX.SOCK_NONBLOCK | LINUX.SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new Error(`cannot open a UDP socket: ${errnoText(errnoOf!())}`);
+    const addr = sockaddrIn("0.0.0.0", port);
+    if (c.bind(fd, ptr(addr), addr.byteLength) !== 0) {
+      const e = errnoOf!();
+      c.close(fd);
+      throw new Error(`cannot bind UDP port ${port}: ${errnoText(e)}`);
+    }
+    this.udpFd = fd;
+  }
+
+  /**
+   * starts the reader thread; `onBatch` gets a view of `[u32 length][unit]...`
+   * that is valid only during the call (the slot is reused afterwards);
+   * `onEvent` gets the lane's events
+   */
+  startReading(onBatch: (batch: Uint8Array) => void, opts: { self: string; mtu: number; onEvent?: (e: WorkerEvent) => void }): void {
     this.ring = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
     const ctlBuf = new SharedArrayBuffer(CTL_WORDS * 4);
     const ctl = (this.ctl = new Int32Array(ctlBuf));
     const bytes = new Uint8Array(this.ring);
-    const url = URL.createObjectURL(new Blob([READER_SOURCE], { type: "application/javascript" }));
-    const w = (this.reader = new Worker(url));
-    w.onmessage = (e: MessageEvent<number>) => {
+    const fds = (this.wakeFds = new Int32Array(2));
+    if (lib().pipe2(ptr(fds), O_NONBLOCK | O_CLOEXEC) !== 0) throw new Error(`cannot make a pipe: ${errnoText(errnoOf!())}`);
+    const w = (this.reader = new Worker(readerUrl()));
+    w.onmessage = (e: MessageEvent<number | WorkerEvent>) => {
       const slot = e.data;
+      if (typeof slot !== "number") return opts.onEvent?.(slot);
       if (slot < 0) return;
       try {
         if (!this.closed) onBatch(bytes.subarray(slot * SLOT_BYTES, slot * SLOT_BYTES + ctl[3 + slot]!));
       } finally {
         Atomics.sub(ctl, 1, 1);
-        Atomics.notify(ctl, 1);
       }
     };
-    w.postMessage({ fd: this.fd, ring: this.ring, ctlBuf, slots: SLOTS, slotBytes: SLOT_BYTES });
+    this.post({ op: "start", fd: this.fd, ring: this.ring, ctlBuf, slots: SLOTS, slotBytes: SLOT_BYTES, udpFd: this.udpFd, wakeFd: fds[0]!, self: opts.self, mtu: opts.mtu });
+  }
+
+  /** whether a lane socket is open (openLane) */
+  get laneOpen(): boolean {
+    return this.udpFd >= 0;
+  }
+
+  /** a message to the reader thread, which it reads at once (it is woken through the pipe) */
+  post(m: WorkerMessage): void {
+    if (!this.reader || this.closed) return;
+    this.reader.postMessage(m);
+    lib().write(this.wakeFds![1]!, ptr(WAKE_BYTE), 1);
   }
 
   private nowBuf?: Uint8Array;
@@ -205,13 +205,11 @@ export class TunDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.ctl) {
-      Atomics.store(this.ctl, 0, 1);
-      Atomics.notify(this.ctl, 1);
-    }
+    if (this.ctl) Atomics.store(this.ctl, 0, 1);
+    if (this.wakeFds) lib().write(this.wakeFds[1]!, ptr(WAKE_BYTE), 1);
     const w = this.reader;
     if (w) {
-      // the worker leaves its poll within 200 ms; then the descriptor may close under no read
+      // the reader leaves its poll at once (woken through the pipe); then the descriptors may close under no read
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 1000);
         w.addEventListener("message", (e: MessageEvent<number>) => {
@@ -224,5 +222,7 @@ export class TunDevice {
       w.terminate();
     }
     lib().close(this.fd);
+    if (this.udpFd >= 0) lib().close(this.udpFd);
+    if (this.wakeFds) for (const fd of this.wakeFds) lib().close(fd);
   }
 }

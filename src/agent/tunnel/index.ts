@@ -11,7 +11,7 @@ import { createTunnelNode, sharedPortTransport, type TunnelNode } from "../../tu
 import { createNoiseCrypto } from "../../tunnel/crypto/index.ts";
 import { formatAgentVersion } from "../../tunnel/agent-version.ts";
 import { installCrashGuard } from "../../tunnel/crash-guard.ts";
-import { describeAddr, hostPortAddr, inCidrs, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
+import { describeAddr, hostPortAddr, inCidrs, isCircuit, originOf, tcpAddr } from "../../tunnel/addresses.ts";
 import { VERSION } from "../../version.ts";
 import type { PeerStatus, ServerStatus } from "../../admin/status.ts";
 import { RelayLink } from "./relay-link.ts";
@@ -19,7 +19,7 @@ import { PeerDialer, bestConnection, nearestFirst, relayOf } from "./dialer.ts";
 import type { RelayCounters } from "../../tunnel/relayed-flows.ts";
 import { relayForOthers, relayReservations } from "../../tunnel/relay-service.ts";
 import { PathUpgrader } from "./upgrade.ts";
-import type { EarlyBytes, NodeStream, ProxyTarget, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
+import type { EarlyBytes, NodeStream, ProxyTarget, StreamOrigin, TunnelAccess, TunnelChannel } from "../../model/tunnel.ts";
 import type { ServiceConnector } from "../../model/connector.ts";
 import { PROXY_PROTOCOL, serveProxyStreams, openProxy } from "./proxy.ts";
 import { startSocksFrontDoor, type SocksFrontDoor } from "./socks.ts";
@@ -255,10 +255,10 @@ class Tunnel implements Module {
   private async openStream(nodeName: string, protocol: string): Promise<NodeStream> {
     const conn = await this.connectionTo(nodeName);
     const stream = await conn.newStream(protocol, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10_000) });
-    return { stream, connectionId: conn.id, path: isCircuit(conn.remoteAddr) ? "relayed" : "direct" };
+    return { stream, connectionId: conn.id, ...originOf(conn) };
   }
 
-  private async handleStreams(protocol: string, handler: (stream: Stream, fromNode: string) => void): Promise<void> {
+  private async handleStreams(protocol: string, handler: (stream: Stream, fromNode: string, origin: StreamOrigin) => void): Promise<void> {
     if (!this.node || !this.membership) throw new Error("tunnel not started");
     const membership = this.membership;
     await this.node.handle(
@@ -266,7 +266,7 @@ class Tunnel implements Module {
       (stream, conn) => {
         void membership.waitVerified(conn.remotePeer, 10_000).then((claim) => {
           if (claim?.role !== "agent") return stream.abort(new Error("not a verified agent"));
-          handler(stream, claim.nodeName);
+          handler(stream, claim.nodeName, { ...originOf(conn), connectionId: conn.id });
         });
       },
       { runOnLimitedConnection: true },

@@ -61,6 +61,8 @@ export interface OpenSslChaCha {
    * region is zeroed so unauthenticated plaintext never leaks.
    */
   decrypt(ciphertext: NoiseBytes, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array, dst?: Uint8Array): Uint8Array;
+  /** ciphertext || tag written into `dst` (no allocation); returns that view of it */
+  encryptTo(dst: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array): Uint8Array;
 }
 
 export interface LoadOpenSslOptions {
@@ -295,8 +297,21 @@ function bind(s: Syms, libraryPath: string): OpenSslChaCha {
     return out;
   };
 
+  const encryptTo = (dst: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array): Uint8Array => {
+    checkKeyNonce(key, nonce);
+    const len = plaintext.byteLength;
+    if (dst.byteLength < len + CHACHA_TAG_LENGTH) throw new RangeError(`encryptTo: ${dst.byteLength} bytes for ${len + CHACHA_TAG_LENGTH}`);
+    if (partialOverlap(dst, 0, plaintext, len)) throw new RangeError('encryptTo: output overlaps the plaintext');
+    if (EVP_EncryptInit_ex(encCtx, null, null, key, nonce) !== 1) fail('EVP_EncryptInit_ex');
+    if (ad.byteLength > 0 && EVP_EncryptUpdate(encCtx, null, outLen, ad, ad.byteLength) !== 1) fail('AAD update');
+    if (len > 0) encUpdate(dst, plaintext, len);
+    if (EVP_EncryptFinal_ex(encCtx, finalScratch, outLen) !== 1) fail('EVP_EncryptFinal_ex');
+    if (EVP_CIPHER_CTX_ctrl(encCtx, EVP_CTRL_AEAD_GET_TAG, CHACHA_TAG_LENGTH, dst.subarray(len)) !== 1) fail('GET_TAG');
+    return dst.subarray(0, len + CHACHA_TAG_LENGTH);
+  };
+
   const version = s.OpenSSL_version(0)?.toString() ?? 'unknown';
-  return { libraryPath, version, encrypt, decrypt };
+  return { libraryPath, version, encrypt, decrypt, encryptTo };
 }
 
 // RFC 8439 §2.8.2 — run once at load so a libcrypto that loads but cannot do

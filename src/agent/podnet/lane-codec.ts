@@ -1,0 +1,143 @@
+// The pod network's datagram lane (docs/podnet.md): single pod packets to a
+// peer reached directly go as UDP datagrams, sealed with ChaCha20-Poly1305
+// under keys the two agents exchanged over their verified tunnel connection.
+// A datagram:
+//   [type u8][0 0 0][receiver's lane id u32][counter u64][sealed payload + 16-byte tag]
+// The first 16 bytes are the AEAD's associated data; the nonce is 4 zero
+// bytes and the counter. A key is fresh for every exchange, so a counter
+// never repeats under one key. The receiver refuses counters it has seen or
+// that fell behind its window (replays).
+export const LANE_HEADER = 16;
+export const LANE_TAG = 16;
+export const LaneType = { data: 1, probe: 2, probeReply: 3 } as const;
+export type LaneTypeValue = (typeof LaneType)[keyof typeof LaneType];
+/** how far behind the highest counter seen a datagram may still arrive (reordering on the path) */
+export const REPLAY_WINDOW = 1024;
+
+export interface Aead {
+  /** ciphertext || tag written into `dst` */
+  encryptTo(dst: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array): Uint8Array;
+  /** throws when the tag does not verify; writes into `dst` when given */
+  decrypt(ciphertext: Uint8Array, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array, dst?: Uint8Array): Uint8Array;
+}
+
+/** the nonce of `counter`, written into `n` (12 bytes) */
+export function laneNonce(counter: number, n: Uint8Array = new Uint8Array(12)): Uint8Array {
+  const dv = new DataView(n.buffer, n.byteOffset, 12);
+  dv.setUint32(0, 0);
+  dv.setUint32(4, Math.floor(counter / 2 ** 32));
+  dv.setUint32(8, counter >>> 0);
+  return n;
+}
+
+/**
+ * Builds datagrams in one buffer of its own, without allocating: the lane
+ * is about latency, and on an idle machine each allocation and copy costs.
+ * The returned view is valid until the next seal.
+ */
+export class Sealer {
+  private readonly buf = new Uint8Array(LANE_HEADER + 65_536 + LANE_TAG);
+  private readonly nonce = new Uint8Array(12);
+  private readonly dv = new DataView(this.buf.buffer);
+
+  constructor(private readonly aead: Aead) {}
+
+  seal(key: Uint8Array, receiverId: number, counter: number, type: LaneTypeValue, payload: Uint8Array): Uint8Array {
+    const b = this.buf;
+    b[0] = type;
+    b[1] = b[2] = b[3] = 0;
+    this.dv.setUint32(4, receiverId >>> 0);
+    this.dv.setUint32(8, Math.floor(counter / 2 ** 32));
+    this.dv.setUint32(12, counter >>> 0);
+    const sealed = this.aead.encryptTo(b.subarray(LANE_HEADER), payload, laneNonce(counter, this.nonce), b.subarray(0, LANE_HEADER), key);
+    return b.subarray(0, LANE_HEADER + sealed.byteLength);
+  }
+}
+
+/** a datagram of `type` carrying `payload` to the lane `receiverId` (a copy: see Sealer) */
+export function sealDatagram(aead: Aead, key: Uint8Array, receiverId: number, counter: number, type: LaneTypeValue, payload: Uint8Array): Uint8Array {
+  return new Sealer(aead).seal(key, receiverId, counter, type, payload).slice();
+}
+
+export interface DatagramHead {
+  type: number;
+  receiverId: number;
+  counter: number;
+}
+
+/** the clear header of a datagram, or undefined when it cannot be one of ours */
+export function readHead(d: Uint8Array): DatagramHead | undefined {
+  if (d.byteLength < LANE_HEADER + LANE_TAG || d[1] !== 0 || d[2] !== 0 || d[3] !== 0) return undefined;
+  const type = d[0]!;
+  if (type !== LaneType.data && type !== LaneType.probe && type !== LaneType.probeReply) return undefined;
+  const dv = new DataView(d.buffer, d.byteOffset, LANE_HEADER);
+  return { type, receiverId: dv.getUint32(4), counter: dv.getUint32(8) * 2 ** 32 + dv.getUint32(12) };
+}
+
+/**
+ * the payload of a datagram whose head is `h`, or undefined when it does not
+ * authenticate under `key`; written into `dst` when given (`nonce`: 12 bytes of scratch)
+ */
+export function openDatagram(aead: Aead, key: Uint8Array, h: DatagramHead, d: Uint8Array, dst?: Uint8Array, nonce?: Uint8Array): Uint8Array | undefined {
+  try {
+    return aead.decrypt(d.subarray(LANE_HEADER), laneNonce(h.counter, nonce), d.subarray(0, LANE_HEADER), key, dst);
+  } catch {
+    return undefined;
+  }
+}
+
+/** counters seen on one lane: each accepted once, none older than the window */
+export class ReplayWindow {
+  private highest = -1;
+  private readonly seen = new Uint8Array(REPLAY_WINDOW);
+
+  /** whether `counter` is new (and now recorded); call only after the datagram authenticated */
+  accept(counter: number): boolean {
+    if (counter > this.highest) {
+      // slots between the old highest and the new one are unseen now
+      const gap = Math.min(counter - this.highest, REPLAY_WINDOW);
+      for (let i = 1; i <= gap; i++) this.seen[(this.highest + i) % REPLAY_WINDOW] = 0;
+      this.highest = counter;
+      this.seen[counter % REPLAY_WINDOW] = 1;
+      return true;
+    }
+    if (this.highest - counter >= REPLAY_WINDOW) return false;
+    const slot = counter % REPLAY_WINDOW;
+    if (this.seen[slot]) return false;
+    this.seen[slot] = 1;
+    return true;
+  }
+}
+
+/** what each side of an exchange tells the other: send to my `port`, lane `id`, sealed with `key` */
+export interface LaneOffer {
+  port: number;
+  id: number;
+  key: Uint8Array;
+}
+
+export const OFFER_BYTES = 1 + 2 + 4 + 32;
+const OFFER_VERSION = 1;
+
+export function encodeOffer(o: LaneOffer): Uint8Array {
+  const b = new Uint8Array(OFFER_BYTES);
+  const dv = new DataView(b.buffer);
+  b[0] = OFFER_VERSION;
+  dv.setUint16(1, o.port);
+  dv.setUint32(3, o.id >>> 0);
+  b.set(o.key, 7);
+  return b;
+}
+
+/** an offer, or why not; port 0 is a refusal (no lane on this connection) */
+export function decodeOffer(b: Uint8Array): LaneOffer | string {
+  if (b.byteLength !== OFFER_BYTES) return `offer of ${b.byteLength} bytes (expected ${OFFER_BYTES})`;
+  if (b[0] !== OFFER_VERSION) return `offer version ${b[0]}`;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return { port: dv.getUint16(1), id: dv.getUint32(3), key: b.slice(7) };
+}
+
+export function newOffer(port: number): LaneOffer {
+  const id = crypto.getRandomValues(new Uint32Array(1))[0]!;
+  return { port, id, key: crypto.getRandomValues(new Uint8Array(32)) };
+}

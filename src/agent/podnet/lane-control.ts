@@ -1,0 +1,154 @@
+// The lane's exchange (main thread): when the pod network sends to a peer
+// over a direct connection, it offers a lane on a stream of that verified
+// connection — our UDP port, the id datagrams to us carry, and a fresh key
+// for them — and the peer answers with its own. Each side then hands the
+// lane to its reader thread, which probes it and uses it once a probe is
+// answered. The peer's address is the connection's far end as each side sees
+// it (its NAT's address when behind one: a port-preserving NAT lets the
+// probes of both sides meet). Relayed connections get no lane.
+import type { Stream } from "@libp2p/interface";
+import type { NodeStream, StreamOrigin, TunnelAccess } from "../../model/tunnel.ts";
+import type { Logger } from "../../log.ts";
+import { sockaddrIn } from "../../tunnel/transport/libc-socket.ts";
+import { decodeOffer, encodeOffer, newOffer, OFFER_BYTES, type LaneOffer } from "./lane-codec.ts";
+import type { LaneInstall } from "./tun-protocol.ts";
+
+export const LANE_PROTOCOL = "/edgemesh/podnet-lane/1.0.0";
+const EXCHANGE_TIMEOUT_MS = 5000;
+/** after a failed or refused exchange, the next waits this long */
+const RETRY_MS = 30_000;
+
+interface LaneState {
+  connectionId: string;
+  pending: boolean;
+  retryAt: number;
+  installed: boolean;
+}
+
+export class LaneControl {
+  private readonly state = new Map<string, LaneState>();
+  private readonly up = new Set<string>();
+
+  constructor(
+    private readonly tunnel: TunnelAccess,
+    private readonly port: number,
+    private readonly install: (m: LaneInstall | { op: "unlane"; node: string }) => void,
+    private readonly log: Logger,
+  ) {}
+
+  isUp(node: string): boolean {
+    return this.up.has(node);
+  }
+
+  /** for status: the lane to `node` answers, is being probed, or there is none */
+  laneOf(node: string): "up" | "probing" | "-" {
+    return this.up.has(node) ? "up" : this.state.get(node)?.installed ? "probing" : "-";
+  }
+
+  /** our pod network sends to `node` on `ns`: offers a lane over its connection if it is direct and has none */
+  ensure(node: string, ns: NodeStream): void {
+    const st = this.state.get(node);
+    if (ns.path !== "direct" || !ns.remoteIp) {
+      if (st?.installed) this.forget(node, "the path to the node is relayed");
+      return;
+    }
+    if (st && st.connectionId === ns.connectionId && (st.pending || st.installed || Date.now() < st.retryAt)) return;
+    void this.offer(node, ns.remoteIp, ns.connectionId);
+  }
+
+  private async offer(node: string, ip: string, connectionId: string): Promise<void> {
+    const st: LaneState = { connectionId, pending: true, retryAt: 0, installed: false };
+    this.state.set(node, st);
+    const mine = newOffer(this.port);
+    try {
+      const { stream } = await this.tunnel.openStream(node, LANE_PROTOCOL);
+      stream.send(encodeOffer(mine));
+      const theirs = decodeOffer(await readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS));
+      void stream.close().catch(() => stream.abort(new Error("closed")));
+      if (typeof theirs === "string") throw new Error(theirs);
+      if (theirs.port === 0) {
+        st.retryAt = Date.now() + RETRY_MS;
+        this.log.info("pod network lane refused by the peer (it sees this connection relayed, or has no lane)", { node });
+        return;
+      }
+      this.place(node, ip, theirs, mine, st);
+    } catch (err) {
+      st.retryAt = Date.now() + RETRY_MS;
+      this.log.warn("pod network lane not set up; packets take the tunnel stream", { node, error: (err as Error).message });
+    } finally {
+      st.pending = false;
+    }
+  }
+
+  /** a peer's offer: ours back, and its lane handed to the reader thread */
+  serve(stream: Stream, from: string, origin: StreamOrigin): void {
+    readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS).then(
+      (bytes) => {
+        const theirs = decodeOffer(bytes);
+        if (typeof theirs === "string") {
+          this.log.warn("pod network lane offer refused", { node: from, error: theirs });
+          return stream.abort(new Error(theirs));
+        }
+        const usable = origin.path === "direct" && origin.remoteIp !== undefined && theirs.port !== 0;
+        const mine = usable ? newOffer(this.port) : { port: 0, id: 0, key: new Uint8Array(32) };
+        stream.send(encodeOffer(mine));
+        void stream.close().catch(() => stream.abort(new Error("closed")));
+        if (usable) this.place(from, origin.remoteIp!, theirs, mine, { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false });
+      },
+      (err: Error) => stream.abort(err),
+    );
+  }
+
+  private place(node: string, ip: string, theirs: LaneOffer, mine: LaneOffer, st: LaneState): void {
+    st.installed = true;
+    this.state.set(node, st);
+    this.up.delete(node);
+    this.install({ op: "lane", node, addr: sockaddrIn(ip, theirs.port), txId: theirs.id, txKey: theirs.key, rxId: mine.id, rxKey: mine.key });
+    this.log.info("pod network lane offered; probing", { node, peer: `${ip}:${theirs.port}` });
+  }
+
+  /** the reader thread's word on a lane */
+  onLane(node: string, up: boolean): void {
+    if (up === this.up.has(node)) return;
+    if (up) this.up.add(node);
+    else this.up.delete(node);
+    if (up) this.log.info("pod network lane up: single packets go as datagrams", { node });
+    else this.log.warn("pod network lane down (no answer): packets take the tunnel stream", { node });
+  }
+
+  /** the node is gone or relayed: its lane too */
+  forget(node: string, why: string): void {
+    if (!this.state.has(node)) return;
+    this.state.delete(node);
+    this.up.delete(node);
+    this.install({ op: "unlane", node });
+    this.log.info("pod network lane removed", { node, why });
+  }
+}
+
+/** the first `n` bytes the peer sends on `stream` (more is an error), within `ms` */
+function readExactly(stream: Stream, n: number, ms: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const got = new Uint8Array(n);
+    let have = 0;
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      stream.removeEventListener("message", onMessage);
+      stream.removeEventListener("close", onClose);
+      if (err) reject(err);
+      else resolve(got);
+    };
+    const onMessage = (evt: Event) => {
+      const data = (evt as unknown as { data: Uint8Array | { subarray(): Uint8Array } }).data;
+      const chunk = data instanceof Uint8Array ? data : data.subarray();
+      if (have + chunk.byteLength > n) return done(new Error(`more than ${n} bytes`));
+      got.set(chunk, have);
+      have += chunk.byteLength;
+      if (have === n) done();
+    };
+    const onClose = () => done(new Error(`stream closed after ${have} of ${n} bytes`));
+    const timer = setTimeout(() => done(new Error(`no answer in ${ms} ms`)), ms);
+    stream.addEventListener("message", onMessage);
+    stream.addEventListener("close", onClose);
+  });
+}

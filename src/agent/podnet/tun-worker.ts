@@ -1,0 +1,330 @@
+// The pod network's reader thread (a Worker, started by tun.ts). It waits in
+// poll() on the TUN, the lane's UDP socket and a wake-up pipe, so the main
+// thread's event loop never blocks on them:
+// - units read from the TUN go, when their peer has a lane up and they are
+//   single packets (lane-select.ts), out as sealed datagrams from here at
+//   once; the rest are copied, each behind its u32 length, into a ring of
+//   slots in shared memory whose numbers are posted to the main thread,
+//   which sends them on the tunnel streams. At most SLOTS batches are in
+//   flight: when the main thread falls behind, the TUN is not read, the
+//   kernel's queue for the device fills and drops (and counts): memory stays
+//   bounded.
+// - datagrams are authenticated, checked for replay and, as from the stream,
+//   for their addresses (admission.ts), then written to the TUN; what the
+//   host answered meanwhile is read at once.
+// Keeping the lane's whole path on this thread is the point: each hand-over
+// to the main thread's event loop costs tens to hundreds of microseconds on
+// an idle machine (BENCHMARKS.md).
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { loadOpenSslChaCha } from "../../tunnel/crypto/openssl-chacha.ts";
+import { RouteTable } from "./route-table.ts";
+import { inboundProblem } from "./admission.ts";
+import { LaneSelector } from "./lane-select.ts";
+import { LaneType, openDatagram, readHead, ReplayWindow, Sealer, type Aead, type LaneTypeValue } from "./lane-codec.ts";
+import { VNET_HDR_LEN } from "./vnet.ts";
+import type { WorkerEvent, WorkerMessage, LaneInstall, LaneStats } from "./tun-protocol.ts";
+
+const c = dlopen("libc.so.6", {
+  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+  read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+  write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+  sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
+  recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
+}).symbols;
+
+const port = globalThis as unknown as { onmessage: (e: MessageEvent<WorkerMessage>) => void; postMessage(m: WorkerEvent | number): void };
+const POLLIN = 1;
+const MSG_DONTWAIT = 0x40;
+/** the largest unit a read can return that we carry: a 64 KiB GSO packet behind its header */
+const MAX_READ = 65_545;
+/** the thread goes back to its event loop (for the main thread's messages) at least this often */
+const YIELD_MS = 1000;
+const PROBE_UP_MS = 1000;
+const PROBE_FAST_MS = 500;
+const PROBE_SLOW_MS = 5000;
+const FAST_PROBES = 20;
+/** a lane that heard nothing (probe answers come every second) for this long is down: packets take the stream again */
+const SILENT_MS = 3000;
+const EMPTY = new Uint8Array(0);
+
+interface Rx {
+  key: Uint8Array;
+  window: ReplayWindow;
+  node: string;
+}
+/** receive ids kept per peer: both sides may offer at once, and each side then sends under the other's latest id */
+const RX_PER_PEER = 2;
+
+interface Lane {
+  node: string;
+  addr: Uint8Array;
+  txId: number;
+  txKey: Uint8Array;
+  counter: number;
+  /** ids datagrams from this peer carry, newest first */
+  rxIds: number[];
+  up: boolean;
+  lastHeard: number;
+  lastProbe: number;
+  probes: number;
+  stats: LaneStats;
+}
+
+interface Started {
+  fd: number;
+  ctl: Int32Array;
+  bytes: Uint8Array;
+  slots: number;
+  slotBytes: number;
+  udpFd: number;
+  wakeFd: number;
+  self: string;
+  mtu: number;
+}
+
+let s: Started | undefined;
+let table: RouteTable | undefined;
+let aead: Aead | undefined;
+let sealer: Sealer | undefined;
+/** decrypted payloads land here (written to the TUN at once); and the nonce's scratch */
+const plain = new Uint8Array(65_536);
+const openNonce = new Uint8Array(12);
+const lanes = new Map<string, Lane>();
+const rxById = new Map<number, Rx>();
+const selector = new LaneSelector();
+const drops: Record<string, number> = {};
+let seq = 0;
+let lastTimers = 0;
+let lastStats = 0;
+let statsDirty = false;
+const rbuf = new Uint8Array(65_536);
+const pipeBuf = new Uint8Array(64);
+
+port.onmessage = (e) => {
+  const m = e.data;
+  if (m.op === "start") {
+    s = { ...m, ctl: new Int32Array(m.ctlBuf), bytes: new Uint8Array(m.ring) };
+    if (m.udpFd >= 0) sealer = new Sealer((aead = loadOpenSslChaCha()));
+    run();
+  } else if (m.op === "nodes") table = new RouteTable(m.nodes, s?.self ?? "");
+  else if (m.op === "lane") install(m);
+  else if (m.op === "unlane") remove(m.node);
+};
+
+/** drops told to the main thread (for its log) per reason per minute, at most; the counters keep every one */
+const TOLD_PER_MINUTE = 5;
+const told = new Map<string, { minute: number; n: number }>();
+
+function drop(reason: string, detail = ""): void {
+  drops[reason] = (drops[reason] ?? 0) + 1;
+  statsDirty = true;
+  const minute = Math.floor(Date.now() / 60_000);
+  let t = told.get(reason);
+  if (!t || t.minute !== minute) told.set(reason, (t = { minute, n: 0 }));
+  if (t.n++ < TOLD_PER_MINUTE) port.postMessage({ ev: "drop", reason, detail });
+}
+
+function install(m: LaneInstall): void {
+  const old = lanes.get(m.node);
+  const rxIds = [m.rxId, ...(old?.rxIds ?? []).filter((id) => id !== m.rxId)];
+  for (const id of rxIds.splice(RX_PER_PEER)) rxById.delete(id);
+  rxById.set(m.rxId, { key: m.rxKey, window: new ReplayWindow(), node: m.node });
+  lanes.set(m.node, {
+    node: m.node,
+    addr: m.addr,
+    txId: m.txId,
+    txKey: m.txKey,
+    counter: 0,
+    rxIds,
+    up: false,
+    lastHeard: 0,
+    lastProbe: 0,
+    probes: 0,
+    stats: old?.stats ?? { up: false, packetsOut: 0, bytesOut: 0, packetsIn: 0, bytesIn: 0 },
+  });
+  lanes.get(m.node)!.stats.up = false;
+  statsDirty = true;
+}
+
+function remove(node: string): void {
+  const old = lanes.get(node);
+  if (!old) return;
+  lanes.delete(node);
+  for (const id of old.rxIds) rxById.delete(id);
+  statsDirty = true;
+}
+
+function send(lane: Lane, type: LaneTypeValue, payload: Uint8Array): boolean {
+  const d = sealer!.seal(lane.txKey, lane.txId, lane.counter++, type, payload);
+  if (Number(c.sendto(s!.udpFd, ptr(d), d.byteLength, 0, ptr(lane.addr), 16)) !== d.byteLength) {
+    drop("lane-send", `to ${lane.node}`);
+    return false;
+  }
+  return true;
+}
+
+/** a unit read from the TUN: true when it went on a lane (or was dropped trying) */
+function toLane(unit: Uint8Array, now: number): boolean {
+  const ip = VNET_HDR_LEN;
+  if (!table || unit.byteLength < ip + 20) return false;
+  const dst = ((unit[ip + 16]! << 24) | (unit[ip + 17]! << 16) | (unit[ip + 18]! << 8) | unit[ip + 19]!) >>> 0;
+  const node = table.nodeFor(dst);
+  const lane = node === undefined ? undefined : lanes.get(node);
+  if (!lane?.up || !selector.mayTakeLane(unit, now)) return false;
+  if (send(lane, LaneType.data, unit)) {
+    lane.stats.packetsOut++;
+    lane.stats.bytesOut += unit.byteLength - VNET_HDR_LEN;
+    statsDirty = true;
+  }
+  return true;
+}
+
+function fromTun(now: number): void {
+  const st = s!;
+  const lanesUp = lanes.size > 0;
+  for (let round = 0; round < 4 && Atomics.load(st.ctl, 1) < st.slots; round++) {
+    const slot = seq % st.slots;
+    const base = slot * st.slotBytes;
+    let off = 0;
+    let reads = 0;
+    // one unit per read(), until none is left or the slot is nearly full
+    while (st.slotBytes - off > MAX_READ + 8) {
+      const got = Number(c.read(st.fd, ptr(st.bytes, base + off + 4), MAX_READ + 64));
+      if (got <= 0) break;
+      reads++;
+      // larger than a GSO packet can be: not ours to carry (counted)
+      if (got > MAX_READ) {
+        Atomics.add(st.ctl, 2, 1);
+        continue;
+      }
+      if (lanesUp && toLane(st.bytes.subarray(base + off + 4, base + off + 4 + got), now)) continue;
+      st.bytes[base + off] = 0;
+      st.bytes[base + off + 1] = got >>> 16;
+      st.bytes[base + off + 2] = (got >>> 8) & 255;
+      st.bytes[base + off + 3] = got & 255;
+      off += 4 + got;
+    }
+    if (off > 0) {
+      st.ctl[3 + slot] = off;
+      seq++;
+      Atomics.add(st.ctl, 1, 1);
+      port.postMessage(slot);
+    }
+    if (reads === 0 || st.slotBytes - off > MAX_READ + 8) return;
+  }
+}
+
+function fromUdp(now: number): void {
+  const st = s!;
+  let wrote = false;
+  for (let i = 0; i < 256; i++) {
+    const n = Number(c.recv(st.udpFd, ptr(rbuf), rbuf.byteLength, MSG_DONTWAIT));
+    if (n <= 0) break;
+    const d = rbuf.subarray(0, n);
+    const h = readHead(d);
+    if (!h) {
+      drop("lane-malformed");
+      continue;
+    }
+    const rx = rxById.get(h.receiverId);
+    if (!rx) {
+      drop("lane-unknown", `lane id ${h.receiverId}`);
+      continue;
+    }
+    const payload = openDatagram(aead!, rx.key, h, d, plain, openNonce);
+    if (!payload) {
+      drop("lane-auth", `lane of ${rx.node}`);
+      continue;
+    }
+    if (!rx.window.accept(h.counter)) {
+      drop("lane-replay", `lane of ${rx.node}, counter ${h.counter}`);
+      continue;
+    }
+    const lane = lanes.get(rx.node);
+    if (!lane) continue;
+    lane.lastHeard = now;
+    if (h.type === LaneType.probe) {
+      send(lane, LaneType.probeReply, EMPTY);
+      continue;
+    }
+    if (h.type === LaneType.probeReply) {
+      if (!lane.up) {
+        lane.up = lane.stats.up = true;
+        statsDirty = true;
+        port.postMessage({ ev: "lane", node: lane.node, up: true });
+      }
+      continue;
+    }
+    const refused = inboundProblem(table, lane.node, payload, st.mtu);
+    if (refused) {
+      drop(refused.reason, refused.detail);
+      continue;
+    }
+    if (Number(c.write(st.fd, ptr(payload), payload.byteLength)) !== payload.byteLength) {
+      drop("tun-write", `from ${lane.node}`);
+      continue;
+    }
+    lane.stats.packetsIn++;
+    lane.stats.bytesIn += payload.byteLength - VNET_HDR_LEN;
+    statsDirty = true;
+    wrote = true;
+  }
+  // answers the host made while we wrote (a pod's reply) go out now
+  if (wrote) fromTun(now);
+}
+
+function timers(now: number): void {
+  for (const lane of lanes.values()) {
+    const every = lane.up ? PROBE_UP_MS : lane.probes < FAST_PROBES ? PROBE_FAST_MS : PROBE_SLOW_MS;
+    if (now - lane.lastProbe >= every) {
+      lane.lastProbe = now;
+      lane.probes++;
+      send(lane, LaneType.probe, EMPTY);
+    }
+    if (lane.up && now - lane.lastHeard > SILENT_MS) {
+      lane.up = lane.stats.up = false;
+      lane.probes = 0;
+      statsDirty = true;
+      port.postMessage({ ev: "lane", node: lane.node, up: false });
+    }
+  }
+  if (statsDirty && now - lastStats >= 250) {
+    lastStats = now;
+    statsDirty = false;
+    port.postMessage({ ev: "stats", lanes: Object.fromEntries([...lanes].map(([n, l]) => [n, { ...l.stats }])), drops: { ...drops } });
+  }
+}
+
+function run(): void {
+  const st = s!;
+  const pfd = new Uint8Array(24);
+  const dv = new DataView(pfd.buffer);
+  const fds = [st.fd, st.wakeFd, st.udpFd];
+  const n = st.udpFd >= 0 ? 3 : 2;
+  for (let i = 0; i < n; i++) dv.setInt32(i * 8, fds[i]!, true);
+  const until = performance.now() + YIELD_MS;
+  while (Atomics.load(st.ctl, 0) === 0) {
+    const ringFull = Atomics.load(st.ctl, 1) >= st.slots;
+    dv.setInt16(4, ringFull ? 0 : POLLIN, true);
+    for (let i = 1; i < n; i++) dv.setInt16(i * 8 + 4, POLLIN, true);
+    for (let i = 0; i < n; i++) dv.setInt16(i * 8 + 6, 0, true);
+    const ready = c.poll(ptr(pfd), n, ringFull ? 5 : 250);
+    const now = performance.now();
+    if (ready > 0) {
+      if (n === 3 && dv.getInt16(22, true)) fromUdp(now);
+      if (dv.getInt16(6, true)) fromTun(now);
+      if (dv.getInt16(14, true)) {
+        // the main thread posted a message: read it on the event loop, then come back
+        c.read(st.wakeFd, ptr(pipeBuf), pipeBuf.byteLength);
+        break;
+      }
+    }
+    if (aead && now - lastTimers >= 250) {
+      lastTimers = now;
+      timers(now);
+    }
+    if (now > until) break;
+  }
+  if (Atomics.load(st.ctl, 0) !== 0) return port.postMessage(-1);
+  setTimeout(run, 0);
+}
