@@ -54,14 +54,20 @@ test("pod network: each node's routed CIDRs, path and packet counts; drops and r
         { cidr: "10.244.3.0/24", node: "edge3" },
       ],
       refused: [{ node: "evil", cidr: "10.244.0.0/16", reason: "overlaps this node's pod CIDR" }],
-      peers: [{ node: "edge2", path: "direct", packetsOut: 120, bytesOut: 9000, packetsIn: 98, bytesIn: 7000 }],
+      lane: { port: 20007 },
+      peers: [
+        { node: "edge2", path: "direct", packetsOut: 120, bytesOut: 9000, packetsIn: 98, bytesIn: 7000, lane: "up", lanePacketsOut: 40, lanePacketsIn: 38 },
+        { node: "edge3", path: "direct", packetsOut: 5, bytesOut: 500, packetsIn: 0, bytesIn: 0, lane: "probing", lanePacketsOut: 0, lanePacketsIn: 0 },
+      ],
       dropped: { source: 3, queue: 0 },
     },
   };
   const text = renderStatus(doc);
-  expect(text).toMatch(/^POD NETWORK  device=edgemesh-tun mtu=1400 own=10\.244\.1\.0\/24 dropped: source=3$/m);
-  expect(text).toMatch(/edge2\s+10\.244\.2\.0\/24\s+direct\s+120\s+98/);
-  expect(text).toMatch(/edge3\s+10\.244\.3\.0\/24\s+-\s+0\s+0/);
+  expect(text).toMatch(/^POD NETWORK  device=edgemesh-tun mtu=1400 own=10\.244\.1\.0\/24 lane=udp\/20007 dropped: source=3$/m);
+  expect(text).toMatch(/edge2\s+10\.244\.2\.0\/24\s+direct\s+up\s+120\s+98\s+40\s+38/);
+  // a lane that never answered stands out (its packets take the stream)
+  expect(text).toMatch(/edge3\s+10\.244\.3\.0\/24\s+direct\s+! probing \(no answer yet\)\s+5\s+0\s+0\s+0/);
+  expect(renderStatus({ ...doc, podNetwork: { ...doc.podNetwork!, lane: null, peers: [] } })).toMatch(/lane=off/);
   expect(text).toContain("! evil 10.244.0.0/16 not routed: overlaps this node's pod CIDR");
   expect(renderStatus(emptyStatus("agent", "edge1", "1.0.0"))).not.toContain("POD NETWORK");
 });

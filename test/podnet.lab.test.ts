@@ -164,6 +164,8 @@ test("stopping the agent removes the device, its routes and its chains", async (
   expect(routes).not.toContain("10.244.2.0/24");
   const rules = (await lab.exec("edge3", ["iptables-save"])).stdout;
   expect(rules).not.toContain("EDGEMESH-PODNET");
+  // nor does the lane's UDP port stay open
+  expect((await lab.exec("edge3", ["ss", "-Hunl", "sport", "=", ":20007"])).stdout.trim()).toBe("");
   mesh.startAgent("edge3");
   await mesh.waitReserved(["edge3"]);
   await waitFor(async () => (await mesh.status<PodnetStatus>("edge3")).podNetwork?.routes.length === 2, { timeoutMs: 10_000, description: "edge3's routes again" });

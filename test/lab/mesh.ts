@@ -74,6 +74,8 @@ export interface MeshOptions {
    * list gets every node's, the node's own included, with its lab address)
    */
   podCIDRs?: Record<string, string[]>;
+  /** agent.podNetwork.lane.enable (default: the config's, on) */
+  podnetLane?: boolean;
   /** agent.tunnel.punchIcmpFilter (default: the config's, on) */
   punchIcmpFilter?: boolean;
   /** identity v2: a CA in the mesh directory (ca/), a key and certificate per node (certs/NAME.*), `trust` in every config; default true (a node does not start without) */
@@ -175,7 +177,7 @@ export function startMesh(lab: Lab, o: MeshOptions): Mesh {
         o.services?.length ? `      services:` : `      services: []`,
         ...(o.services ?? []).map((l) => `        ${l}`),
         `  proxy: {enable: ${o.proxy ?? false}}`,
-        ...(o.podCIDRs ? [`  podNetwork: {enable: true}`] : []),
+        ...(o.podCIDRs ? [`  podNetwork: {enable: true${o.podnetLane === undefined ? "" : `, lane: {enable: ${o.podnetLane}}`}}`] : []),
         o.dns ? `  dns: {enable: true, upstreamServers: ${yamlList(o.dns.upstreams)}}` : `  dns: {enable: false}`,
         `  socks5: {enable: true, listen: "${SOCKS}", nodePorts: [${(o.nodePorts ?? [9000, 9001, 9002]).join(", ")}]}`,
         "",

@@ -242,12 +242,13 @@ function fromUdp(now: number): void {
     }
     const lane = lanes.get(rx.node);
     if (!lane) continue;
-    lane.lastHeard = now;
     if (h.type === LaneType.probe) {
       send(lane, LaneType.probeReply, EMPTY);
       continue;
     }
     if (h.type === LaneType.probeReply) {
+      // only answers to our probes prove that what we send arrives (the peer's own datagrams prove the other way)
+      lane.lastHeard = now;
       if (!lane.up) {
         lane.up = lane.stats.up = true;
         statsDirty = true;

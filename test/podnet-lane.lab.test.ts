@@ -1,0 +1,150 @@
+// The pod network's datagram lane (compiled binary, NAT lab): pods behind
+// edge1 and edge3 (one LAN) and edge2 (behind the other NAT, hole-punched).
+// Single packets to peers reached directly go as sealed UDP datagrams from
+// the reader thread; bulk TCP stays on the tunnel stream; a lane that stops
+// answering hands its packets back to the stream; replayed and forged
+// datagrams are refused and counted.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import { Lab, BUN, waitFor } from "./lab/index.ts";
+import { endLab, startMesh, type Mesh } from "./lab/mesh.ts";
+import { ensureBinary } from "./util/run.ts";
+
+const FIX = join(import.meta.dir, "fixtures");
+const MiB = 1024 * 1024;
+const LANE_PORT = 20007;
+let lab: Lab;
+let mesh: Mesh;
+const CIDR = { edge1: "10.244.1.0/24", edge2: "10.244.2.0/24", edge3: "10.244.3.0/24" } as const;
+const IP = { pod1: "10.244.1.2", pod2: "10.244.2.2", pod3: "10.244.3.2" } as const;
+
+interface Peer {
+  node: string;
+  path: string;
+  lane: string;
+  packetsOut: number;
+  packetsIn: number;
+  lanePacketsOut: number;
+  lanePacketsIn: number;
+}
+interface PodnetStatus {
+  podNetwork: { lane: { port: number } | null; peers: Peer[]; dropped: Record<string, number> };
+}
+
+const peer = async (node: string, of: string): Promise<Peer | undefined> => (await mesh.status<PodnetStatus>(node)).podNetwork.peers.find((p) => p.node === of);
+const dropped = async (node: string, reason: string) => (await mesh.status<PodnetStatus>(node)).podNetwork.dropped[reason] ?? 0;
+const POD_OF = { edge1: "pod1", edge2: "pod2", edge3: "pod3" } as const;
+/** waits for `node`'s lane to `of` to answer; a ping between their pods each round (a link looks at its path when it sends) */
+const laneUp = (node: keyof typeof POD_OF, of: keyof typeof POD_OF, timeoutMs = 15_000) =>
+  waitFor(
+    async () => {
+      await lab.exec(POD_OF[node], ["ping", "-c", "1", "-W", "1", IP[POD_OF[of]]], { timeoutMs: 5000 });
+      return (await peer(node, of))?.lane === "up";
+    },
+    { timeoutMs, description: `${node}'s lane to ${of}` },
+  );
+
+beforeAll(async () => {
+  lab = await Lab.create({ name: "podlane" });
+  await lab.addPod("edge1", "pod1", CIDR.edge1);
+  await lab.addPod("edge2", "pod2", CIDR.edge2);
+  await lab.addPod("edge3", "pod3", CIDR.edge3);
+  mesh = startMesh(lab, {
+    binary: await ensureBinary(),
+    agents: [{ name: "edge1", host: "edge1" }, { name: "edge2", host: "edge2" }, { name: "edge3", host: "edge3" }],
+    podCIDRs: { edge1: [CIDR.edge1], edge2: [CIDR.edge2], edge3: [CIDR.edge3] },
+  });
+  for (const pod of ["pod2", "pod3"]) lab.spawn(pod, [BUN, join(FIX, "tcp-source.ts"), "0.0.0.0", "9100"]);
+  await mesh.startAll();
+  for (const n of ["edge1", "edge2", "edge3"]) await waitFor(async () => (await mesh.status<PodnetStatus>(n)).podNetwork?.peers !== undefined, { timeoutMs: 10_000, description: `${n}'s pod network` });
+}, 90_000);
+
+afterAll(() => endLab(lab, mesh), 30_000);
+
+const pingPods = async (from: keyof typeof IP, to: keyof typeof IP, n: number) => lab.exec(from, ["ping", "-c", String(n), "-i", "0.05", "-W", "2", IP[to]], { timeoutMs: 30_000 });
+
+test("pings to a peer on the LAN and to a hole-punched peer go as lane datagrams; a bulk TCP flow stays on the stream, intact", async () => {
+  // the first packets open the link (stream), whose direct connection brings the lane
+  expect((await pingPods("pod1", "pod3", 2)).code).toBe(0);
+  expect((await pingPods("pod1", "pod2", 2)).code).toBe(0);
+  await laneUp("edge1", "edge3");
+  await laneUp("edge1", "edge2");
+  expect((await mesh.status<PodnetStatus>("edge1")).podNetwork.lane).toEqual({ port: LANE_PORT });
+  for (const [to, node] of [["pod3", "edge3"], ["pod2", "edge2"]] as const) {
+    const before = (await peer("edge1", node))!;
+    const farBefore = (await peer(node, "edge1"))!;
+    const r = await pingPods("pod1", to, 20);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("20 received");
+    await Bun.sleep(400); // the reader thread reports its counters four times a second
+    const after = (await peer("edge1", node))!;
+    const farAfter = (await peer(node, "edge1"))!;
+    expect(after.lanePacketsOut - before.lanePacketsOut).toBeGreaterThanOrEqual(20);
+    expect(farAfter.lanePacketsIn - farBefore.lanePacketsIn).toBeGreaterThanOrEqual(20);
+    // the echo replies came back on the lane too, and the stream carried (almost) none of it
+    expect(after.lanePacketsIn - before.lanePacketsIn).toBeGreaterThanOrEqual(20);
+    expect(after.packetsOut - before.packetsOut).toBeLessThan(5);
+  }
+  // 16 MiB pod3 → pod1: GSO packets on the stream, ACKs on the lane; every byte arrives in order
+  const streamBefore = (await peer("edge3", "edge1"))!.packetsOut;
+  const r = await lab.exec("pod1", [BUN, join(FIX, "pull-digest.ts"), IP.pod3, "9100", "1", String(16 * MiB)], { timeoutMs: 60_000 });
+  expect(JSON.parse(r.stdout || "{}")).toMatchObject({ ok: true, bytes: 16 * MiB });
+  expect((await peer("edge3", "edge1"))!.packetsOut - streamBefore).toBeGreaterThan(100);
+}, 90_000);
+
+test("a lane whose datagrams stop arriving is down within seconds; its packets take the stream; it comes back when they arrive again", async () => {
+  await laneUp("edge1", "edge3");
+  const block = ["INPUT", "-p", "udp", "--dport", String(LANE_PORT), "-j", "DROP"];
+  await lab.execOrThrow("edge3", ["iptables", "-I", ...block]);
+  try {
+    const t0 = Date.now();
+    await waitFor(async () => (await peer("edge1", "edge3"))?.lane === "probing", { timeoutMs: 8000, description: "edge1's lane to edge3 down" });
+    const downAfter = Date.now() - t0;
+    console.log(`lane to a silenced peer declared down after ${downAfter} ms`);
+    expect(downAfter).toBeLessThan(6000);
+    const before = (await peer("edge1", "edge3"))!;
+    const r = await pingPods("pod1", "pod3", 10);
+    expect(r.stdout).toContain("10 received");
+    const after = (await peer("edge1", "edge3"))!;
+    expect(after.packetsOut - before.packetsOut).toBeGreaterThanOrEqual(10);
+    expect(after.lanePacketsOut).toBe(before.lanePacketsOut);
+  } finally {
+    await lab.exec("edge3", ["iptables", "-D", ...block]);
+  }
+  await laneUp("edge1", "edge3", 15_000);
+  expect(mesh.logs("edge1")).toMatch(/pod network lane down \(no answer\): packets take the tunnel stream node=edge3/);
+}, 60_000);
+
+test("duplicated datagrams (a neighbour replaying them) are refused: no duplicate reaches the pod, each is counted", async () => {
+  await laneUp("edge1", "edge3");
+  const before = await dropped("edge3", "lane-replay");
+  // every lane datagram edge1 sends also goes to edge3 a second time
+  const tee = ["POSTROUTING", "-p", "udp", "--dport", String(LANE_PORT), "-d", lab.hosts.edge3.ip, "-j", "TEE", "--gateway", lab.hosts.edge3.ip];
+  await lab.execOrThrow("edge1", ["iptables", "-t", "mangle", "-I", ...tee]);
+  try {
+    const r = await pingPods("pod1", "pod3", 10);
+    expect(r.stdout).toContain("10 received");
+    expect(r.stdout).not.toContain("DUP!");
+  } finally {
+    await lab.exec("edge1", ["iptables", "-t", "mangle", "-D", ...tee]);
+  }
+  await Bun.sleep(400);
+  expect((await dropped("edge3", "lane-replay")) - before).toBeGreaterThanOrEqual(10);
+}, 30_000);
+
+test("forged datagrams from a LAN neighbour are dropped and counted; the lane keeps serving", async () => {
+  await laneUp("edge1", "edge3");
+  const before = { malformed: await dropped("edge1", "lane-malformed"), unknown: await dropped("edge1", "lane-unknown") };
+  // garbage, and well-formed headers with ids nobody handed out, from edge3's address
+  const forge = `
+    const s = await Bun.udpSocket({});
+    for (let i = 0; i < 50; i++) s.send(crypto.getRandomValues(new Uint8Array(8 + i)), ${LANE_PORT}, "${lab.hosts.edge1.ip}");
+    for (let i = 0; i < 50; i++) { const d = crypto.getRandomValues(new Uint8Array(120)); d[0] = 1; d[1] = d[2] = d[3] = 0; s.send(d, ${LANE_PORT}, "${lab.hosts.edge1.ip}"); }
+    await Bun.sleep(100); s.close();`;
+  expect((await lab.exec("edge3", [BUN, "-e", forge], { timeoutMs: 15_000 })).code).toBe(0);
+  await Bun.sleep(400);
+  expect((await dropped("edge1", "lane-malformed")) - before.malformed).toBeGreaterThanOrEqual(40);
+  expect((await dropped("edge1", "lane-unknown")) - before.unknown).toBeGreaterThanOrEqual(49);
+  expect((await pingPods("pod3", "pod1", 5)).stdout).toContain("5 received");
+  expect((await peer("edge1", "edge3"))?.lane).toBe("up");
+}, 30_000);
