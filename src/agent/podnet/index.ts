@@ -19,6 +19,7 @@ import { inboundProblem } from "./admission.ts";
 import { coalesceTcp } from "./tcp-coalesce.ts";
 import { localAddressIn } from "./local-address.ts";
 import { LANE_PROTOCOL, LaneControl } from "./lane-control.ts";
+import { tryLoadOpenSslChaCha } from "../../tunnel/crypto/openssl-chacha.ts";
 import type { LaneStats, WorkerEvent } from "./tun-protocol.ts";
 
 export const podnetModule: ModuleFactory = {
@@ -67,13 +68,23 @@ class PodNetwork implements Module {
     log.info("pod network device up", { device: this.cfg.device, mtu: this.cfg.mtu });
     const laneCfg = this.cfg.lane;
     if (laneCfg.enable) {
+      // the lane seals with OpenSSL's ChaCha20-Poly1305 (no slower cipher on a path that is about latency)
+      const openssl = tryLoadOpenSslChaCha();
       try {
+        if (!openssl.ok) throw new Error(`no OpenSSL ChaCha20-Poly1305 (${openssl.error})`);
         this.tun.openLane(laneCfg.port);
         log.info("pod network lane listening", { udpPort: laneCfg.port });
       } catch (err) {
         log.warn("pod network lane off: packets take the tunnel stream only", { error: (err as Error).message });
       }
     }
+    // before the node table can arrive: the reader thread gets every table
+    this.tun.startReading((batch) => this.fromTun(batch), {
+      self: this.ctx.config.nodeName,
+      mtu: this.cfg.mtu,
+      onEvent: (e) => this.fromReader(e),
+      onError: (message) => log.error("pod network reader thread failed: no packets are read from the device", { error: message }),
+    });
     this.unsubscribe.push(
       bus.subscribe(
         "tunnel",
@@ -99,7 +110,6 @@ class PodNetwork implements Module {
         { replay: true },
       ),
     );
-    this.tun.startReading((batch) => this.fromTun(batch), { self: this.ctx.config.nodeName, mtu: this.cfg.mtu, onEvent: (e) => this.fromReader(e) });
     this.registerMetrics();
   }
 

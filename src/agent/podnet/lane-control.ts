@@ -28,6 +28,8 @@ interface LaneState {
 export class LaneControl {
   private readonly state = new Map<string, LaneState>();
   private readonly up = new Set<string>();
+  /** nodes whose failed exchange was logged as a warning (later ones: debug) */
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly tunnel: TunnelAccess,
@@ -74,7 +76,11 @@ export class LaneControl {
       this.place(node, ip, theirs, mine, st);
     } catch (err) {
       st.retryAt = Date.now() + RETRY_MS;
-      this.log.warn("pod network lane not set up; packets take the tunnel stream", { node, error: (err as Error).message });
+      // a peer without the lane (off, or an older agent) fails every 30 s: said once
+      const fields = { node, error: (err as Error).message, retryInSeconds: RETRY_MS / 1000 };
+      if (this.warned.has(node)) this.log.debug("pod network lane not set up; packets take the tunnel stream", fields);
+      else this.log.warn("pod network lane not set up; packets take the tunnel stream", fields);
+      this.warned.add(node);
     } finally {
       st.pending = false;
     }

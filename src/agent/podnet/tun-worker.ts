@@ -104,7 +104,15 @@ port.onmessage = (e) => {
   const m = e.data;
   if (m.op === "start") {
     s = { ...m, ctl: new Int32Array(m.ctlBuf), bytes: new Uint8Array(m.ring) };
-    if (m.udpFd >= 0) sealer = new Sealer((aead = loadOpenSslChaCha()));
+    if (m.udpFd >= 0) {
+      // the main thread loaded it before opening the socket; should it fail here, the TUN is still read (no lanes)
+      try {
+        sealer = new Sealer((aead = loadOpenSslChaCha()));
+      } catch (err) {
+        s.udpFd = -1;
+        drop("lane-off", (err as Error).message);
+      }
+    }
     run();
   } else if (m.op === "nodes") table = new RouteTable(m.nodes, s?.self ?? "");
   else if (m.op === "lane") install(m);

@@ -139,7 +139,7 @@ export class TunDevice {
    * that is valid only during the call (the slot is reused afterwards);
    * `onEvent` gets the lane's events
    */
-  startReading(onBatch: (batch: Uint8Array) => void, opts: { self: string; mtu: number; onEvent?: (e: WorkerEvent) => void }): void {
+  startReading(onBatch: (batch: Uint8Array) => void, opts: { self: string; mtu: number; onEvent?: (e: WorkerEvent) => void; onError?: (message: string) => void }): void {
     this.ring = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
     const ctlBuf = new SharedArrayBuffer(CTL_WORDS * 4);
     const ctl = (this.ctl = new Int32Array(ctlBuf));
@@ -147,6 +147,7 @@ export class TunDevice {
     const fds = (this.wakeFds = new Int32Array(2));
     if (lib().pipe2(ptr(fds), O_NONBLOCK | O_CLOEXEC) !== 0) throw new Error(`cannot make a pipe: ${errnoText(errnoOf!())}`);
     const w = (this.reader = new Worker(readerUrl()));
+    w.onerror = (e) => opts.onError?.(e.message);
     w.onmessage = (e: MessageEvent<number | WorkerEvent>) => {
       const slot = e.data;
       if (typeof slot !== "number") return opts.onEvent?.(slot);
