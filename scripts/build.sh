@@ -26,8 +26,9 @@ COMMON=(--compile --minify --bytecode --format=esm --sourcemap=none
 size() { du -h "$1" | cut -f1; }
 
 echo "build: edgemesh $VERSION (bun $BUN_VERSION)"
-# the pod network's reader thread is a Worker module: its own entrypoint (src/agent/podnet/tun.ts finds it)
-ENTRIES=(src/main.ts src/agent/podnet/tun-worker.ts)
+# Worker modules are entrypoints of their own: the pod network's reader thread
+# (src/agent/podnet/tun.ts finds it) and the server's lane relay thread
+ENTRIES=(src/main.ts src/agent/podnet/tun-worker.ts src/server/lane-relay/worker.ts)
 "$BUN" build "${COMMON[@]}" "${ENTRIES[@]}" --outfile dist/edgemesh >/dev/null
 echo "build: dist/edgemesh $(size dist/edgemesh) (bare bun runtime $(size "$(readlink -f "$BUN")"))"
 

@@ -148,3 +148,39 @@ test("forged datagrams from a LAN neighbour are dropped and counted; the lane ke
   expect((await pingPods("pod3", "pod1", 5)).stdout).toContain("5 received");
   expect((await peer("edge1", "edge3"))?.lane).toBe("up");
 }, 30_000);
+
+test("behind a port-randomising NAT (relayed, no punching) the lane runs through the server's lane relay: pings go as datagrams there", async () => {
+  await Promise.all(["edge1", "edge2", "edge3"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
+  await lab.setNatMapping("nat2", "random");
+  await lab.exec("nat2", ["conntrack", "-F"]);
+  try {
+    for (const n of ["edge1", "edge2", "edge3"]) mesh.startAgent(n);
+    await mesh.waitReserved(["edge1", "edge2", "edge3"]);
+    await laneUp("edge1", "edge2", 20_000);
+    expect((await peer("edge1", "edge2"))?.path).toBe("relayed");
+    const before = (await peer("edge1", "edge2"))!;
+    const r = await pingPods("pod1", "pod2", 20);
+    expect(r.stdout).toContain("20 received");
+    await Bun.sleep(400);
+    const after = (await peer("edge1", "edge2"))!;
+    expect(after.lanePacketsOut - before.lanePacketsOut).toBeGreaterThanOrEqual(20);
+    expect(after.lanePacketsIn - before.lanePacketsIn).toBeGreaterThanOrEqual(20);
+    expect(after.packetsOut - before.packetsOut).toBeLessThan(5);
+    const server = (await mesh.serverStatus()) as { laneRelay: { registered: number; forwarded: number } | null };
+    expect(server.laneRelay?.registered).toBeGreaterThanOrEqual(2);
+    expect(server.laneRelay?.forwarded).toBeGreaterThanOrEqual(40);
+    // datagrams to the relay from an address no agent registered are not forwarded
+    const forge = `
+      const s = await Bun.udpSocket({});
+      for (let i = 0; i < 20; i++) { const d = crypto.getRandomValues(new Uint8Array(64)); d[0] = 5; d[1] = d[2] = d[3] = 0; s.send(d, ${LANE_PORT}, "${lab.hosts.cloud.ip}"); }
+      await Bun.sleep(100); s.close();`;
+    await lab.exec("edge3", [BUN, "-e", forge], { timeoutMs: 15_000 });
+    await Bun.sleep(400);
+    const after2 = (await mesh.serverStatus()) as { laneRelay: { forwarded: number; drops: Record<string, number> } };
+    expect(after2.laneRelay.drops.unregistered ?? 0).toBeGreaterThanOrEqual(20);
+  } finally {
+    await Promise.all(["edge1", "edge2", "edge3"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
+    await lab.setNatMapping("nat2", "preserve");
+    await lab.exec("nat2", ["conntrack", "-F"]);
+  }
+}, 120_000);

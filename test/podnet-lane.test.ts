@@ -2,7 +2,7 @@
 // offer exchanged over the tunnel, and which packets take it.
 import { expect, test } from "bun:test";
 import { loadOpenSslChaCha } from "../src/tunnel/crypto/openssl-chacha.ts";
-import { decodeOffer, encodeOffer, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, REPLAY_WINDOW, ReplayWindow, sealDatagram, Sealer } from "../src/agent/podnet/lane-codec.ts";
+import { decodeGrant, decodeOffer, encodeGrant, encodeOffer, ENVELOPE, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, registerDatagram, REGISTER_BYTES, RelayType, REPLAY_WINDOW, ReplayWindow, sealDatagram, Sealer } from "../src/agent/podnet/lane-codec.ts";
 import { LaneSelector, MAX_LANE_UNIT, STICKY_MS } from "../src/agent/podnet/lane-select.ts";
 import { VNET_HDR_LEN } from "../src/agent/podnet/vnet.ts";
 
@@ -122,4 +122,23 @@ test("a TCP flow that sent a GSO packet keeps to the stream for a while; other f
   expect(s.mayTakeLane(unit(80, 6, { sport: 40001 }), 1001)).toBe(true);
   // after the quiet time, back on the lane
   expect(s.mayTakeLane(unit(80, 6), 1000 + STICKY_MS + 1)).toBe(true);
+});
+
+test("through a server, a datagram goes in an envelope naming the peer's relay id; the inner datagram is the plain one", () => {
+  const s = new Sealer(aead);
+  const plain = s.seal(key, 7, 3, LaneType.data, payload).slice();
+  const wrapped = s.seal(key, 7, 3, LaneType.data, payload, 0xabcdef01);
+  expect(Array.from(wrapped.subarray(0, ENVELOPE))).toEqual([RelayType.forward, 0, 0, 0, 0xab, 0xcd, 0xef, 0x01]);
+  expect(wrapped.subarray(ENVELOPE)).toEqual(plain);
+  const reg = registerDatagram(0x01020304, new Uint8Array(16).fill(9));
+  expect(reg.byteLength).toBe(REGISTER_BYTES);
+  expect(Array.from(reg.subarray(0, 8))).toEqual([RelayType.register, 0, 0, 0, 1, 2, 3, 4]);
+});
+
+test("grants and offers carry the relay ids", () => {
+  const g = { port: 20007, relayId: 42, token: crypto.getRandomValues(new Uint8Array(16)) };
+  expect(decodeGrant(encodeGrant(g))).toEqual(g);
+  expect(decodeGrant(new Uint8Array(3))).toMatch(/grant of 3 bytes/);
+  const o = newOffer(20007, 77);
+  expect((decodeOffer(encodeOffer(o)) as { relayId: number }).relayId).toBe(77);
 });

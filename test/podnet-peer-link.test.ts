@@ -36,6 +36,7 @@ function fakeTunnel(streams: Array<ReturnType<typeof fakeStream>>, preferred: { 
     open: () => Promise.reject(new Error("unused")),
     handle: async () => {},
     preferredConnection: () => preferred.id,
+    openRelayStream: () => Promise.reject(new Error("unused")),
     openStream: async () => ({ stream: streams[n] as never, connectionId: preferred.id, path: preferred.id === "direct" ? "direct" : "relayed", n: n++ }) as NodeStream,
   };
   return t;

@@ -152,6 +152,13 @@ export const configSchema = z.strictObject({
         .max(65536)
         .default(256)
         .describe("Relayed connections one agent may have open through the server at once (each holds two streams and their buffers here); more are refused (`relay_refused_total`)."),
+      laneRelay: z
+        .strictObject({
+          enable: z.boolean().default(true).describe("Forward the pod network's lane datagrams between agents whose connection runs through this server (sealed end to end; only addresses agents registered over their verified connection may use it)."),
+          port: z.number().int().min(1).max(65535).default(20007).describe("UDP port of the lane relay (open it to the agents like the server's TCP port)."),
+        })
+        .prefault({})
+        .describe("Lane relay for relayed agents (docs/podnet.md)."),
       privateNetwork: privateNetwork.describe(
         "Private network keyed from the psk on every connection: without the secret a peer cannot even start a handshake (v2: a proof of the psk bound to the connection). `v1`: the encrypting construction of earlier releases, for a mesh being upgraded. Must match the agents.",
       ),

@@ -35,13 +35,18 @@ export interface NodeStream {
   path: "direct" | "relayed";
   /** the peer's IPv4 address on a direct connection (as this side sees it: its NAT's, when behind one) */
   remoteIp?: string;
+  /** on a relayed connection: the relay's peer ID and IPv4 address */
+  relayPeer?: string;
+  relayIp?: string;
 }
 
 /** what a stream's handler learns about the connection it came on */
 export interface StreamOrigin {
   path: "direct" | "relayed";
-  /** as NodeStream.remoteIp */
+  /** as NodeStream.remoteIp, relayPeer and relayIp */
   remoteIp?: string;
+  relayPeer?: string;
+  relayIp?: string;
   /** as NodeStream.connectionId */
   connectionId?: string;
 }
@@ -59,4 +64,6 @@ export interface TunnelAccess {
   preferredConnection(nodeName: string): string | undefined;
   /** serves `protocol` to verified agents (relayed connections too): the handler gets each stream and the sender's node name, from its certificate */
   handle(protocol: string, handler: (stream: Stream, fromNode: string, origin: StreamOrigin) => void): Promise<void>;
+  /** a stream of `protocol` to a server or relay we hold a direct connection to (by peer ID); never dials */
+  openRelayStream(relayPeer: string, protocol: string): Promise<Stream>;
 }

@@ -28,11 +28,18 @@ export function isCircuit(ma: Multiaddr): boolean {
   return ma.toString().includes("/p2p-circuit");
 }
 
-/** how a connection reaches its peer: relayed, or direct with the peer's IPv4 address (undefined for IPv6) */
-export function originOf(conn: { remoteAddr: Multiaddr }): { path: "direct" | "relayed"; remoteIp?: string } {
-  if (isCircuit(conn.remoteAddr)) return { path: "relayed" };
-  const m = /^\/ip4\/(\d+\.\d+\.\d+\.\d+)\//.exec(conn.remoteAddr.toString());
-  return m ? { path: "direct", remoteIp: m[1] } : { path: "direct" };
+/**
+ * how a connection reaches its peer: direct with the peer's IPv4 address, or
+ * relayed with the relay's peer ID and IPv4 address (undefined for IPv6)
+ */
+export function originOf(conn: { remoteAddr: Multiaddr }): { path: "direct" | "relayed"; remoteIp?: string; relayPeer?: string; relayIp?: string } {
+  const text = conn.remoteAddr.toString();
+  const ip = /^\/ip4\/(\d+\.\d+\.\d+\.\d+)\//.exec(text)?.[1];
+  if (isCircuit(conn.remoteAddr)) {
+    const relayPeer = /\/p2p\/([^/]+)\/p2p-circuit/.exec(text)?.[1];
+    return { path: "relayed", ...(relayPeer ? { relayPeer } : {}), ...(ip ? { relayIp: ip } : {}) };
+  }
+  return ip ? { path: "direct", remoteIp: ip } : { path: "direct" };
 }
 
 /** the circuit address of `target` through the relay at `relay` */

@@ -10,6 +10,14 @@
 export const LANE_HEADER = 16;
 export const LANE_TAG = 16;
 export const LaneType = { data: 1, probe: 2, probeReply: 3 } as const;
+// Through a tunnel server (a relayed connection), a datagram travels inside
+// an envelope the server reads: [5][0 0 0][receiver's relay id u32][datagram];
+// the server forwards the datagram alone to the address that relay id
+// registered from with [6][0 0 0][relay id u32][token, 16 bytes]. The server
+// sees ids and sizes, never a payload or a key.
+export const RelayType = { forward: 5, register: 6 } as const;
+export const ENVELOPE = 8;
+export const REGISTER_BYTES = 8 + 16;
 export type LaneTypeValue = (typeof LaneType)[keyof typeof LaneType];
 /** how far behind the highest counter seen a datagram may still arrive (reordering on the path) */
 export const REPLAY_WINDOW = 1024;
@@ -36,22 +44,64 @@ export function laneNonce(counter: number, n: Uint8Array = new Uint8Array(12)): 
  * The returned view is valid until the next seal.
  */
 export class Sealer {
-  private readonly buf = new Uint8Array(LANE_HEADER + 65_536 + LANE_TAG);
+  /** [room for an envelope][header][sealed payload][tag] */
+  private readonly all = new Uint8Array(ENVELOPE + LANE_HEADER + 65_536 + LANE_TAG);
+  private readonly buf = this.all.subarray(ENVELOPE);
   private readonly nonce = new Uint8Array(12);
-  private readonly dv = new DataView(this.buf.buffer);
+  private readonly dv = new DataView(this.all.buffer);
 
   constructor(private readonly aead: Aead) {}
 
-  seal(key: Uint8Array, receiverId: number, counter: number, type: LaneTypeValue, payload: Uint8Array): Uint8Array {
+  /** the datagram; inside an envelope to `relayId` when given (sent to the server) */
+  seal(key: Uint8Array, receiverId: number, counter: number, type: LaneTypeValue, payload: Uint8Array, relayId?: number): Uint8Array {
     const b = this.buf;
     b[0] = type;
     b[1] = b[2] = b[3] = 0;
-    this.dv.setUint32(4, receiverId >>> 0);
-    this.dv.setUint32(8, Math.floor(counter / 2 ** 32));
-    this.dv.setUint32(12, counter >>> 0);
+    this.dv.setUint32(ENVELOPE + 4, receiverId >>> 0);
+    this.dv.setUint32(ENVELOPE + 8, Math.floor(counter / 2 ** 32));
+    this.dv.setUint32(ENVELOPE + 12, counter >>> 0);
     const sealed = this.aead.encryptTo(b.subarray(LANE_HEADER), payload, laneNonce(counter, this.nonce), b.subarray(0, LANE_HEADER), key);
-    return b.subarray(0, LANE_HEADER + sealed.byteLength);
+    const len = LANE_HEADER + sealed.byteLength;
+    if (relayId === undefined) return b.subarray(0, len);
+    this.all[0] = RelayType.forward;
+    this.all[1] = this.all[2] = this.all[3] = 0;
+    this.dv.setUint32(4, relayId >>> 0);
+    return this.all.subarray(0, ENVELOPE + len);
   }
+}
+
+/** what an agent sends its server (every second: it also keeps its NAT's mapping open) */
+export function registerDatagram(relayId: number, token: Uint8Array): Uint8Array {
+  const d = new Uint8Array(REGISTER_BYTES);
+  d[0] = RelayType.register;
+  new DataView(d.buffer).setUint32(4, relayId >>> 0);
+  d.set(token.subarray(0, 16), 8);
+  return d;
+}
+
+/** a server's grant: register `relayId` with `token` at its UDP `port` */
+export interface RelayGrant {
+  port: number;
+  relayId: number;
+  token: Uint8Array;
+}
+export const GRANT_BYTES = 1 + 2 + 4 + 16;
+
+export function encodeGrant(g: RelayGrant): Uint8Array {
+  const b = new Uint8Array(GRANT_BYTES);
+  b[0] = 1;
+  const dv = new DataView(b.buffer);
+  dv.setUint16(1, g.port);
+  dv.setUint32(3, g.relayId >>> 0);
+  b.set(g.token.subarray(0, 16), 7);
+  return b;
+}
+
+export function decodeGrant(b: Uint8Array): RelayGrant | string {
+  if (b.byteLength !== GRANT_BYTES) return `grant of ${b.byteLength} bytes (expected ${GRANT_BYTES})`;
+  if (b[0] !== 1) return `grant version ${b[0]}`;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return { port: dv.getUint16(1), relayId: dv.getUint32(3), token: b.slice(7) };
 }
 
 /** a datagram of `type` carrying `payload` to the lane `receiverId` (a copy: see Sealer) */
@@ -109,14 +159,19 @@ export class ReplayWindow {
   }
 }
 
-/** what each side of an exchange tells the other: send to my `port`, lane `id`, sealed with `key` */
+/**
+ * what each side of an exchange tells the other: send to my `port`, lane
+ * `id`, sealed with `key`; over a relayed connection, to the server, in an
+ * envelope to my `relayId` there (0: none)
+ */
 export interface LaneOffer {
   port: number;
   id: number;
   key: Uint8Array;
+  relayId: number;
 }
 
-export const OFFER_BYTES = 1 + 2 + 4 + 32;
+export const OFFER_BYTES = 1 + 2 + 4 + 32 + 4;
 const OFFER_VERSION = 1;
 
 export function encodeOffer(o: LaneOffer): Uint8Array {
@@ -126,6 +181,7 @@ export function encodeOffer(o: LaneOffer): Uint8Array {
   dv.setUint16(1, o.port);
   dv.setUint32(3, o.id >>> 0);
   b.set(o.key, 7);
+  dv.setUint32(39, o.relayId >>> 0);
   return b;
 }
 
@@ -134,10 +190,10 @@ export function decodeOffer(b: Uint8Array): LaneOffer | string {
   if (b.byteLength !== OFFER_BYTES) return `offer of ${b.byteLength} bytes (expected ${OFFER_BYTES})`;
   if (b[0] !== OFFER_VERSION) return `offer version ${b[0]}`;
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return { port: dv.getUint16(1), id: dv.getUint32(3), key: b.slice(7) };
+  return { port: dv.getUint16(1), id: dv.getUint32(3), key: b.slice(7, 39), relayId: dv.getUint32(39) };
 }
 
-export function newOffer(port: number): LaneOffer {
+export function newOffer(port: number, relayId = 0): LaneOffer {
   const id = crypto.getRandomValues(new Uint32Array(1))[0]!;
-  return { port, id, key: crypto.getRandomValues(new Uint8Array(32)) };
+  return { port, id, key: crypto.getRandomValues(new Uint8Array(32)), relayId };
 }

@@ -10,10 +10,12 @@ import type { Stream } from "@libp2p/interface";
 import type { NodeStream, StreamOrigin, TunnelAccess } from "../../model/tunnel.ts";
 import type { Logger } from "../../log.ts";
 import { sockaddrIn } from "../../tunnel/transport/libc-socket.ts";
-import { decodeOffer, encodeOffer, newOffer, OFFER_BYTES, type LaneOffer } from "./lane-codec.ts";
-import type { LaneInstall } from "./tun-protocol.ts";
+import { decodeGrant, decodeOffer, encodeOffer, GRANT_BYTES, newOffer, OFFER_BYTES, type LaneOffer, type RelayGrant } from "./lane-codec.ts";
+import type { LaneInstall, RelayRegister } from "./tun-protocol.ts";
 
 export const LANE_PROTOCOL = "/edgemesh/podnet-lane/1.0.0";
+/** the server side's protocol (src/server/lane-relay) */
+export const LANE_RELAY_PROTOCOL = "/edgemesh/lane-relay/1.0.0";
 const EXCHANGE_TIMEOUT_MS = 5000;
 /** after a failed or refused exchange, the next waits this long */
 const RETRY_MS = 30_000;
@@ -28,13 +30,15 @@ interface LaneState {
 export class LaneControl {
   private readonly state = new Map<string, LaneState>();
   private readonly up = new Set<string>();
+  /** server peer ID → our grant there */
+  private readonly grants = new Map<string, Promise<RelayGrant>>();
   /** nodes whose failed exchange was logged as a warning (later ones: debug) */
   private readonly warned = new Set<string>();
 
   constructor(
     private readonly tunnel: TunnelAccess,
     private readonly port: number,
-    private readonly install: (m: LaneInstall | { op: "unlane"; node: string }) => void,
+    private readonly install: (m: LaneInstall | RelayRegister | { op: "unlane"; node: string }) => void,
     private readonly log: Logger,
   ) {}
 
@@ -47,33 +51,35 @@ export class LaneControl {
     return this.up.has(node) ? "up" : this.state.get(node)?.installed ? "probing" : "-";
   }
 
-  /** our pod network sends to `node` on `ns`: offers a lane over its connection if it is direct and has none */
+  /** our pod network sends to `node` on `ns`: offers a lane over its connection if it has none */
   ensure(node: string, ns: NodeStream): void {
     const st = this.state.get(node);
-    if (ns.path !== "direct" || !ns.remoteIp) {
-      if (st?.installed) this.forget(node, "the path to the node is relayed");
+    const route = routeOf(ns);
+    if (!route) {
+      if (st?.installed) this.forget(node, "no IPv4 address for a lane on this connection");
       return;
     }
     if (st && st.connectionId === ns.connectionId && (st.pending || st.installed || Date.now() < st.retryAt)) return;
-    void this.offer(node, ns.remoteIp, ns.connectionId);
+    void this.offer(node, route, ns.connectionId);
   }
 
-  private async offer(node: string, ip: string, connectionId: string): Promise<void> {
+  private async offer(node: string, route: Route, connectionId: string): Promise<void> {
     const st: LaneState = { connectionId, pending: true, retryAt: 0, installed: false };
     this.state.set(node, st);
-    const mine = newOffer(this.port);
     try {
+      const grant = route.relayPeer ? await this.grantFrom(route.relayPeer, route.ip) : undefined;
+      const mine = newOffer(this.port, grant?.relayId ?? 0);
       const { stream } = await this.tunnel.openStream(node, LANE_PROTOCOL);
       stream.send(encodeOffer(mine));
       const theirs = decodeOffer(await readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS));
       void stream.close().catch(() => stream.abort(new Error("closed")));
       if (typeof theirs === "string") throw new Error(theirs);
-      if (theirs.port === 0) {
+      if (theirs.port === 0 || (grant && theirs.relayId === 0)) {
         st.retryAt = Date.now() + RETRY_MS;
-        this.log.info("pod network lane refused by the peer (it sees this connection relayed, or has no lane)", { node });
+        this.log.info("pod network lane refused by the peer (no lane there, or no lane relay on this path)", { node });
         return;
       }
-      this.place(node, ip, theirs, mine, st);
+      this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st);
     } catch (err) {
       st.retryAt = Date.now() + RETRY_MS;
       // a peer without the lane (off, or an older agent) fails every 30 s: said once
@@ -88,29 +94,51 @@ export class LaneControl {
 
   /** a peer's offer: ours back, and its lane handed to the reader thread */
   serve(stream: Stream, from: string, origin: StreamOrigin): void {
-    readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS).then(
-      (bytes) => {
+    const route = routeOf(origin);
+    readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS)
+      .then(async (bytes) => {
         const theirs = decodeOffer(bytes);
-        if (typeof theirs === "string") {
-          this.log.warn("pod network lane offer refused", { node: from, error: theirs });
-          return stream.abort(new Error(theirs));
-        }
-        const usable = origin.path === "direct" && origin.remoteIp !== undefined && theirs.port !== 0;
-        const mine = usable ? newOffer(this.port) : { port: 0, id: 0, key: new Uint8Array(32) };
+        if (typeof theirs === "string") throw new Error(theirs);
+        const grant = route?.relayPeer && theirs.relayId !== 0 ? await this.grantFrom(route.relayPeer, route.ip).catch(() => undefined) : undefined;
+        const usable = route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined);
+        const mine = usable ? newOffer(this.port, grant?.relayId ?? 0) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
         stream.send(encodeOffer(mine));
         void stream.close().catch(() => stream.abort(new Error("closed")));
-        if (usable) this.place(from, origin.remoteIp!, theirs, mine, { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false });
-      },
-      (err: Error) => stream.abort(err),
-    );
+        if (usable) this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false });
+      })
+      .catch((err: Error) => {
+        this.log.warn("pod network lane offer refused", { node: from, error: err.message });
+        stream.abort(err);
+      });
   }
 
-  private place(node: string, ip: string, theirs: LaneOffer, mine: LaneOffer, st: LaneState): void {
+  /** our relay id at the server `relayPeer` (asked once per server), registered by the reader thread from then on */
+  private grantFrom(relayPeer: string, ip: string): Promise<RelayGrant> {
+    let g = this.grants.get(relayPeer);
+    if (!g) {
+      g = (async () => {
+        const stream = await this.tunnel.openRelayStream(relayPeer, LANE_RELAY_PROTOCOL);
+        const grant = decodeGrant(await readExactly(stream, GRANT_BYTES, EXCHANGE_TIMEOUT_MS));
+        void stream.close().catch(() => stream.abort(new Error("closed")));
+        if (typeof grant === "string") throw new Error(`lane relay: ${grant}`);
+        if (grant.port === 0) throw new Error("the server's lane relay is full");
+        this.install({ op: "register", addr: sockaddrIn(ip, grant.port), relayId: grant.relayId, token: grant.token });
+        this.log.info("pod network lane relay granted", { server: `${ip}:${grant.port}` });
+        return grant;
+      })();
+      this.grants.set(relayPeer, g);
+      // a failure is asked again next time
+      g.catch(() => this.grants.delete(relayPeer));
+    }
+    return g;
+  }
+
+  private place(node: string, to: { ip: string; port: number; relayId?: number }, theirs: LaneOffer, mine: LaneOffer, st: LaneState): void {
     st.installed = true;
     this.state.set(node, st);
     this.up.delete(node);
-    this.install({ op: "lane", node, addr: sockaddrIn(ip, theirs.port), txId: theirs.id, txKey: theirs.key, rxId: mine.id, rxKey: mine.key });
-    this.log.info("pod network lane offered; probing", { node, peer: `${ip}:${theirs.port}` });
+    this.install({ op: "lane", node, addr: sockaddrIn(to.ip, to.port), txId: theirs.id, txKey: theirs.key, rxId: mine.id, rxKey: mine.key, ...(to.relayId !== undefined ? { relayId: to.relayId } : {}) });
+    this.log.info("pod network lane offered; probing", { node, peer: `${to.ip}:${to.port}`, via: to.relayId !== undefined ? "server" : "direct" });
   }
 
   /** the reader thread's word on a lane */
@@ -130,6 +158,18 @@ export class LaneControl {
     this.install({ op: "unlane", node });
     this.log.info("pod network lane removed", { node, why });
   }
+}
+
+interface Route {
+  /** the peer's address, or the server's when relayed */
+  ip: string;
+  relayPeer?: string;
+}
+
+/** where a lane over this connection sends: the peer itself, or the server that relays the connection */
+function routeOf(o: { path: "direct" | "relayed"; remoteIp?: string; relayPeer?: string; relayIp?: string }): Route | undefined {
+  if (o.path === "direct") return o.remoteIp ? { ip: o.remoteIp } : undefined;
+  return o.relayPeer && o.relayIp ? { ip: o.relayIp, relayPeer: o.relayPeer } : undefined;
 }
 
 /** the first `n` bytes the peer sends on `stream` (more is an error), within `ms` */

@@ -28,9 +28,19 @@ export interface LaneInstall {
   txKey: Uint8Array;
   rxId: number;
   rxKey: Uint8Array;
+  /** through a server: `addr` is the server's, and datagrams go in an envelope to this relay id (the peer's there) */
+  relayId?: number;
 }
 
-export type WorkerMessage = WorkerStart | { op: "nodes"; nodes: Node[] } | LaneInstall | { op: "unlane"; node: string };
+/** register our UDP address at a server's lane relay (sent every second) */
+export interface RelayRegister {
+  op: "register";
+  addr: Uint8Array;
+  relayId: number;
+  token: Uint8Array;
+}
+
+export type WorkerMessage = WorkerStart | { op: "nodes"; nodes: Node[] } | LaneInstall | RelayRegister | { op: "unlane"; node: string };
 
 export interface LaneStats {
   up: boolean;

@@ -20,9 +20,9 @@ import { loadOpenSslChaCha } from "../../tunnel/crypto/openssl-chacha.ts";
 import { RouteTable } from "./route-table.ts";
 import { inboundProblem } from "./admission.ts";
 import { LaneSelector } from "./lane-select.ts";
-import { LaneType, openDatagram, readHead, ReplayWindow, Sealer, type Aead, type LaneTypeValue } from "./lane-codec.ts";
+import { LaneType, openDatagram, readHead, registerDatagram, ReplayWindow, Sealer, type Aead, type LaneTypeValue } from "./lane-codec.ts";
 import { VNET_HDR_LEN } from "./vnet.ts";
-import type { WorkerEvent, WorkerMessage, LaneInstall, LaneStats } from "./tun-protocol.ts";
+import type { WorkerEvent, WorkerMessage, LaneInstall, LaneStats, RelayRegister } from "./tun-protocol.ts";
 
 const c = dlopen("libc.so.6", {
   poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
@@ -60,6 +60,8 @@ interface Lane {
   addr: Uint8Array;
   txId: number;
   txKey: Uint8Array;
+  /** through a server: the peer's relay id there (datagrams go in an envelope to `addr`, the server) */
+  relayId?: number;
   counter: number;
   /** ids datagrams from this peer carry, newest first */
   rxIds: number[];
@@ -116,6 +118,7 @@ port.onmessage = (e) => {
     run();
   } else if (m.op === "nodes") table = new RouteTable(m.nodes, s?.self ?? "");
   else if (m.op === "lane") install(m);
+  else if (m.op === "register") register(m);
   else if (m.op === "unlane") remove(m.node);
 };
 
@@ -142,6 +145,7 @@ function install(m: LaneInstall): void {
     addr: m.addr,
     txId: m.txId,
     txKey: m.txKey,
+    ...(m.relayId !== undefined ? { relayId: m.relayId } : {}),
     counter: 0,
     rxIds,
     up: false,
@@ -154,6 +158,19 @@ function install(m: LaneInstall): void {
   statsDirty = true;
 }
 
+/** our registrations at servers' lane relays: sent now and every second (which keeps our NAT's mapping too) */
+const registrations = new Map<string, Uint8Array[]>();
+
+function register(m: RelayRegister): void {
+  const reg = [m.addr, registerDatagram(m.relayId, m.token)];
+  registrations.set(m.addr.join(","), reg);
+  sendRegistration(reg);
+}
+
+function sendRegistration([addr, d]: Uint8Array[]): void {
+  if (Number(c.sendto(s!.udpFd, ptr(d!), d!.byteLength, 0, ptr(addr!), 16)) !== d!.byteLength) drop("lane-send", "registration at a server");
+}
+
 function remove(node: string): void {
   const old = lanes.get(node);
   if (!old) return;
@@ -163,7 +180,7 @@ function remove(node: string): void {
 }
 
 function send(lane: Lane, type: LaneTypeValue, payload: Uint8Array): boolean {
-  const d = sealer!.seal(lane.txKey, lane.txId, lane.counter++, type, payload);
+  const d = sealer!.seal(lane.txKey, lane.txId, lane.counter++, type, payload, lane.relayId);
   if (Number(c.sendto(s!.udpFd, ptr(d), d.byteLength, 0, ptr(lane.addr), 16)) !== d.byteLength) {
     drop("lane-send", `to ${lane.node}`);
     return false;
@@ -282,7 +299,13 @@ function fromUdp(now: number): void {
   if (wrote) fromTun(now);
 }
 
+let lastRegistration = 0;
+
 function timers(now: number): void {
+  if (now - lastRegistration >= 1000) {
+    lastRegistration = now;
+    for (const reg of registrations.values()) sendRegistration(reg);
+  }
   for (const lane of lanes.values()) {
     const every = lane.up ? PROBE_UP_MS : lane.probes < FAST_PROBES ? PROBE_FAST_MS : PROBE_SLOW_MS;
     if (now - lane.lastProbe >= every) {

@@ -9,7 +9,8 @@
 // Writing: one write() per packet from the main thread (a TUN write does not block).
 import { dlopen, FFIType, ptr, toArrayBuffer } from "bun:ffi";
 import { MAX_UNIT, writeLen } from "./unit-frames.ts";
-import { errnoName, LINUX, sockaddrIn } from "../../tunnel/transport/libc-socket.ts";
+import { errnoName } from "../../tunnel/transport/libc-socket.ts";
+import { openUdpSocket } from "../../tunnel/transport/udp-socket.ts";
 import type { WorkerEvent, WorkerMessage } from "./tun-protocol.ts";
 
 const O_RDWR = 2;
@@ -26,7 +27,6 @@ const TUN_F_TSO4 = 0x02;
 export const SLOTS = 16;
 export const SLOT_BYTES = 256 * 1024;
 /** control words: [stop, in flight, units too large to frame, slot lengths...] */
-const SOCK_DGRAM = 2;
 const CTL_WORDS = 3 + SLOTS;
 
 type Libc = {
@@ -36,8 +36,6 @@ type Libc = {
   read(fd: number, buf: unknown, len: number): number | bigint;
   close(fd: number): number;
   pipe2(fds: unknown, flags: number): number;
-  socket(domain: number, type: number, protocol: number): number;
-  bind(fd: number, addr: unknown, len: number): number;
 };
 let libc: Libc | undefined;
 let errnoOf: (() => number) | undefined;
@@ -51,8 +49,6 @@ function lib(): Libc {
       read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
       close: { args: [FFIType.i32], returns: FFIType.i32 },
       pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
-      socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-      bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
       __errno_location: { args: [], returns: FFIType.ptr },
     });
     libc = l.symbols as unknown as Libc;
@@ -122,16 +118,7 @@ export class TunDevice {
    * thread; call before startReading. Throws with the reason (e.g. the port is taken).
    */
   openLane(port: number): void {
-    const c = lib();
-    const fd = c.socket(LINUX.AF_INET, SOCK_DGRAM | LINUX.SOCK_NONBLOCK | LINUX.SOCK_CLOEXEC, 0);
-    if (fd < 0) throw new Error(`cannot open a UDP socket: ${errnoText(errnoOf!())}`);
-    const addr = sockaddrIn("0.0.0.0", port);
-    if (c.bind(fd, ptr(addr), addr.byteLength) !== 0) {
-      const e = errnoOf!();
-      c.close(fd);
-      throw new Error(`cannot bind UDP port ${port}: ${errnoText(e)}`);
-    }
-    this.udpFd = fd;
+    this.udpFd = openUdpSocket(port);
   }
 
   /**

@@ -180,6 +180,11 @@ class Tunnel implements Module {
         return peer && this.node ? bestConnection(this.node, peer, (c) => this.usable(c))?.id : undefined;
       },
       handle: (protocol, handler) => this.handleStreams(protocol, handler),
+      openRelayStream: async (relayPeer, protocol) => {
+        const conn = this.node?.getConnections(peerIdFromString(relayPeer)).find((c) => !isCircuit(c.remoteAddr) && c.status === "open");
+        if (!conn) throw new Error(`no connection to relay ${relayPeer}`);
+        return conn.newStream(protocol, { signal: AbortSignal.timeout(10_000) });
+      },
     };
     bus.publish("tunnel", access);
     if (config.agent.socks5.enable) {

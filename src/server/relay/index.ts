@@ -16,6 +16,7 @@ import { relayForOthers, relayReservations } from "../../tunnel/relay-service.ts
 import { SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { collectFlowMetrics, windowBudget } from "../../tunnel/flow/budget.ts";
 import { pacerCounters } from "../../tunnel/flow/gc-pacer.ts";
+import { LaneRelay } from "../lane-relay/index.ts";
 
 const FULL_CHECK_MS = 2_000;
 
@@ -31,6 +32,7 @@ class Relay implements Module {
   private node?: TunnelNode;
   private membership?: Membership;
   private certs?: CertIdentity;
+  private laneRelay?: LaneRelay;
   private readonly relayed = { connections: 0, bytes: 0, active: 0, pauses: 0, refused: 0 };
 
   constructor(private readonly ctx: ModuleContext) {}
@@ -78,6 +80,20 @@ class Relay implements Module {
       });
     }
     await this.node.start();
+    if (s.laneRelay.enable) {
+      const lr = new LaneRelay(s.laneRelay.port, s.maxReservations, log);
+      try {
+        await lr.start(node, membership);
+        this.laneRelay = lr;
+        metrics.collect("lane_relay_forwarded_total", "Pod network lane datagrams forwarded between agents.", "counter", () => [{ value: lr.stats.forwarded }]);
+        metrics.collect("lane_relay_dropped_total", "Lane relay datagrams dropped, by reason (malformed, registration: bad id or token, unregistered: from an address no agent registered, unknown: to a relay id without an address, send).", "counter", () =>
+          Object.entries(lr.stats.drops).map(([reason, value]) => ({ labels: { reason }, value })),
+        );
+      } catch (err) {
+        await lr.stop();
+        log.warn("lane relay off: relayed pod network traffic takes the tunnel streams", { error: (err as Error).message });
+      }
+    }
     log.info("tunnel server listening", {
       peerId: this.node.peerId.toString(),
       addresses: this.node.getMultiaddrs().map(describeAddr).join(","),
@@ -128,6 +144,7 @@ class Relay implements Module {
       reservations: this.reservations(),
       identity: this.certs?.status() ?? { version: 1 },
       relayed: { ...this.relayed },
+      laneRelay: this.laneRelay?.status() ?? null,
       flow: { ...windowBudget.counters(), ...pacerCounters() },
       peers: node.getPeers().map((p) => {
         const conns = node.getConnections(p);
@@ -144,6 +161,7 @@ class Relay implements Module {
 
   async stop(): Promise<void> {
     clearInterval(this.fullCheck);
+    await this.laneRelay?.stop();
     this.certs?.stop();
     await this.node?.stop();
   }

@@ -1,0 +1,94 @@
+// The server's lane relay (server.laneRelay): the pod network's datagram
+// lane for agents whose connection to each other runs through this server.
+// An agent asks for a grant over its verified connection
+// (/edgemesh/lane-relay/1.0.0): a relay id and a random token, with the UDP
+// port; it then registers its UDP address with them, and its peer's lane
+// datagrams reach it through the relay thread (./worker.ts). The main thread
+// only hands out grants; it never touches a datagram.
+import type { TunnelNode } from "../../tunnel/node.ts";
+import type { Membership } from "../../tunnel/membership.ts";
+import type { Logger } from "../../log.ts";
+import { closeFd, openUdpSocket } from "../../tunnel/transport/udp-socket.ts";
+import { encodeGrant, type RelayGrant } from "../../agent/podnet/lane-codec.ts";
+import type { RelayStats, RelayWorkerEvent, RelayWorkerMessage } from "./protocol.ts";
+
+import { LANE_RELAY_PROTOCOL } from "../../agent/podnet/lane-control.ts";
+
+function workerUrl(): string {
+  return import.meta.url.startsWith("file:///$bunfs/") ? "./server/lane-relay/worker.ts" : new URL("./worker.ts", import.meta.url).href;
+}
+
+export class LaneRelay {
+  private worker?: Worker;
+  private fd = -1;
+  /** node name → its grant (one per node; asked again, the same) */
+  private readonly grants = new Map<string, RelayGrant>();
+  stats: RelayStats = { registered: 0, forwarded: 0, registrations: 0, drops: {} };
+
+  constructor(
+    readonly port: number,
+    private readonly maxGrants: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** opens the UDP port (throws when it cannot) and serves grants to verified agents */
+  async start(node: TunnelNode, membership: Membership): Promise<void> {
+    this.fd = openUdpSocket(this.port);
+    const w = (this.worker = new Worker(workerUrl()));
+    w.onmessage = (e: MessageEvent<RelayWorkerEvent>) => {
+      if (e.data.ev === "stats") {
+        const { ev: _, ...stats } = e.data;
+        this.stats = stats;
+      }
+    };
+    w.onerror = (e) => this.log.error("lane relay thread failed: relayed pod network lanes stop", { error: e.message });
+    this.post({ op: "start", fd: this.fd });
+    await node.handle(
+      LANE_RELAY_PROTOCOL,
+      (stream, conn) => {
+        void membership.waitVerified(conn.remotePeer, 10_000).then((claim) => {
+          if (claim?.role !== "agent") return stream.abort(new Error("not a verified agent"));
+          let g = this.grants.get(claim.nodeName);
+          if (!g && this.grants.size < this.maxGrants) {
+            g = { port: this.port, relayId: crypto.getRandomValues(new Uint32Array(1))[0]! || 1, token: crypto.getRandomValues(new Uint8Array(16)) };
+            this.grants.set(claim.nodeName, g);
+            this.post({ op: "allow", relayId: g.relayId, token: g.token });
+            this.log.debug("lane relay grant", { node: claim.nodeName });
+          }
+          // no room: port 0 tells the agent to keep its packets on the stream
+          stream.send(encodeGrant(g ?? { port: 0, relayId: 0, token: new Uint8Array(16) }));
+          void stream.close().catch(() => stream.abort(new Error("closed")));
+        });
+      },
+      { runOnLimitedConnection: false },
+    );
+    this.log.info("lane relay listening", { udpPort: this.port });
+  }
+
+  private post(m: RelayWorkerMessage): void {
+    this.worker?.postMessage(m);
+  }
+
+  status(): Record<string, unknown> {
+    return { port: this.port, grants: this.grants.size, ...this.stats };
+  }
+
+  async stop(): Promise<void> {
+    const w = this.worker;
+    if (w) {
+      this.post({ op: "stop" });
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1000);
+        w.addEventListener("message", (e: MessageEvent<RelayWorkerEvent>) => {
+          if (e.data.ev === "stopped") {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+      });
+      w.terminate();
+    }
+    if (this.fd >= 0) closeFd(this.fd);
+    this.fd = -1;
+  }
+}

@@ -1,0 +1,134 @@
+// The lane relay's thread (a Worker, started by ./index.ts): forwards pod
+// network lane datagrams between agents whose connection runs through this
+// server. It waits in poll() on its UDP socket; an agent registers the
+// address it sends from with its relay id and token (learned over its
+// verified tunnel connection), and a datagram in an envelope is forwarded,
+// without the envelope, to the registered address of the relay id it names.
+// Only registered addresses may have datagrams forwarded: the relay is no
+// reflector for anyone else. Payloads stay sealed end to end.
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ENVELOPE, LANE_HEADER, LANE_TAG, REGISTER_BYTES, RelayType } from "../../agent/podnet/lane-codec.ts";
+import type { RelayWorkerEvent, RelayWorkerMessage } from "./protocol.ts";
+
+const c = dlopen("libc.so.6", {
+  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+  sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
+  recvfrom: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i64 },
+}).symbols;
+const port = globalThis as unknown as { onmessage: (e: MessageEvent<RelayWorkerMessage>) => void; postMessage(m: RelayWorkerEvent): void };
+const MSG_DONTWAIT = 0x40;
+/** the thread reads the main thread's messages (grants) at least this often */
+const YIELD_MS = 100;
+
+interface Entry {
+  token: Uint8Array;
+  addr?: Uint8Array;
+  key?: number;
+}
+
+let fd = -1;
+let stopped = false;
+const byId = new Map<number, Entry>();
+/** registered source address (IPv4 × 65536 + port) → relay id */
+const bySource = new Map<number, number>();
+const counters = { forwarded: 0, registrations: 0 };
+const drops: Record<string, number> = {};
+let dirty = false;
+let lastStats = 0;
+const buf = new Uint8Array(65_536);
+const from = new Uint8Array(16);
+const fromLen = new Uint32Array(1);
+
+port.onmessage = (e) => {
+  const m = e.data;
+  if (m.op === "start") {
+    fd = m.fd;
+    run();
+  } else if (m.op === "allow") {
+    const old = byId.get(m.relayId);
+    if (old?.key !== undefined) bySource.delete(old.key);
+    byId.set(m.relayId, { token: m.token });
+  } else if (m.op === "stop") stopped = true;
+};
+
+function drop(reason: string): void {
+  drops[reason] = (drops[reason] ?? 0) + 1;
+  dirty = true;
+}
+
+/** the token in a registration datagram `d` equals `t` (constant time) */
+function sameToken(t: Uint8Array, d: Uint8Array): boolean {
+  let x = 0;
+  for (let i = 0; i < 16; i++) x |= t[i]! ^ d[8 + i]!;
+  return x === 0;
+}
+
+/** the sender's address as a number: no string per datagram on this path */
+function sourceKey(): number {
+  return (((from[4]! << 24) | (from[5]! << 16) | (from[6]! << 8) | from[7]!) >>> 0) * 65536 + ((from[2]! << 8) | from[3]!);
+}
+
+function receive(): void {
+  for (let i = 0; i < 256; i++) {
+    fromLen[0] = 16;
+    const n = Number(c.recvfrom(fd, ptr(buf), buf.byteLength, MSG_DONTWAIT, ptr(from), ptr(fromLen)));
+    if (n <= 0) return;
+    // the envelope, read in place: [type][0 0 0][relay id u32]
+    const type = buf[0];
+    if (n < ENVELOPE || buf[1] !== 0 || buf[2] !== 0 || buf[3] !== 0 || (type === RelayType.register ? n !== REGISTER_BYTES : type !== RelayType.forward || n < ENVELOPE + LANE_HEADER + LANE_TAG)) {
+      drop("malformed");
+      continue;
+    }
+    const relayId = ((buf[4]! << 24) | (buf[5]! << 16) | (buf[6]! << 8) | buf[7]!) >>> 0;
+    const key = sourceKey();
+    if (type === RelayType.register) {
+      const entry = byId.get(relayId);
+      if (!entry || !sameToken(entry.token, buf)) {
+        drop("registration");
+        continue;
+      }
+      if (entry.key !== key) {
+        if (entry.key !== undefined) bySource.delete(entry.key);
+        entry.key = key;
+        entry.addr = from.slice();
+        bySource.set(key, relayId);
+        counters.registrations++;
+        dirty = true;
+      }
+      continue;
+    }
+    if (!bySource.has(key)) {
+      drop("unregistered");
+      continue;
+    }
+    const to = byId.get(relayId)?.addr;
+    if (!to) {
+      drop("unknown");
+      continue;
+    }
+    if (Number(c.sendto(fd, ptr(buf, ENVELOPE), n - ENVELOPE, 0, ptr(to), 16)) !== n - ENVELOPE) drop("send");
+    else counters.forwarded++;
+    dirty = true;
+  }
+}
+
+function run(): void {
+  const pfd = new Uint8Array(8);
+  const dv = new DataView(pfd.buffer);
+  dv.setInt32(0, fd, true);
+  dv.setInt16(4, 1, true);
+  const until = performance.now() + YIELD_MS;
+  while (!stopped) {
+    dv.setInt16(6, 0, true);
+    if (c.poll(ptr(pfd), 1, YIELD_MS) > 0) receive();
+    const now = performance.now();
+    if (dirty && now - lastStats >= 250) {
+      lastStats = now;
+      dirty = false;
+      port.postMessage({ ev: "stats", registered: bySource.size, ...counters, drops: { ...drops } });
+    }
+    if (now > until) break;
+  }
+  if (stopped) return port.postMessage({ ev: "stopped" });
+  setTimeout(run, 0);
+}
