@@ -34,14 +34,19 @@ interface PodnetStatus {
 const peer = async (node: string, of: string): Promise<Peer | undefined> => (await mesh.status<PodnetStatus>(node)).podNetwork.peers.find((p) => p.node === of);
 const dropped = async (node: string, reason: string) => (await mesh.status<PodnetStatus>(node)).podNetwork.dropped[reason] ?? 0;
 const POD_OF = { edge1: "pod1", edge2: "pod2", edge3: "pod3" } as const;
-/** waits for `node`'s lane to `of` to answer; a ping between their pods each round (a link looks at its path when it sends) */
-const laneUp = (node: keyof typeof POD_OF, of: keyof typeof POD_OF, timeoutMs = 15_000) =>
+/**
+ * waits for `node`'s lane to `of` to answer (on a stream of `path`, when
+ * given: a punched pair's relayed lane goes with its relayed connection); a
+ * ping between their pods each round (a link looks at its path when it sends)
+ */
+const laneUp = (node: keyof typeof POD_OF, of: keyof typeof POD_OF, timeoutMs = 15_000, path?: "direct" | "relayed") =>
   waitFor(
     async () => {
       await lab.exec(POD_OF[node], ["ping", "-c", "1", "-W", "1", IP[POD_OF[of]]], { timeoutMs: 5000 });
-      return (await peer(node, of))?.lane === "up";
+      const p = await peer(node, of);
+      return p?.lane === "up" && (path === undefined || p.path === path);
     },
-    { timeoutMs, description: `${node}'s lane to ${of}` },
+    { timeoutMs, description: `${node}'s lane to ${of}${path ? ` (${path})` : ""}` },
   );
 
 beforeAll(async () => {
@@ -68,7 +73,10 @@ test("pings to a peer on the LAN and to a hole-punched peer go as lane datagrams
   expect((await pingPods("pod1", "pod3", 2)).code).toBe(0);
   expect((await pingPods("pod1", "pod2", 2)).code).toBe(0);
   await laneUp("edge1", "edge3");
-  await laneUp("edge1", "edge2");
+  await laneUp("edge1", "edge2", 15_000, "direct");
+  // and the replies' way
+  await laneUp("edge3", "edge1");
+  await laneUp("edge2", "edge1", 15_000, "direct");
   expect((await mesh.status<PodnetStatus>("edge1")).podNetwork.lane).toEqual({ port: LANE_PORT });
   for (const [to, node] of [["pod3", "edge3"], ["pod2", "edge2"]] as const) {
     const before = (await peer("edge1", node))!;
@@ -156,7 +164,8 @@ test("behind a port-randomising NAT (relayed, no punching) the lane runs through
   try {
     for (const n of ["edge1", "edge2", "edge3"]) mesh.startAgent(n);
     await mesh.waitReserved(["edge1", "edge2", "edge3"]);
-    await laneUp("edge1", "edge2", 20_000);
+    await laneUp("edge1", "edge2", 20_000, "relayed");
+    await laneUp("edge2", "edge1", 20_000, "relayed"); // the replies' way
     expect((await peer("edge1", "edge2"))?.path).toBe("relayed");
     const before = (await peer("edge1", "edge2"))!;
     const r = await pingPods("pod1", "pod2", 20);
@@ -178,6 +187,16 @@ test("behind a port-randomising NAT (relayed, no punching) the lane runs through
     await Bun.sleep(400);
     const after2 = (await mesh.serverStatus()) as { laneRelay: { forwarded: number; drops: Record<string, number> } };
     expect(after2.laneRelay.drops.unregistered ?? 0).toBeGreaterThanOrEqual(20);
+    // a restarted server knows none of the old grants: the agents ask again with their next exchange
+    await mesh.server.stop(5000);
+    mesh.startServer();
+    await mesh.waitReserved(["edge1", "edge2"]);
+    await laneUp("edge1", "edge2", 30_000, "relayed");
+    await laneUp("edge2", "edge1", 30_000, "relayed");
+    const back = (await peer("edge1", "edge2"))!;
+    expect((await pingPods("pod1", "pod2", 10)).stdout).toContain("10 received");
+    await Bun.sleep(400);
+    expect((await peer("edge1", "edge2"))!.lanePacketsOut - back.lanePacketsOut).toBeGreaterThanOrEqual(10);
   } finally {
     await Promise.all(["edge1", "edge2", "edge3"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
     await lab.setNatMapping("nat2", "preserve");

@@ -25,13 +25,13 @@ interface LaneState {
   pending: boolean;
   retryAt: number;
   installed: boolean;
+  /** the exchange's stream, kept open as the lane's lease: it closes with its connection, and the lane goes with it */
+  lease?: Stream;
 }
 
 export class LaneControl {
   private readonly state = new Map<string, LaneState>();
   private readonly up = new Set<string>();
-  /** server peer ID → our grant there */
-  private readonly grants = new Map<string, Promise<RelayGrant>>();
   /** nodes whose failed exchange was logged as a warning (later ones: debug) */
   private readonly warned = new Set<string>();
 
@@ -72,9 +72,11 @@ export class LaneControl {
       const { stream } = await this.tunnel.openStream(node, LANE_PROTOCOL);
       stream.send(encodeOffer(mine));
       const theirs = decodeOffer(await readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS));
-      void stream.close().catch(() => stream.abort(new Error("closed")));
+      if (typeof theirs === "string" || theirs.port === 0) void stream.close().catch(() => stream.abort(new Error("closed")));
+      else st.lease = stream;
       if (typeof theirs === "string") throw new Error(theirs);
       if (theirs.port === 0 || (grant && theirs.relayId === 0)) {
+        if (st.lease) void st.lease.close().catch(() => stream.abort(new Error("closed")));
         st.retryAt = Date.now() + RETRY_MS;
         this.log.info("pod network lane refused by the peer (no lane there, or no lane relay on this path)", { node });
         return;
@@ -103,8 +105,8 @@ export class LaneControl {
         const usable = route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined);
         const mine = usable ? newOffer(this.port, grant?.relayId ?? 0) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
         stream.send(encodeOffer(mine));
-        void stream.close().catch(() => stream.abort(new Error("closed")));
-        if (usable) this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false });
+        if (!usable) return void stream.close().catch(() => stream.abort(new Error("closed")));
+        this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false, lease: stream });
       })
       .catch((err: Error) => {
         this.log.warn("pod network lane offer refused", { node: from, error: err.message });
@@ -112,30 +114,33 @@ export class LaneControl {
       });
   }
 
-  /** our relay id at the server `relayPeer` (asked once per server), registered by the reader thread from then on */
-  private grantFrom(relayPeer: string, ip: string): Promise<RelayGrant> {
-    let g = this.grants.get(relayPeer);
-    if (!g) {
-      g = (async () => {
-        const stream = await this.tunnel.openRelayStream(relayPeer, LANE_RELAY_PROTOCOL);
-        const grant = decodeGrant(await readExactly(stream, GRANT_BYTES, EXCHANGE_TIMEOUT_MS));
-        void stream.close().catch(() => stream.abort(new Error("closed")));
-        if (typeof grant === "string") throw new Error(`lane relay: ${grant}`);
-        if (grant.port === 0) throw new Error("the server's lane relay is full");
-        this.install({ op: "register", addr: sockaddrIn(ip, grant.port), relayId: grant.relayId, token: grant.token });
-        this.log.info("pod network lane relay granted", { server: `${ip}:${grant.port}` });
-        return grant;
-      })();
-      this.grants.set(relayPeer, g);
-      // a failure is asked again next time
-      g.catch(() => this.grants.delete(relayPeer));
-    }
-    return g;
+  /**
+   * our relay id at the server `relayPeer`, asked with every exchange (one
+   * stream; the server answers the same while it runs, and a restarted one a
+   * new grant), and registered by the reader thread from then on
+   */
+  private async grantFrom(relayPeer: string, ip: string): Promise<RelayGrant> {
+    const stream = await this.tunnel.openRelayStream(relayPeer, LANE_RELAY_PROTOCOL);
+    const grant = decodeGrant(await readExactly(stream, GRANT_BYTES, EXCHANGE_TIMEOUT_MS));
+    void stream.close().catch(() => stream.abort(new Error("closed")));
+    if (typeof grant === "string") throw new Error(`lane relay: ${grant}`);
+    if (grant.port === 0) throw new Error("the server's lane relay is full");
+    this.install({ op: "register", addr: sockaddrIn(ip, grant.port), relayId: grant.relayId, token: grant.token });
+    this.log.debug("pod network lane relay granted", { server: `${ip}:${grant.port}` });
+    return grant;
   }
 
   private place(node: string, to: { ip: string; port: number; relayId?: number }, theirs: LaneOffer, mine: LaneOffer, st: LaneState): void {
     st.installed = true;
     this.state.set(node, st);
+    // the lane lives as long as its connection: when the lease closes (server or peer restarted, path gone), packets take the stream at once
+    const lease = st.lease;
+    if (lease) {
+      lease.addEventListener("close", () => {
+        if (this.state.get(node) === st) this.forget(node, "its connection closed");
+      });
+      lease.addEventListener("remoteCloseWrite", () => void lease.close().catch(() => lease.abort(new Error("closed"))));
+    }
     this.up.delete(node);
     this.install({ op: "lane", node, addr: sockaddrIn(to.ip, to.port), txId: theirs.id, txKey: theirs.key, rxId: mine.id, rxKey: mine.key, ...(to.relayId !== undefined ? { relayId: to.relayId } : {}) });
     this.log.info("pod network lane offered; probing", { node, peer: `${to.ip}:${to.port}`, via: to.relayId !== undefined ? "server" : "direct" });
@@ -152,8 +157,10 @@ export class LaneControl {
 
   /** the node is gone or relayed: its lane too */
   forget(node: string, why: string): void {
-    if (!this.state.has(node)) return;
+    const st = this.state.get(node);
+    if (!st) return;
     this.state.delete(node);
+    if (st.lease && st.lease.status === "open") void st.lease.close().catch(() => st.lease?.abort(new Error("lane removed")));
     this.up.delete(node);
     this.install({ op: "unlane", node });
     this.log.info("pod network lane removed", { node, why });

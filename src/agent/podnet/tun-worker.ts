@@ -117,8 +117,9 @@ port.onmessage = (e) => {
     }
     run();
   } else if (m.op === "nodes") table = new RouteTable(m.nodes, s?.self ?? "");
-  else if (m.op === "lane") install(m);
-  else if (m.op === "register") register(m);
+  // without a cipher (it failed to load here) there are no lanes
+  else if (m.op === "lane" && sealer) install(m);
+  else if (m.op === "register" && sealer) register(m);
   else if (m.op === "unlane") remove(m.node);
 };
 
