@@ -309,6 +309,7 @@ class PodNetwork implements Module {
 
   async stop(): Promise<void> {
     for (const u of this.unsubscribe) u();
+    this.lanes?.stop();
     for (const l of this.links.values()) l.close();
     this.links.clear();
     await this.applying.catch(() => {});

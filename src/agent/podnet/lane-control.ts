@@ -40,11 +40,9 @@ export class LaneControl {
     private readonly port: number,
     private readonly install: (m: LaneInstall | RelayRegister | { op: "unlane"; node: string }) => void,
     private readonly log: Logger,
+    /** how long after a failed or refused exchange it is tried again on the same connection (ms) */
+    private readonly retryMs = RETRY_MS,
   ) {}
-
-  isUp(node: string): boolean {
-    return this.up.has(node);
-  }
 
   /** for status: the lane to `node` answers, is being probed, or there is none */
   laneOf(node: string): "up" | "probing" | "-" {
@@ -60,11 +58,31 @@ export class LaneControl {
       return;
     }
     if (st && st.connectionId === ns.connectionId && (st.pending || st.installed || Date.now() < st.retryAt)) return;
-    void this.offer(node, route, ns.connectionId);
+    void this.offer(node, route, ns);
   }
 
-  private async offer(node: string, route: Route, connectionId: string): Promise<void> {
-    const st: LaneState = { connectionId, pending: true, retryAt: 0, installed: false };
+  private stopped = false;
+  private readonly retries = new Set<ReturnType<typeof setTimeout>>();
+
+  /** a failed or refused exchange is tried again on the same connection after retryMs (a new connection tries at once) */
+  private retryLater(node: string, route: Route, ns: NodeStream, st: LaneState): void {
+    st.retryAt = Date.now() + this.retryMs;
+    const t = setTimeout(() => {
+      this.retries.delete(t);
+      if (!this.stopped && this.state.get(node) === st && ns.stream.status === "open") void this.offer(node, route, ns);
+    }, this.retryMs);
+    t.unref?.();
+    this.retries.add(t);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.retries) clearTimeout(t);
+    this.retries.clear();
+  }
+
+  private async offer(node: string, route: Route, ns: NodeStream): Promise<void> {
+    const st: LaneState = { connectionId: ns.connectionId, pending: true, retryAt: 0, installed: false };
     this.state.set(node, st);
     try {
       const grant = route.relayPeer ? await this.grantFrom(route.relayPeer, route.ip) : undefined;
@@ -77,15 +95,15 @@ export class LaneControl {
       if (typeof theirs === "string") throw new Error(theirs);
       if (theirs.port === 0 || (grant && theirs.relayId === 0)) {
         if (st.lease) void st.lease.close().catch(() => stream.abort(new Error("closed")));
-        st.retryAt = Date.now() + RETRY_MS;
+        this.retryLater(node, route, ns, st);
         this.log.info("pod network lane refused by the peer (no lane there, or no lane relay on this path)", { node });
         return;
       }
       this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st);
     } catch (err) {
-      st.retryAt = Date.now() + RETRY_MS;
+      this.retryLater(node, route, ns, st);
       // a peer without the lane (off, or an older agent) fails every 30 s: said once
-      const fields = { node, error: (err as Error).message, retryInSeconds: RETRY_MS / 1000 };
+      const fields = { node, error: (err as Error).message, retryInSeconds: this.retryMs / 1000 };
       if (this.warned.has(node)) this.log.debug("pod network lane not set up; packets take the tunnel stream", fields);
       else this.log.warn("pod network lane not set up; packets take the tunnel stream", fields);
       this.warned.add(node);

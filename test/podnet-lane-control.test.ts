@@ -1,0 +1,77 @@
+// The lane's exchange (main thread): what it hands the reader thread, and
+// that a failed exchange is tried again on the same connection.
+import { expect, test } from "bun:test";
+import { LaneControl } from "../src/agent/podnet/lane-control.ts";
+import { decodeOffer, encodeOffer, newOffer } from "../src/agent/podnet/lane-codec.ts";
+import type { NodeStream, TunnelAccess } from "../src/model/tunnel.ts";
+import { createLogger } from "../src/log.ts";
+import { waitFor } from "./lab/wait.ts";
+
+const log = createLogger("test", "error");
+
+/** a peer's end of the exchange: answers our offer with `answer`, keeps the stream open as the lease */
+function answeringStream(answer: Uint8Array) {
+  const listeners = new Map<string, Array<(e: unknown) => void>>();
+  const s = {
+    status: "open",
+    offers: [] as Uint8Array[],
+    send(b: Uint8Array) {
+      s.offers.push(b.slice());
+      queueMicrotask(() => (listeners.get("message") ?? []).forEach((f) => f({ data: answer })));
+      return true;
+    },
+    addEventListener: (t: string, fn: (e: unknown) => void) => listeners.set(t, [...(listeners.get(t) ?? []), fn]),
+    removeEventListener: (t: string, fn: (e: unknown) => void) => listeners.set(t, (listeners.get(t) ?? []).filter((f) => f !== fn)),
+    close: async () => {
+      s.status = "closed";
+      (listeners.get("close") ?? []).forEach((f) => f({}));
+    },
+    abort: () => void (s.status = "aborted"),
+  };
+  return s;
+}
+
+const link = (id: string): NodeStream => ({ stream: { status: "open" } as never, connectionId: id, path: "direct", remoteIp: "10.10.1.13" });
+
+test("a failed exchange is tried again on the same connection; the lane is then handed to the reader thread, and goes when its lease closes", async () => {
+  const theirs = newOffer(20007);
+  const peer = answeringStream(encodeOffer(theirs));
+  let calls = 0;
+  const tunnel = {
+    openStream: async () => {
+      if (calls++ === 0) throw new Error("protocol selection failed");
+      return { stream: peer, connectionId: "c1", path: "direct" };
+    },
+  } as unknown as TunnelAccess;
+  const installs: Array<{ op: string; node?: string; txId?: number; addr?: Uint8Array }> = [];
+  const lanes = new LaneControl(tunnel, 20007, (m) => installs.push(m), log, 50);
+  lanes.ensure("edge3", link("c1"));
+  await waitFor(async () => installs.some((m) => m.op === "lane"), { timeoutMs: 3000, description: "a lane after the retry" });
+  expect(calls).toBe(2);
+  const lane = installs.find((m) => m.op === "lane")!;
+  expect(lane.node).toBe("edge3");
+  expect(lane.txId).toBe(theirs.id);
+  // to the peer's address as the connection sees it, at its port
+  expect(Array.from(lane.addr!.subarray(2, 8))).toEqual([20007 >> 8, 20007 & 255, 10, 10, 1, 13]);
+  const ours = decodeOffer(peer.offers[0]!);
+  expect(typeof ours === "string" ? ours : ours.port).toBe(20007);
+  expect(lanes.laneOf("edge3")).toBe("probing");
+  lanes.onLane("edge3", true);
+  expect(lanes.laneOf("edge3")).toBe("up");
+  // the connection goes: the lane with it, at once
+  await peer.close();
+  expect(installs.at(-1)).toEqual({ op: "unlane", node: "edge3" });
+  expect(lanes.laneOf("edge3")).toBe("-");
+  lanes.stop();
+});
+
+test("a stopped control tries nothing again", async () => {
+  let calls = 0;
+  const tunnel = { openStream: async () => (calls++, Promise.reject(new Error("no"))) } as unknown as TunnelAccess;
+  const lanes = new LaneControl(tunnel, 20007, () => {}, log, 30);
+  lanes.ensure("edge3", link("c1"));
+  await Bun.sleep(5);
+  lanes.stop();
+  await Bun.sleep(100);
+  expect(calls).toBe(1);
+});
