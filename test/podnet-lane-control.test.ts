@@ -44,7 +44,7 @@ test("a failed exchange is tried again on the same connection; the lane is then 
     },
   } as unknown as TunnelAccess;
   const installs: Array<{ op: string; node?: string; txId?: number; addr?: Uint8Array }> = [];
-  const lanes = new LaneControl(tunnel, 20007, (m) => installs.push(m), log, 50);
+  const lanes = new LaneControl(tunnel, "edge1", 20007, (m) => installs.push(m), log, 50);
   lanes.ensure("edge3", link("c1"));
   await waitFor(async () => installs.some((m) => m.op === "lane"), { timeoutMs: 3000, description: "a lane after the retry" });
   expect(calls).toBe(2);
@@ -68,10 +68,73 @@ test("a failed exchange is tried again on the same connection; the lane is then 
 test("a stopped control tries nothing again", async () => {
   let calls = 0;
   const tunnel = { openStream: async () => (calls++, Promise.reject(new Error("no"))) } as unknown as TunnelAccess;
-  const lanes = new LaneControl(tunnel, 20007, () => {}, log, 30);
+  const lanes = new LaneControl(tunnel, "edge1", 20007, () => {}, log, 30);
   lanes.ensure("edge3", link("c1"));
   await Bun.sleep(5);
   lanes.stop();
   await Bun.sleep(100);
   expect(calls).toBe(1);
+});
+
+/** two ends of a stream between two agents: what one sends, the other's listeners get */
+function streamPair() {
+  type L = Map<string, Array<(e: unknown) => void>>;
+  const end = (mine: L, theirs: L) => {
+    const e = {
+      status: "open",
+      send(b: Uint8Array) {
+        const copy = b.slice();
+        queueMicrotask(() => (theirs.get("message") ?? []).forEach((f) => f({ data: copy })));
+        return true;
+      },
+      addEventListener: (t: string, fn: (e: unknown) => void) => mine.set(t, [...(mine.get(t) ?? []), fn]),
+      removeEventListener: (t: string, fn: (e: unknown) => void) => mine.set(t, (mine.get(t) ?? []).filter((f) => f !== fn)),
+      close: async () => {
+        if (a.status !== "open") return;
+        a.status = b.status = "closed";
+        for (const m of [la, lb]) (m.get("close") ?? []).forEach((f) => f({}));
+      },
+      abort: () => void e.close(),
+    };
+    return e;
+  };
+  const la: L = new Map();
+  const lb: L = new Map();
+  const a = end(la, lb);
+  const b = end(lb, la);
+  return [a, b] as const;
+}
+
+test("two agents that offer each other a lane at once keep the same exchange: each sends under the key the other receives with", async () => {
+  type Lane = { op: string; node?: string; txId?: number; txKey?: Uint8Array; rxId?: number; rxKey?: Uint8Array };
+  const installs: Record<string, Lane[]> = { edge1: [], edge2: [] };
+  const controls: Record<string, LaneControl> = {};
+  const streams: Array<{ status: string }> = [];
+  const other = (n: string) => (n === "edge1" ? "edge2" : "edge1");
+  for (const n of ["edge1", "edge2"]) {
+    const tunnel = {
+      openStream: async () => {
+        const [mine, theirs] = streamPair();
+        streams.push(mine);
+        // the far agent serves it, seeing this agent at its address
+        queueMicrotask(() => controls[other(n)]!.serve(theirs as never, n, { path: "direct", remoteIp: n === "edge1" ? "10.10.1.11" : "10.10.2.12", connectionId: "c" }));
+        return { stream: mine, connectionId: "c", path: "direct" };
+      },
+    } as unknown as TunnelAccess;
+    controls[n] = new LaneControl(tunnel, n, 20007, (m) => installs[n]!.push(m as Lane), log, 60_000);
+  }
+  controls.edge1!.ensure("edge2", { ...link("c"), remoteIp: "10.10.2.12" });
+  controls.edge2!.ensure("edge1", { ...link("c"), remoteIp: "10.10.1.11" });
+  await Bun.sleep(50);
+  const last = (n: string) => installs[n]!.filter((m) => m.op === "lane").at(-1)!;
+  const [a, b] = [last("edge1"), last("edge2")];
+  expect(a.txId).toBe(b.rxId!);
+  expect(a.txKey).toEqual(b.rxKey!);
+  expect(b.txId).toBe(a.rxId!);
+  expect(b.txKey).toEqual(a.rxKey!);
+  expect(controls.edge1!.laneOf("edge2")).toBe("probing");
+  expect(controls.edge2!.laneOf("edge1")).toBe("probing");
+  // one exchange's stream stays open as the lease; the other was closed
+  expect(streams.filter((s) => s.status === "open").length).toBe(1);
+  for (const c of Object.values(controls)) c.stop();
 });

@@ -2,7 +2,7 @@
 // offer exchanged over the tunnel, and which packets take it.
 import { expect, test } from "bun:test";
 import { loadOpenSslChaCha } from "../src/tunnel/crypto/openssl-chacha.ts";
-import { decodeGrant, decodeOffer, encodeGrant, encodeOffer, ENVELOPE, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, registerDatagram, REGISTER_BYTES, RelayType, REPLAY_WINDOW, ReplayWindow, sealDatagram, Sealer } from "../src/agent/podnet/lane-codec.ts";
+import { decodeGrant, decodeOffer, encodeGrant, encodeOffer, ENVELOPE, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, registerDatagram, checkRegistration, REGISTER_BYTES, RelayType, REPLAY_WINDOW, ReplayWindow, sealDatagram, Sealer } from "../src/agent/podnet/lane-codec.ts";
 import { LaneSelector, MAX_LANE_UNIT, STICKY_MS } from "../src/agent/podnet/lane-select.ts";
 import { VNET_HDR_LEN } from "../src/agent/podnet/vnet.ts";
 
@@ -130,9 +130,21 @@ test("through a server, a datagram goes in an envelope naming the peer's relay i
   const wrapped = s.seal(key, 7, 3, LaneType.data, payload, 0xabcdef01);
   expect(Array.from(wrapped.subarray(0, ENVELOPE))).toEqual([RelayType.forward, 0, 0, 0, 0xab, 0xcd, 0xef, 0x01]);
   expect(wrapped.subarray(ENVELOPE)).toEqual(plain);
-  const reg = registerDatagram(0x01020304, new Uint8Array(16).fill(9));
+});
+
+test("a registration proves the token without carrying it, and names its counter", () => {
+  const token = crypto.getRandomValues(new Uint8Array(16));
+  const reg = registerDatagram(0x01020304, token, 1_765_000_000_000_123);
   expect(reg.byteLength).toBe(REGISTER_BYTES);
   expect(Array.from(reg.subarray(0, 8))).toEqual([RelayType.register, 0, 0, 0, 1, 2, 3, 4]);
+  expect(Buffer.from(reg).includes(Buffer.from(token))).toBe(false);
+  expect(checkRegistration(token, reg)).toBe(1_765_000_000_000_123);
+  expect(checkRegistration(crypto.getRandomValues(new Uint8Array(16)), reg)).toBeUndefined();
+  for (const at of [4, 9, 15, 20]) {
+    const t = reg.slice();
+    t[at]! ^= 1;
+    expect(checkRegistration(token, t)).toBeUndefined();
+  }
 });
 
 test("grants and offers carry the relay ids", () => {

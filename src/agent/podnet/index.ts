@@ -92,7 +92,7 @@ class PodNetwork implements Module {
           this.tunnel = t;
           t.handle(PODNET_PROTOCOL, (stream, from) => this.receive(stream, from)).catch((err: Error) => log.error("pod network cannot serve its protocol", { error: err.message }));
           if (this.tun?.laneOpen) {
-            const lanes = (this.lanes = new LaneControl(t, laneCfg.port, (m) => this.tun?.post(m), log));
+            const lanes = (this.lanes = new LaneControl(t, this.ctx.config.nodeName, laneCfg.port, (m) => this.tun?.post(m), log));
             t.handle(LANE_PROTOCOL, (stream, from, origin) => lanes.serve(stream, from, origin)).catch((err: Error) => log.error("pod network cannot serve its lane protocol", { error: err.message }));
           }
         },

@@ -7,17 +7,19 @@
 // bytes and the counter. A key is fresh for every exchange, so a counter
 // never repeats under one key. The receiver refuses counters it has seen or
 // that fell behind its window (replays).
+import { createHmac } from "node:crypto";
+
 export const LANE_HEADER = 16;
 export const LANE_TAG = 16;
 export const LaneType = { data: 1, probe: 2, probeReply: 3 } as const;
 // Through a tunnel server (a relayed connection), a datagram travels inside
 // an envelope the server reads: [5][0 0 0][receiver's relay id u32][datagram];
 // the server forwards the datagram alone to the address that relay id
-// registered from with [6][0 0 0][relay id u32][token, 16 bytes]. The server
+// registered from with [6][0 0 0][relay id u32][counter][MAC] (registerDatagram). The server
 // sees ids and sizes, never a payload or a key.
 export const RelayType = { forward: 5, register: 6 } as const;
 export const ENVELOPE = 8;
-export const REGISTER_BYTES = 8 + 16;
+export const REGISTER_BYTES = 8 + 8 + 16;
 export type LaneTypeValue = (typeof LaneType)[keyof typeof LaneType];
 /** how far behind the highest counter seen a datagram may still arrive (reordering on the path) */
 export const REPLAY_WINDOW = 1024;
@@ -70,13 +72,37 @@ export class Sealer {
   }
 }
 
-/** what an agent sends its server (every second: it also keeps its NAT's mapping open) */
-export function registerDatagram(relayId: number, token: Uint8Array): Uint8Array {
+/**
+ * what an agent sends its server (every second: it also keeps its NAT's
+ * mapping open): [6][0 0 0][relay id u32][counter u64][HMAC-SHA256 under the
+ * token of the first 16 bytes, 16 of its bytes]. The token never travels in
+ * the clear, and the counter (from the clock, so it grows across restarts)
+ * must grow: a registration copied off the wire is worth nothing elsewhere.
+ */
+export function registerDatagram(relayId: number, token: Uint8Array, counter: number): Uint8Array {
   const d = new Uint8Array(REGISTER_BYTES);
+  const dv = new DataView(d.buffer);
   d[0] = RelayType.register;
-  new DataView(d.buffer).setUint32(4, relayId >>> 0);
-  d.set(token.subarray(0, 16), 8);
+  dv.setUint32(4, relayId >>> 0);
+  dv.setUint32(8, Math.floor(counter / 2 ** 32));
+  dv.setUint32(12, counter >>> 0);
+  d.set(registerMac(token, d), 16);
   return d;
+}
+
+export function registerMac(token: Uint8Array, d: Uint8Array): Uint8Array {
+  return createHmac("sha256", token).update(d.subarray(0, 16)).digest().subarray(0, 16);
+}
+
+/** the counter of a registration whose MAC verifies under `token`, else undefined */
+export function checkRegistration(token: Uint8Array, d: Uint8Array): number | undefined {
+  if (d.byteLength !== REGISTER_BYTES) return undefined;
+  const mac = registerMac(token, d);
+  let x = 0;
+  for (let i = 0; i < 16; i++) x |= mac[i]! ^ d[16 + i]!;
+  if (x !== 0) return undefined;
+  const dv = new DataView(d.buffer, d.byteOffset, 16);
+  return dv.getUint32(8) * 2 ** 32 + dv.getUint32(12);
 }
 
 /** a server's grant: register `relayId` with `token` at its UDP `port` */

@@ -27,6 +27,11 @@ interface LaneState {
   installed: boolean;
   /** the exchange's stream, kept open as the lane's lease: it closes with its connection, and the lane goes with it */
   lease?: Stream;
+  /**
+   * offered by the node whose name sorts first: when both sides offer at
+   * once, both keep that exchange and close the other, so their lanes agree
+   */
+  preferred: boolean;
 }
 
 export class LaneControl {
@@ -37,6 +42,8 @@ export class LaneControl {
 
   constructor(
     private readonly tunnel: TunnelAccess,
+    /** this node's name */
+    private readonly self: string,
     private readonly port: number,
     private readonly install: (m: LaneInstall | RelayRegister | { op: "unlane"; node: string }) => void,
     private readonly log: Logger,
@@ -79,28 +86,31 @@ export class LaneControl {
     this.stopped = true;
     for (const t of this.retries) clearTimeout(t);
     this.retries.clear();
+    for (const st of this.state.values()) closeStream(st.lease);
   }
 
   private async offer(node: string, route: Route, ns: NodeStream): Promise<void> {
-    const st: LaneState = { connectionId: ns.connectionId, pending: true, retryAt: 0, installed: false };
+    const st: LaneState = { connectionId: ns.connectionId, pending: true, retryAt: 0, installed: false, preferred: this.self < node };
     this.state.set(node, st);
+    let stream: Stream | undefined;
     try {
       const grant = route.relayPeer ? await this.grantFrom(route.relayPeer, route.ip) : undefined;
       const mine = newOffer(this.port, grant?.relayId ?? 0);
-      const { stream } = await this.tunnel.openStream(node, LANE_PROTOCOL);
+      stream = (await this.tunnel.openStream(node, LANE_PROTOCOL)).stream;
       stream.send(encodeOffer(mine));
       const theirs = decodeOffer(await readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS));
-      if (typeof theirs === "string" || theirs.port === 0) void stream.close().catch(() => stream.abort(new Error("closed")));
-      else st.lease = stream;
       if (typeof theirs === "string") throw new Error(theirs);
       if (theirs.port === 0 || (grant && theirs.relayId === 0)) {
-        if (st.lease) void st.lease.close().catch(() => stream.abort(new Error("closed")));
+        closeStream(stream);
         this.retryLater(node, route, ns, st);
-        this.log.info("pod network lane refused by the peer (no lane there, or no lane relay on this path)", { node });
+        this.log.info("pod network lane offer declined by the peer (no lane there, no lane relay on this path, or it keeps the exchange it made at the same time)", { node });
         return;
       }
-      this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st);
+      st.lease = stream;
+      stream = undefined;
+      this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st, true);
     } catch (err) {
+      if (stream) stream.abort(err as Error);
       this.retryLater(node, route, ns, st);
       // a peer without the lane (off, or an older agent) fails every 30 s: said once
       const fields = { node, error: (err as Error).message, retryInSeconds: this.retryMs / 1000 };
@@ -119,15 +129,22 @@ export class LaneControl {
       .then(async (bytes) => {
         const theirs = decodeOffer(bytes);
         if (typeof theirs === "string") throw new Error(theirs);
-        const grant = route?.relayPeer && theirs.relayId !== 0 ? await this.grantFrom(route.relayPeer, route.ip).catch(() => undefined) : undefined;
-        const usable = route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined);
+        const grant =
+          route?.relayPeer && theirs.relayId !== 0
+            ? await this.grantFrom(route.relayPeer, route.ip).catch((err: Error) => void this.log.warn("pod network lane relay grant failed", { node: from, error: err.message }))
+            : undefined;
+        const st: LaneState = { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false, lease: stream, preferred: from < this.self };
+        const cur = this.state.get(from);
+        // a lane of the preferred exchange on this connection stays: this one is refused
+        const keepCurrent = cur !== undefined && cur.installed && cur.connectionId === st.connectionId && cur.preferred && !st.preferred;
+        const usable = route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined) && !keepCurrent;
         const mine = usable ? newOffer(this.port, grant?.relayId ?? 0) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
         stream.send(encodeOffer(mine));
-        if (!usable) return void stream.close().catch(() => stream.abort(new Error("closed")));
-        this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false, lease: stream });
+        if (!usable) return closeStream(stream);
+        this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st, false);
       })
       .catch((err: Error) => {
-        this.log.warn("pod network lane offer refused", { node: from, error: err.message });
+        this.log.warn("pod network lane offer not answered", { node: from, error: err.message });
         stream.abort(err);
       });
   }
@@ -139,8 +156,8 @@ export class LaneControl {
    */
   private async grantFrom(relayPeer: string, ip: string): Promise<RelayGrant> {
     const stream = await this.tunnel.openRelayStream(relayPeer, LANE_RELAY_PROTOCOL);
-    const grant = decodeGrant(await readExactly(stream, GRANT_BYTES, EXCHANGE_TIMEOUT_MS));
-    void stream.close().catch(() => stream.abort(new Error("closed")));
+    const grant = decodeGrant(await readExactly(stream, GRANT_BYTES, EXCHANGE_TIMEOUT_MS).catch((err: Error) => (stream.abort(err), Promise.reject(err))));
+    closeStream(stream);
     if (typeof grant === "string") throw new Error(`lane relay: ${grant}`);
     if (grant.port === 0) throw new Error("the server's lane relay is full");
     this.install({ op: "register", addr: sockaddrIn(ip, grant.port), relayId: grant.relayId, token: grant.token });
@@ -148,18 +165,33 @@ export class LaneControl {
     return grant;
   }
 
-  private place(node: string, to: { ip: string; port: number; relayId?: number }, theirs: LaneOffer, mine: LaneOffer, st: LaneState): void {
+  /**
+   * hands the lane of exchange `st` to the reader thread, unless another
+   * exchange for the node wins: a newer connection's, or on the same
+   * connection the preferred one (both sides offered at once)
+   */
+  private place(node: string, to: { ip: string; port: number; relayId?: number }, theirs: LaneOffer, mine: LaneOffer, st: LaneState, ours: boolean): void {
+    const cur = this.state.get(node);
+    if (cur !== st) {
+      // our offer, forgotten meanwhile
+      if (ours && cur === undefined) return closeStream(st.lease);
+      if (cur !== undefined) {
+        // a newer connection's exchange under way, or the preferred one already in place
+        if (cur.connectionId !== st.connectionId ? ours : cur.installed && cur.preferred && !st.preferred) return closeStream(st.lease);
+        if (cur.installed) closeStream(cur.lease);
+      }
+    }
     st.installed = true;
     this.state.set(node, st);
+    this.up.delete(node);
     // the lane lives as long as its connection: when the lease closes (server or peer restarted, path gone), packets take the stream at once
     const lease = st.lease;
     if (lease) {
       lease.addEventListener("close", () => {
         if (this.state.get(node) === st) this.forget(node, "its connection closed");
       });
-      lease.addEventListener("remoteCloseWrite", () => void lease.close().catch(() => lease.abort(new Error("closed"))));
+      lease.addEventListener("remoteCloseWrite", () => closeStream(lease));
     }
-    this.up.delete(node);
     this.install({ op: "lane", node, addr: sockaddrIn(to.ip, to.port), txId: theirs.id, txKey: theirs.key, rxId: mine.id, rxKey: mine.key, ...(to.relayId !== undefined ? { relayId: to.relayId } : {}) });
     this.log.info("pod network lane offered; probing", { node, peer: `${to.ip}:${to.port}`, via: to.relayId !== undefined ? "server" : "direct" });
   }
@@ -178,11 +210,15 @@ export class LaneControl {
     const st = this.state.get(node);
     if (!st) return;
     this.state.delete(node);
-    if (st.lease && st.lease.status === "open") void st.lease.close().catch(() => st.lease?.abort(new Error("lane removed")));
+    closeStream(st.lease);
     this.up.delete(node);
     this.install({ op: "unlane", node });
     this.log.info("pod network lane removed", { node, why });
   }
+}
+
+function closeStream(s: Stream | undefined): void {
+  if (s && s.status === "open") void s.close().catch(() => s.abort(new Error("closed")));
 }
 
 interface Route {

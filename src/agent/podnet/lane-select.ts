@@ -5,14 +5,15 @@
 // bounded queues, no IP fragmentation. A TCP flow that sent a GSO packet
 // keeps to the stream for a while after it, so its segments are not
 // overtaken on the faster lane (reordering costs TCP retransmissions).
-import { LANE_HEADER, LANE_TAG } from "./lane-codec.ts";
+import { ENVELOPE, LANE_HEADER, LANE_TAG } from "./lane-codec.ts";
 import { VNET_HDR_LEN } from "./vnet.ts";
 
 /** how long a TCP flow keeps to the stream after its last GSO packet */
 export const STICKY_MS = 500;
 /** a datagram no larger than an Ethernet payload less IP and UDP headers: never fragmented on a LAN */
 export const MAX_DATAGRAM = 1500 - 28;
-export const MAX_LANE_UNIT = MAX_DATAGRAM - LANE_HEADER - LANE_TAG;
+/** what a datagram carries at most, with room for the envelope through a server */
+export const MAX_LANE_UNIT = MAX_DATAGRAM - ENVELOPE - LANE_HEADER - LANE_TAG;
 /** flows remembered (a hash table without chaining: a collision only sends a flow to the stream longer) */
 const FLOWS = 4096;
 

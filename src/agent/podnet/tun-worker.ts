@@ -37,6 +37,8 @@ const POLLIN = 1;
 const MSG_DONTWAIT = 0x40;
 /** the largest unit a read can return that we carry: a 64 KiB GSO packet behind its header */
 const MAX_READ = 65_545;
+/** what one read() may return (more than MAX_READ: counted as oversized); a slot takes another unit only with this much room */
+const READ_LEN = MAX_READ + 64;
 /** the thread goes back to its event loop (for the main thread's messages) at least this often */
 const YIELD_MS = 1000;
 const PROBE_UP_MS = 1000;
@@ -104,6 +106,8 @@ const pipeBuf = new Uint8Array(64);
 
 port.onmessage = (e) => {
   const m = e.data;
+  // after stop the main thread closes our descriptors: nothing more may use them
+  if (s && Atomics.load(s.ctl, 0) !== 0) return;
   if (m.op === "start") {
     s = { ...m, ctl: new Int32Array(m.ctlBuf), bytes: new Uint8Array(m.ring) };
     if (m.udpFd >= 0) {
@@ -160,16 +164,19 @@ function install(m: LaneInstall): void {
 }
 
 /** our registrations at servers' lane relays: sent now and every second (which keeps our NAT's mapping too) */
-const registrations = new Map<string, Uint8Array[]>();
+const registrations = new Map<string, RelayRegister>();
+/** registration counters: from the clock (they grow across restarts), never twice the same */
+let lastCounter = 0;
 
 function register(m: RelayRegister): void {
-  const reg = [m.addr, registerDatagram(m.relayId, m.token)];
-  registrations.set(m.addr.join(","), reg);
-  sendRegistration(reg);
+  registrations.set(m.addr.join(","), m);
+  sendRegistration(m);
 }
 
-function sendRegistration([addr, d]: Uint8Array[]): void {
-  if (Number(c.sendto(s!.udpFd, ptr(d!), d!.byteLength, 0, ptr(addr!), 16)) !== d!.byteLength) drop("lane-send", "registration at a server");
+function sendRegistration(m: RelayRegister): void {
+  lastCounter = Math.max(lastCounter + 1, Date.now() * 1000);
+  const d = registerDatagram(m.relayId, m.token, lastCounter);
+  if (Number(c.sendto(s!.udpFd, ptr(d), d.byteLength, 0, ptr(m.addr), 16)) !== d.byteLength) drop("lane-send", "registration at a server");
 }
 
 function remove(node: string): void {
@@ -192,7 +199,8 @@ function send(lane: Lane, type: LaneTypeValue, payload: Uint8Array): boolean {
 /** a unit read from the TUN: true when it went on a lane (or was dropped trying) */
 function toLane(unit: Uint8Array, now: number): boolean {
   const ip = VNET_HDR_LEN;
-  if (!table || unit.byteLength < ip + 20) return false;
+  // IPv4 only (anything else goes to the main thread, which drops and counts it)
+  if (!table || unit.byteLength < ip + 20 || unit[ip]! >> 4 !== 4) return false;
   const dst = ((unit[ip + 16]! << 24) | (unit[ip + 17]! << 16) | (unit[ip + 18]! << 8) | unit[ip + 19]!) >>> 0;
   const node = table.nodeFor(dst);
   const lane = node === undefined ? undefined : lanes.get(node);
@@ -214,8 +222,8 @@ function fromTun(now: number): void {
     let off = 0;
     let reads = 0;
     // one unit per read(), until none is left or the slot is nearly full
-    while (st.slotBytes - off > MAX_READ + 8) {
-      const got = Number(c.read(st.fd, ptr(st.bytes, base + off + 4), MAX_READ + 64));
+    while (st.slotBytes - off >= READ_LEN + 4) {
+      const got = Number(c.read(st.fd, ptr(st.bytes, base + off + 4), READ_LEN));
       if (got <= 0) break;
       reads++;
       // larger than a GSO packet can be: not ours to carry (counted)
@@ -236,7 +244,7 @@ function fromTun(now: number): void {
       Atomics.add(st.ctl, 1, 1);
       port.postMessage(slot);
     }
-    if (reads === 0 || st.slotBytes - off > MAX_READ + 8) return;
+    if (reads === 0 || st.slotBytes - off >= READ_LEN + 4) return;
   }
 }
 

@@ -24,6 +24,8 @@ export class LaneRelay {
   /** node name → its grant (one per node; asked again, the same) */
   private readonly grants = new Map<string, RelayGrant>();
   stats: RelayStats = { registered: 0, forwarded: 0, registrations: 0, drops: {} };
+  /** grants the relay thread has not confirmed yet: the agent hears of one only once its registration will be taken */
+  private readonly allowed = new Map<number, () => void>();
 
   constructor(
     readonly port: number,
@@ -39,6 +41,9 @@ export class LaneRelay {
       if (e.data.ev === "stats") {
         const { ev: _, ...stats } = e.data;
         this.stats = stats;
+      } else if (e.data.ev === "allowed") {
+        this.allowed.get(e.data.relayId)?.();
+        this.allowed.delete(e.data.relayId);
       }
     };
     w.onerror = (e) => this.log.error("lane relay thread failed: relayed pod network lanes stop", { error: e.message });
@@ -46,23 +51,43 @@ export class LaneRelay {
     await node.handle(
       LANE_RELAY_PROTOCOL,
       (stream, conn) => {
-        void membership.waitVerified(conn.remotePeer, 10_000).then((claim) => {
+        void membership.waitVerified(conn.remotePeer, 10_000).then(async (claim) => {
           if (claim?.role !== "agent") return stream.abort(new Error("not a verified agent"));
-          let g = this.grants.get(claim.nodeName);
-          if (!g && this.grants.size < this.maxGrants) {
-            g = { port: this.port, relayId: crypto.getRandomValues(new Uint32Array(1))[0]! || 1, token: crypto.getRandomValues(new Uint8Array(16)) };
-            this.grants.set(claim.nodeName, g);
-            this.post({ op: "allow", relayId: g.relayId, token: g.token });
-            this.log.debug("lane relay grant", { node: claim.nodeName });
-          }
-          // no room: port 0 tells the agent to keep its packets on the stream
-          stream.send(encodeGrant(g ?? { port: 0, relayId: 0, token: new Uint8Array(16) }));
+          const g = await this.grantFor(claim.nodeName);
+          stream.send(encodeGrant(g));
           void stream.close().catch(() => stream.abort(new Error("closed")));
         });
       },
       { runOnLimitedConnection: false },
     );
     this.log.info("lane relay listening", { udpPort: this.port });
+  }
+
+  /** the node's grant (the same while this server runs); the oldest other goes when the table is full */
+  private async grantFor(nodeName: string): Promise<RelayGrant> {
+    const had = this.grants.get(nodeName);
+    if (had) {
+      // most recently used last: the eviction below takes the least recently asked
+      this.grants.delete(nodeName);
+      this.grants.set(nodeName, had);
+      return had;
+    }
+    if (this.grants.size >= this.maxGrants) {
+      const [oldest, g] = this.grants.entries().next().value!;
+      this.grants.delete(oldest);
+      this.post({ op: "revoke", relayId: g.relayId });
+    }
+    const g: RelayGrant = { port: this.port, relayId: crypto.getRandomValues(new Uint32Array(1))[0]! || 1, token: crypto.getRandomValues(new Uint8Array(16)) };
+    this.grants.set(nodeName, g);
+    const confirmed = new Promise<void>((resolve) => {
+      this.allowed.set(g.relayId, resolve);
+      setTimeout(resolve, 1000).unref?.();
+    });
+    this.post({ op: "allow", relayId: g.relayId, token: g.token });
+    await confirmed;
+    this.allowed.delete(g.relayId);
+    this.log.debug("lane relay grant", { node: nodeName });
+    return g;
   }
 
   private post(m: RelayWorkerMessage): void {

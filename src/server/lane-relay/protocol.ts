@@ -1,5 +1,5 @@
 // Messages between the server's lane relay (main thread) and its thread.
-export type RelayWorkerMessage = { op: "start"; fd: number } | { op: "allow"; relayId: number; token: Uint8Array } | { op: "stop" };
+export type RelayWorkerMessage = { op: "start"; fd: number } | { op: "allow"; relayId: number; token: Uint8Array } | { op: "revoke"; relayId: number } | { op: "stop" };
 
 export interface RelayStats {
   /** agents whose address is registered */
@@ -9,4 +9,4 @@ export interface RelayStats {
   drops: Record<string, number>;
 }
 
-export type RelayWorkerEvent = ({ ev: "stats" } & RelayStats) | { ev: "stopped" };
+export type RelayWorkerEvent = ({ ev: "stats" } & RelayStats) | { ev: "allowed"; relayId: number } | { ev: "stopped" };

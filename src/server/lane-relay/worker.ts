@@ -7,7 +7,7 @@
 // Only registered addresses may have datagrams forwarded: the relay is no
 // reflector for anyone else. Payloads stay sealed end to end.
 import { dlopen, FFIType, ptr } from "bun:ffi";
-import { ENVELOPE, LANE_HEADER, LANE_TAG, REGISTER_BYTES, RelayType } from "../../agent/podnet/lane-codec.ts";
+import { checkRegistration, ENVELOPE, LANE_HEADER, LANE_TAG, REGISTER_BYTES, RelayType } from "../../agent/podnet/lane-codec.ts";
 import type { RelayWorkerEvent, RelayWorkerMessage } from "./protocol.ts";
 
 const c = dlopen("libc.so.6", {
@@ -24,6 +24,8 @@ interface Entry {
   token: Uint8Array;
   addr?: Uint8Array;
   key?: number;
+  /** the highest registration counter taken: an older one is a copy */
+  counter: number;
 }
 
 let fd = -1;
@@ -45,10 +47,11 @@ port.onmessage = (e) => {
     fd = m.fd;
     run();
   } else if (m.op === "allow") {
-    const old = byId.get(m.relayId);
-    if (old?.key !== undefined) bySource.delete(old.key);
-    byId.set(m.relayId, { token: m.token });
-  } else if (m.op === "stop") stopped = true;
+    forgetId(m.relayId);
+    byId.set(m.relayId, { token: m.token, counter: 0 });
+    port.postMessage({ ev: "allowed", relayId: m.relayId });
+  } else if (m.op === "revoke") forgetId(m.relayId);
+  else if (m.op === "stop") stopped = true;
 };
 
 function drop(reason: string): void {
@@ -56,11 +59,11 @@ function drop(reason: string): void {
   dirty = true;
 }
 
-/** the token in a registration datagram `d` equals `t` (constant time) */
-function sameToken(t: Uint8Array, d: Uint8Array): boolean {
-  let x = 0;
-  for (let i = 0; i < 16; i++) x |= t[i]! ^ d[8 + i]!;
-  return x === 0;
+function forgetId(relayId: number): void {
+  const old = byId.get(relayId);
+  if (old?.key !== undefined && bySource.get(old.key) === relayId) bySource.delete(old.key);
+  byId.delete(relayId);
+  dirty = true;
 }
 
 /** the sender's address as a number: no string per datagram on this path */
@@ -83,12 +86,14 @@ function receive(): void {
     const key = sourceKey();
     if (type === RelayType.register) {
       const entry = byId.get(relayId);
-      if (!entry || !sameToken(entry.token, buf)) {
+      const counter = entry && checkRegistration(entry.token, buf.subarray(0, n));
+      if (!entry || counter === undefined || counter <= entry.counter) {
         drop("registration");
         continue;
       }
+      entry.counter = counter;
       if (entry.key !== key) {
-        if (entry.key !== undefined) bySource.delete(entry.key);
+        if (entry.key !== undefined && bySource.get(entry.key) === relayId) bySource.delete(entry.key);
         entry.key = key;
         entry.addr = from.slice();
         bySource.set(key, relayId);
