@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
-import { endLab, startMesh, type Mesh } from "./lab/mesh.ts";
+import { endLab, restartFresh, startMesh, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary } from "./util/run.ts";
 
 const FIX = join(import.meta.dir, "fixtures");
@@ -158,12 +158,9 @@ test("forged datagrams from a LAN neighbour are dropped and counted; the lane ke
 }, 30_000);
 
 test("behind a port-randomising NAT (relayed, no punching) the lane runs through the server's lane relay: pings go as datagrams there", async () => {
-  await Promise.all(["edge1", "edge2", "edge3"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
   await lab.setNatMapping("nat2", "random");
-  await lab.exec("nat2", ["conntrack", "-F"]);
   try {
-    for (const n of ["edge1", "edge2", "edge3"]) mesh.startAgent(n);
-    await mesh.waitReserved(["edge1", "edge2", "edge3"]);
+    await restartFresh(lab, mesh, ["edge1", "edge2", "edge3"], ["nat2"]);
     await laneUp("edge1", "edge2", 20_000, "relayed");
     await laneUp("edge2", "edge1", 20_000, "relayed"); // the replies' way
     expect((await peer("edge1", "edge2"))?.path).toBe("relayed");

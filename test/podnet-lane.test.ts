@@ -2,16 +2,18 @@
 // offer exchanged over the tunnel, and which packets take it.
 import { expect, test } from "bun:test";
 import { loadOpenSslChaCha } from "../src/tunnel/crypto/openssl-chacha.ts";
-import { decodeGrant, decodeOffer, encodeGrant, encodeOffer, ENVELOPE, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, registerDatagram, checkRegistration, REGISTER_BYTES, RelayType, REPLAY_WINDOW, ReplayWindow, sealDatagram, Sealer } from "../src/agent/podnet/lane-codec.ts";
+import { decodeGrant, decodeOffer, encodeGrant, encodeOffer, ENVELOPE, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, registerDatagram, checkRegistration, REGISTER_BYTES, RelayType, REPLAY_WINDOW, ReplayWindow, Sealer, type LaneTypeValue } from "../src/agent/podnet/lane-codec.ts";
 import { LaneSelector, MAX_LANE_UNIT, STICKY_MS } from "../src/agent/podnet/lane-select.ts";
 import { VNET_HDR_LEN } from "../src/agent/podnet/vnet.ts";
 
 const aead = loadOpenSslChaCha();
 const key = crypto.getRandomValues(new Uint8Array(32));
 const payload = crypto.getRandomValues(new Uint8Array(94));
+/** a datagram of its own (a Sealer's result is valid until its next seal) */
+const seal = (k: Uint8Array, receiverId: number, counter: number, type: LaneTypeValue, p: Uint8Array) => new Sealer(aead).seal(k, receiverId, counter, type, p).slice();
 
 test("a sealed datagram opens under its key and carries its header in the clear", () => {
-  const d = sealDatagram(aead, key, 0xdeadbeef, 2 ** 40 + 5, LaneType.data, payload);
+  const d = seal(key, 0xdeadbeef, 2 ** 40 + 5, LaneType.data, payload);
   expect(d.byteLength).toBe(LANE_HEADER + payload.byteLength + 16);
   const h = readHead(d)!;
   expect(h).toEqual({ type: LaneType.data, receiverId: 0xdeadbeef, counter: 2 ** 40 + 5 });
@@ -21,7 +23,7 @@ test("a sealed datagram opens under its key and carries its header in the clear"
 });
 
 test("a datagram whose header, payload or tag was changed, or under another key, does not open", () => {
-  const d = sealDatagram(aead, key, 7, 1, LaneType.data, payload);
+  const d = seal(key, 7, 1, LaneType.data, payload);
   const h = readHead(d)!;
   for (const at of [0, 4, 8, 15, LANE_HEADER, LANE_HEADER + 50, d.byteLength - 1]) {
     const t = d.slice();
@@ -37,7 +39,7 @@ test("a datagram whose header, payload or tag was changed, or under another key,
 
 test("headers that cannot be ours are refused before any decryption", () => {
   expect(readHead(new Uint8Array(LANE_HEADER + 15))).toBeUndefined();
-  const d = sealDatagram(aead, key, 7, 1, LaneType.probe, new Uint8Array(0));
+  const d = seal(key, 7, 1, LaneType.probe, new Uint8Array(0));
   expect(readHead(d)?.type).toBe(LaneType.probe);
   const bad = d.slice();
   bad[0] = 9;

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Lab, BUN, waitFor } from "./lab/index.ts";
-import { endLab, startMesh, type Mesh } from "./lab/mesh.ts";
+import { endLab, restartFresh, startMesh, type Mesh } from "./lab/mesh.ts";
 import { ensureBinary } from "./util/run.ts";
 
 const FIX = join(import.meta.dir, "fixtures");
@@ -109,12 +109,9 @@ test("a packet from a peer whose source is not in that peer's pod CIDRs is dropp
 }, 60_000);
 
 test("behind a NAT that randomises ports (no punching) the pods talk over the relayed path: ping, TCP and UDP both ways", async () => {
-  await Promise.all(["edge1", "edge2", "edge3"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
   await lab.setNatMapping("nat2", "random");
-  await lab.exec("nat2", ["conntrack", "-F"]);
   try {
-    for (const n of ["edge1", "edge2", "edge3"]) mesh.startAgent(n);
-    await mesh.waitReserved(["edge1", "edge2", "edge3"]);
+    await restartFresh(lab, mesh, ["edge1", "edge2", "edge3"], ["nat2"]);
     for (const n of ["edge1", "edge3"]) await waitFor(async () => (await mesh.status<PodnetStatus>(n)).podNetwork?.routes.length === 2, { timeoutMs: 10_000, description: `${n}'s routes` });
     const failures: string[] = [];
     for (const [a, b] of [["pod1", "pod2"], ["pod2", "pod1"], ["pod3", "pod2"], ["pod2", "pod3"]] as Array<[Pod, Pod]>) {
@@ -130,11 +127,8 @@ test("behind a NAT that randomises ports (no punching) the pods talk over the re
     // that would run the tunnel through the pod network, i.e. through itself
     for (const n of ["edge1", "edge2", "edge3"]) expect(mesh.logs(n)).not.toMatch(/via=\/ip4\/10\.244\./);
   } finally {
-    await Promise.all(["edge1", "edge2", "edge3"].map((n) => mesh.agents.get(n)?.proc?.stop(5000)));
     await lab.setNatMapping("nat2", "preserve");
-    await lab.exec("nat2", ["conntrack", "-F"]);
-    for (const n of ["edge1", "edge2", "edge3"]) mesh.startAgent(n);
-    await mesh.waitReserved(["edge1", "edge2", "edge3"]);
+    await restartFresh(lab, mesh, ["edge1", "edge2", "edge3"], ["nat2"]);
   }
 }, 120_000);
 

@@ -28,6 +28,11 @@ export function isCircuit(ma: Multiaddr): boolean {
   return ma.toString().includes("/p2p-circuit");
 }
 
+/** the peer ID of the relay a circuit address goes through (".../p2p/RELAY/p2p-circuit/...") */
+export function relayOf(ma: Multiaddr): string | undefined {
+  return /\/p2p\/([^/]+)\/p2p-circuit/.exec(ma.toString())?.[1];
+}
+
 /**
  * how a connection reaches its peer: direct with the peer's IPv4 address, or
  * relayed with the relay's peer ID and IPv4 address (undefined for IPv6)
@@ -36,7 +41,7 @@ export function originOf(conn: { remoteAddr: Multiaddr }): { path: "direct" | "r
   const text = conn.remoteAddr.toString();
   const ip = /^\/ip4\/(\d+\.\d+\.\d+\.\d+)\//.exec(text)?.[1];
   if (isCircuit(conn.remoteAddr)) {
-    const relayPeer = /\/p2p\/([^/]+)\/p2p-circuit/.exec(text)?.[1];
+    const relayPeer = relayOf(conn.remoteAddr);
     return { path: "relayed", ...(relayPeer ? { relayPeer } : {}), ...(ip ? { relayIp: ip } : {}) };
   }
   return ip ? { path: "direct", remoteIp: ip } : { path: "direct" };

@@ -20,6 +20,7 @@ import { coalesceTcp } from "./tcp-coalesce.ts";
 import { localAddressIn } from "./local-address.ts";
 import { LANE_PROTOCOL, LaneControl } from "./lane-control.ts";
 import { tryLoadOpenSslChaCha } from "../../tunnel/crypto/openssl-chacha.ts";
+import { DropLogBudget } from "./drop-log.ts";
 import type { LaneStats, WorkerEvent } from "./tun-protocol.ts";
 
 export const podnetModule: ModuleFactory = {
@@ -30,8 +31,6 @@ export const podnetModule: ModuleFactory = {
 };
 
 type Drop = DropReason | SendDrop | "no-route" | "not-ipv4" | "too-big" | "tun-write";
-/** drops logged per reason per minute, at most (the counters keep every one) */
-const LOGGED_DROPS_PER_MINUTE = 5;
 
 class PodNetwork implements Module {
   readonly name = "podnet";
@@ -46,7 +45,7 @@ class PodNetwork implements Module {
   private readonly writes = { packets: 0, writes: 0 };
   /** batches read right after our own writes, on the main thread */
   private sameThreadReads = 0;
-  private readonly logged = new Map<Drop, { minute: number; n: number }>();
+  private readonly logBudget = new DropLogBudget();
   private unsubscribe: Array<() => void> = [];
   private routeSrc?: string;
   private applying: Promise<void> = Promise.resolve();
@@ -240,10 +239,7 @@ class PodNetwork implements Module {
 
   private drop(reason: Drop, detail = "", n = 1): void {
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + n);
-    const minute = Math.floor(Date.now() / 60_000);
-    let l = this.logged.get(reason);
-    if (!l || l.minute !== minute) this.logged.set(reason, (l = { minute, n: 0 }));
-    if (l.n++ < LOGGED_DROPS_PER_MINUTE) this.ctx.log.warn("pod network packet dropped", { reason, detail: detail || "-", packets: n });
+    if (this.logBudget.take(reason)) this.ctx.log.warn("pod network packet dropped", { reason, detail: detail || "-", packets: n });
   }
 
   /** drops by reason, with the units the reader thread refused as larger than any GSO packet */

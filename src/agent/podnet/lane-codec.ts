@@ -130,10 +130,6 @@ export function decodeGrant(b: Uint8Array): RelayGrant | string {
   return { port: dv.getUint16(1), relayId: dv.getUint32(3), token: b.slice(7) };
 }
 
-/** a datagram of `type` carrying `payload` to the lane `receiverId` (a copy: see Sealer) */
-export function sealDatagram(aead: Aead, key: Uint8Array, receiverId: number, counter: number, type: LaneTypeValue, payload: Uint8Array): Uint8Array {
-  return new Sealer(aead).seal(key, receiverId, counter, type, payload).slice();
-}
 
 export interface DatagramHead {
   type: number;

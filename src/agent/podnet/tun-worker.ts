@@ -22,7 +22,9 @@ import { inboundProblem } from "./admission.ts";
 import { LaneSelector } from "./lane-select.ts";
 import { LaneType, openDatagram, readHead, registerDatagram, ReplayWindow, Sealer, type Aead, type LaneTypeValue } from "./lane-codec.ts";
 import { VNET_HDR_LEN } from "./vnet.ts";
-import type { WorkerEvent, WorkerMessage, LaneInstall, LaneStats, RelayRegister } from "./tun-protocol.ts";
+import { LEN_BYTES, READ_LEN, readUnits } from "./unit-frames.ts";
+import { DropLogBudget } from "./drop-log.ts";
+import type { WorkerEvent, WorkerMessage, WorkerStart, LaneInstall, LaneStats, RelayRegister } from "./tun-protocol.ts";
 
 const c = dlopen("libc.so.6", {
   poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
@@ -35,10 +37,6 @@ const c = dlopen("libc.so.6", {
 const port = globalThis as unknown as { onmessage: (e: MessageEvent<WorkerMessage>) => void; postMessage(m: WorkerEvent | number): void };
 const POLLIN = 1;
 const MSG_DONTWAIT = 0x40;
-/** the largest unit a read can return that we carry: a 64 KiB GSO packet behind its header */
-const MAX_READ = 65_545;
-/** what one read() may return (more than MAX_READ: counted as oversized); a slot takes another unit only with this much room */
-const READ_LEN = MAX_READ + 64;
 /** the thread goes back to its event loop (for the main thread's messages) at least this often */
 const YIELD_MS = 1000;
 const PROBE_UP_MS = 1000;
@@ -74,17 +72,8 @@ interface Lane {
   stats: LaneStats;
 }
 
-interface Started {
-  fd: number;
-  ctl: Int32Array;
-  bytes: Uint8Array;
-  slots: number;
-  slotBytes: number;
-  udpFd: number;
-  wakeFd: number;
-  self: string;
-  mtu: number;
-}
+/** the start message, with views of its shared memory */
+type Started = Omit<WorkerStart, "op" | "ring" | "ctlBuf"> & { ctl: Int32Array; bytes: Uint8Array };
 
 let s: Started | undefined;
 let table: RouteTable | undefined;
@@ -127,17 +116,13 @@ port.onmessage = (e) => {
   else if (m.op === "unlane") remove(m.node);
 };
 
-/** drops told to the main thread (for its log) per reason per minute, at most; the counters keep every one */
-const TOLD_PER_MINUTE = 5;
-const told = new Map<string, { minute: number; n: number }>();
+/** drops told to the main thread, for its log */
+const told = new DropLogBudget();
 
 function drop(reason: string, detail = ""): void {
   drops[reason] = (drops[reason] ?? 0) + 1;
   statsDirty = true;
-  const minute = Math.floor(Date.now() / 60_000);
-  let t = told.get(reason);
-  if (!t || t.minute !== minute) told.set(reason, (t = { minute, n: 0 }));
-  if (t.n++ < TOLD_PER_MINUTE) port.postMessage({ ev: "drop", reason, detail });
+  if (told.take(reason)) port.postMessage({ ev: "drop", reason, detail });
 }
 
 function install(m: LaneInstall): void {
@@ -213,38 +198,29 @@ function toLane(unit: Uint8Array, now: number): boolean {
   return true;
 }
 
+/** readUnits' pieces, made once (this path runs per batch): a read() into the ring, the oversized count, the lane's pick */
+const readTun = (at: number, len: number) => Number(c.read(s!.fd, ptr(s!.bytes, at), len));
+const countOversized = () => void Atomics.add(s!.ctl, 2, 1);
+let readAt = 0;
+const divertToLane = (unit: Uint8Array) => toLane(unit, readAt);
+
 function fromTun(now: number): void {
   const st = s!;
-  const lanesUp = lanes.size > 0;
+  readAt = now;
+  const opts = { oversized: countOversized, divert: lanes.size > 0 ? divertToLane : undefined };
   for (let round = 0; round < 4 && Atomics.load(st.ctl, 1) < st.slots; round++) {
     const slot = seq % st.slots;
     const base = slot * st.slotBytes;
-    let off = 0;
-    let reads = 0;
-    // one unit per read(), until none is left or the slot is nearly full
-    while (st.slotBytes - off >= READ_LEN + 4) {
-      const got = Number(c.read(st.fd, ptr(st.bytes, base + off + 4), READ_LEN));
-      if (got <= 0) break;
-      reads++;
-      // larger than a GSO packet can be: not ours to carry (counted)
-      if (got > MAX_READ) {
-        Atomics.add(st.ctl, 2, 1);
-        continue;
-      }
-      if (lanesUp && toLane(st.bytes.subarray(base + off + 4, base + off + 4 + got), now)) continue;
-      st.bytes[base + off] = 0;
-      st.bytes[base + off + 1] = got >>> 16;
-      st.bytes[base + off + 2] = (got >>> 8) & 255;
-      st.bytes[base + off + 3] = got & 255;
-      off += 4 + got;
-    }
+    const filled = readUnits(readTun, st.bytes, base, base + st.slotBytes, opts);
+    const off = filled.off - base;
     if (off > 0) {
       st.ctl[3 + slot] = off;
       seq++;
       Atomics.add(st.ctl, 1, 1);
       port.postMessage(slot);
     }
-    if (reads === 0 || st.slotBytes - off >= READ_LEN + 4) return;
+    // a slot filled up: the next takes the rest
+    if (filled.reads === 0 || st.slotBytes - off >= READ_LEN + LEN_BYTES) return;
   }
 }
 

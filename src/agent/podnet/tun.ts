@@ -8,9 +8,8 @@
 // also owns the datagram lane's UDP socket. The main thread never blocks.
 // Writing: one write() per packet from the main thread (a TUN write does not block).
 import { dlopen, FFIType, ptr, toArrayBuffer } from "bun:ffi";
-import { MAX_UNIT, writeLen } from "./unit-frames.ts";
-import { errnoName } from "../../tunnel/transport/libc-socket.ts";
-import { openUdpSocket } from "../../tunnel/transport/udp-socket.ts";
+import { readUnits } from "./unit-frames.ts";
+import { errnoName, openUdpSocket } from "../../tunnel/transport/libc-socket.ts";
 import type { WorkerEvent, WorkerMessage } from "./tun-protocol.ts";
 
 const O_RDWR = 2;
@@ -173,13 +172,10 @@ export class TunDevice {
     if (this.closed) return new Uint8Array(0);
     const buf = (this.nowBuf ??= new Uint8Array(SLOT_BYTES));
     const c = lib();
-    let off = 0;
-    for (let n = 0; n < max && SLOT_BYTES - off > 65700; n++) {
-      const got = Number(c.read(this.fd, ptr(buf, off + 4), 65600));
-      if (got <= 0 || got > MAX_UNIT) break;
-      writeLen(buf, off, got);
-      off += 4 + got;
-    }
+    const { off } = readUnits((at, len) => Number(c.read(this.fd, ptr(buf, at), len)), buf, 0, buf.byteLength, {
+      maxReads: max,
+      oversized: () => void (this.ctl && Atomics.add(this.ctl, 2, 1)),
+    });
     return buf.subarray(0, off);
   }
 

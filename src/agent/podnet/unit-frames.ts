@@ -74,3 +74,38 @@ export function writeLen(b: Uint8Array, off: number, len: number): void {
   b[off + 2] = (len >>> 8) & 255;
   b[off + 3] = len & 255;
 }
+
+/** what one read() of the TUN may return; a unit over MAX_UNIT is dropped and counted as oversized */
+export const READ_LEN = MAX_UNIT + 64;
+
+/**
+ * Fills buf[off, end) with the TUN's packets, one per `read(at, len)` (a
+ * read() into buf at `at`), each behind its u32 length, until none is left,
+ * `maxReads` were made or no room is left for a whole read. A unit `divert`
+ * takes (it went another way) is not kept. Returns the new offset and the
+ * reads made. The reader thread fills its slots with it, the main thread its
+ * reads right after a write.
+ */
+export function readUnits(
+  read: (at: number, len: number) => number,
+  buf: Uint8Array,
+  off: number,
+  end: number,
+  o: { oversized: () => void; maxReads?: number; divert?: (unit: Uint8Array) => boolean },
+): { off: number; reads: number } {
+  let reads = 0;
+  while (end - off >= READ_LEN + LEN_BYTES && reads < (o.maxReads ?? Infinity)) {
+    const got = read(off + LEN_BYTES, READ_LEN);
+    if (got <= 0) break;
+    reads++;
+    // larger than a GSO packet can be: not ours to carry
+    if (got > MAX_UNIT) {
+      o.oversized();
+      continue;
+    }
+    if (o.divert?.(buf.subarray(off + LEN_BYTES, off + LEN_BYTES + got))) continue;
+    writeLen(buf, off, got);
+    off += LEN_BYTES + got;
+  }
+  return { off, reads };
+}

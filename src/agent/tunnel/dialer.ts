@@ -41,10 +41,7 @@ export function nearestFirst<T extends { rttMs(): number }>(relays: T[]): T[] {
     .map((x) => x.r);
 }
 
-/** the peer ID of the relay a circuit address goes through (".../p2p/RELAY/p2p-circuit/...") */
-export function relayOf(ma: Multiaddr): string | undefined {
-  return /\/p2p\/([^/]+)\/p2p-circuit/.exec(ma.toString())?.[1];
-}
+export { relayOf } from "../../tunnel/addresses.ts";
 
 export function directCandidates(peer: PeerId, hints: string[], defaultPort: number): Multiaddr[] {
   return hintAddresses(hints, defaultPort).map((ma) => ma.encapsulate(`/p2p/${peer.toString()}`));

@@ -8,7 +8,7 @@
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { Membership } from "../../tunnel/membership.ts";
 import type { Logger } from "../../log.ts";
-import { closeFd, openUdpSocket } from "../../tunnel/transport/udp-socket.ts";
+import { closeFd, openUdpSocket } from "../../tunnel/transport/libc-socket.ts";
 import { encodeGrant, type RelayGrant } from "../../agent/podnet/lane-codec.ts";
 import type { RelayStats, RelayWorkerEvent, RelayWorkerMessage } from "./protocol.ts";
 

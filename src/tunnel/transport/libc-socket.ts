@@ -18,6 +18,7 @@ export const LINUX = {
   AF_INET: 2,
   AF_INET6: 10,
   SOCK_STREAM: 1,
+  SOCK_DGRAM: 2,
   SOCK_NONBLOCK: 0o4000, // = O_NONBLOCK, asm-generic/fcntl.h
   SOCK_CLOEXEC: 0o2000000, // = O_CLOEXEC
   SOL_SOCKET: 1,
@@ -131,11 +132,11 @@ const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
 
 let loaded: { libc?: Libc; reason: string } | undefined;
 
+/** libc, or why not (platform, architecture, library) */
 function load(): { libc?: Libc; reason: string } {
   if (loaded) return loaded;
   if (process.platform !== "linux") return (loaded = { reason: `platform ${process.platform} is not linux` });
   if (!(SUPPORTED_ARCHES as readonly string[]).includes(process.arch)) return (loaded = { reason: `architecture ${process.arch} is not one whose socket layout we encode (${SUPPORTED_ARCHES.join(", ")})` });
-  if (process.env.EDGEMESH_REUSEPORT_DIAL === "off") return (loaded = { reason: "EDGEMESH_REUSEPORT_DIAL=off" });
   const reasons: string[] = [];
   for (const name of LIBC_CANDIDATES) {
     try {
@@ -147,9 +148,14 @@ function load(): { libc?: Libc; reason: string } {
   return (loaded = { reason: `cannot load libc (${reasons.join("; ")})` });
 }
 
+/** libc for dials from the listening port, unless turned off (EDGEMESH_REUSEPORT_DIAL=off) */
+function dialLibc(): { libc?: Libc; reason: string } {
+  return process.env.EDGEMESH_REUSEPORT_DIAL === "off" ? { reason: "EDGEMESH_REUSEPORT_DIAL=off" } : load();
+}
+
 /** whether dials can leave from the listening port; `reason` says why not */
 export function reusePortDialSupport(): { available: boolean; reason: string } {
-  const l = load();
+  const l = dialLibc();
   return { available: !!l.libc, reason: l.reason };
 }
 
@@ -203,8 +209,8 @@ const ONE = new Int32Array([1]);
  * descriptor is closed on every failure.
  */
 export async function connectFromPort(o: BoundConnectOptions): Promise<number> {
-  const libc = load().libc;
-  if (!libc) throw new SocketError(`dial from the listening port unavailable: ${load().reason}`, "ENOTSUP", 0);
+  const libc = dialLibc().libc;
+  if (!libc) throw new SocketError(`dial from the listening port unavailable: ${dialLibc().reason}`, "ENOTSUP", 0);
   o.signal?.throwIfAborted();
   const v6 = o.host.includes(":");
   const family = v6 ? LINUX.AF_INET6 : LINUX.AF_INET;
@@ -251,6 +257,21 @@ export async function connectFromPort(o: BoundConnectOptions): Promise<number> {
   const len = new Uint32Array([4]);
   if (libc.getsockopt(fd, LINUX.SOL_SOCKET, LINUX.SO_ERROR, err, len) !== 0) fail(libc, fd, "SO_ERROR", errno(libc));
   if (err[0] !== 0) fail(libc, fd, `connect ${o.host}:${o.port}`, err[0]!);
+  return fd;
+}
+
+/**
+ * a bound, non-blocking IPv4 UDP socket on `port` (all addresses), for a
+ * reader thread that polls it through bun:ffi (Bun's own UDP sockets live on
+ * the main thread's event loop); throws a SocketError (e.g. the port is taken)
+ */
+export function openUdpSocket(port: number): number {
+  const libc = load().libc;
+  if (!libc) throw new SocketError(`cannot open a UDP socket: ${load().reason}`, "ENOTSUP", 0);
+  const fd = libc.socket(LINUX.AF_INET, LINUX.SOCK_DGRAM | LINUX.SOCK_NONBLOCK | LINUX.SOCK_CLOEXEC, 0);
+  if (fd < 0) fail(libc, -1, "cannot open a UDP socket", errno(libc));
+  const addr = sockaddrIn("0.0.0.0", port);
+  if (libc.bind(fd, addr, addr.byteLength) !== 0) fail(libc, fd, `cannot bind UDP port ${port}`, errno(libc));
   return fd;
 }
 
