@@ -186,7 +186,7 @@ describe("tunnel across the NAT lab", () => {
     expect(r.stderr).not.toContain("AbortError");
   }, 60_000);
 
-  test("server down: direct paths keep working; relayed paths recover within 10 s of its return", async () => {
+  test("server down: direct paths keep working; relayed paths recover within 10 s of its return, without waiting on direct addresses that never answer", async () => {
     mesh.server.kill("SIGKILL");
     await mesh.server.exited;
     // edge1's relayed link to edge2 dies with the server
@@ -194,9 +194,18 @@ describe("tunnel across the NAT lab", () => {
     expect(await socks("edge1", "edge3", 9001, "echo")).toMatchObject({ ok: true });
     mesh.startServer();
     const t0 = performance.now();
-    await waitFor(async () => (await socks("edge1", "edge2", 9001, "echo", undefined, 8000)).ok, { timeoutMs: 20_000, intervalMs: 250 });
+    const served = await waitFor(
+      async () => {
+        const r = await socks("edge1", "edge2", 9001, "echo", undefined, 8000);
+        return r.ok ? r : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 250, description: "a request edge1 → edge2 served again" },
+    );
     const recovery = performance.now() - t0;
     expect(recovery).toBeLessThan(10_000);
     expect(await peerPath("edge1", "edge2")).toBe("relayed");
-  }, 60_000);
+    // by now edge1 knows edge2's public address, which nat2 drops: the relayed dial
+    // must not queue behind it (it did: 3.1-5.2 s, libp2p's 6 s per address)
+    expect(served.ms!).toBeLessThan(2500);
+}, 60_000);
 });

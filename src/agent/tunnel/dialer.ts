@@ -5,7 +5,7 @@
 import type { Connection, PeerId } from "@libp2p/interface";
 import { multiaddr, type Multiaddr } from "@multiformats/multiaddr";
 import type { Logger } from "../../log.ts";
-import type { TunnelNode } from "../../tunnel/node.ts";
+import { dialNow, type TunnelNode } from "../../tunnel/node.ts";
 import { describeAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
 import { SECRET_MISMATCH, type SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 
@@ -149,8 +149,9 @@ export class PeerDialer {
           .then(() => {
             const got = bestConnection(this.node, peer, this.src.usable);
             if (got && (i > 0 || !isCircuit(got.remoteAddr))) return got;
-            // force: an existing relayed connection may be one new streams avoid (its relay went silent)
-            return this.node.dial(ma, { signal: overall, force: true } as never);
+            // not node.dial: it would queue behind the direct dial still running, and it would
+            // hand back an existing relayed connection that new streams avoid (its relay went silent)
+            return dialNow(this.node, ma, overall);
           })
           .catch((e: Error) => {
             errors.push(`relay: ${e.message}`);
