@@ -148,6 +148,24 @@ test("a TCP flow pod → pod that starts relayed survives the move to the punche
   expect(logs).toMatch(/pod network path moved node=edge2 path=direct/);
 }, 90_000);
 
+test("the node itself reaches pods on other sites, from its pod-CIDR address; when that address goes and comes back (a CNI bridge recreated), the routes follow", async () => {
+  const routes = async () => (await lab.exec("edge1", ["ip", "-4", "-o", "route", "show", "dev", "edgemesh-tun"])).stdout;
+  const hostPing = async () => (await lab.exec("edge1", ["ping", "-c", "2", "-i", "0.2", "-W", "2", IP.pod2], { timeoutMs: 15_000 })).code === 0;
+  expect(await routes()).toMatch(/10\.244\.2\.0\/24 .*src 10\.244\.1\.1/);
+  expect(await hostPing()).toBe(true);
+  // the kernel removes routes whose source address is deleted
+  await lab.execOrThrow("edge1", ["ip", "addr", "del", "10.244.1.1/24", "dev", "vp-pod1"]);
+  try {
+    await waitFor(async () => /10\.244\.2\.0\/24(?!.*src)/.test(await routes()), { timeoutMs: 15_000, intervalMs: 250, description: "edge1's routes back, without a source" });
+  } finally {
+    await lab.execOrThrow("edge1", ["ip", "addr", "add", "10.244.1.1/24", "dev", "vp-pod1"]).catch(() => {});
+  }
+  await waitFor(async () => /10\.244\.2\.0\/24 .*src 10\.244\.1\.1/.test(await routes()) && /10\.244\.3\.0\/24 .*src 10\.244\.1\.1/.test(await routes()), { timeoutMs: 15_000, intervalMs: 250, description: "edge1's routes from 10.244.1.1 again" });
+  expect(await hostPing()).toBe(true);
+  expect(await ping("pod1", "pod2")).toBe(true);
+  expect(mesh.logs("edge1")).toMatch(/pod routes were removed from the host .*cidrs=10\.244\.[23]\.0\/24/);
+}, 60_000);
+
 test("stopping the agent removes the device, its routes and its chains", async () => {
   await mesh.agents.get("edge3")!.proc!.stop(5000);
   expect((await lab.exec("edge3", ["ip", "link", "show", "edgemesh-tun"])).code).not.toBe(0);

@@ -79,6 +79,21 @@ export class PodnetHost {
     return { added, removed };
   }
 
+  /**
+   * our routes the kernel no longer has (deleting an address removes the
+   * routes that name it as their source; someone may flush routes): they are
+   * forgotten, so the next setRoutes puts them back
+   */
+  async lostRoutes(): Promise<string[]> {
+    if (this.routes.size === 0) return [];
+    const r = await this.exec(["ip", "-4", "-o", "route", "show", "dev", this.device], { check: false });
+    if (r.code !== 0) return [];
+    const present = new Set(r.stdout.split("\n").map((l) => l.trim().split(/\s+/)[0]));
+    const lost = [...this.routes.keys()].filter((c) => !present.has(c));
+    for (const c of lost) this.routes.delete(c);
+    return lost;
+  }
+
   /** removes the chains and jumps (routes go with the device) */
   async tearDown(): Promise<void> {
     this.routes.clear();

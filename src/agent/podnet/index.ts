@@ -30,6 +30,13 @@ export const podnetModule: ModuleFactory = {
   create: (ctx) => new PodNetwork(ctx),
 };
 
+/**
+ * how often the routes and their source are checked: a CNI bridge created
+ * after we started (flannel makes cni0 with the node's first pod) becomes the
+ * source, and routes the kernel dropped with a deleted address come back
+ */
+export const ROUTE_CHECK_MS = 5_000;
+
 type Drop = DropReason | SendDrop | "no-route" | "not-ipv4" | "too-big" | "tun-write";
 
 class PodNetwork implements Module {
@@ -49,6 +56,7 @@ class PodNetwork implements Module {
   private unsubscribe: Array<() => void> = [];
   private routeSrc?: string;
   private applying: Promise<void> = Promise.resolve();
+  private routeCheck?: ReturnType<typeof setInterval>;
   private lanes?: LaneControl;
   /** the reader thread's latest lane counters */
   private laneStats: { lanes: Record<string, LaneStats>; drops: Record<string, number> } = { lanes: {}, drops: {} };
@@ -109,6 +117,9 @@ class PodNetwork implements Module {
         { replay: true },
       ),
     );
+    this.routeCheck = setInterval(() => {
+      this.applying = this.applying.then(() => this.applyRoutes()).catch((err: Error) => log.warn("pod routes not checked", { error: err.message }));
+    }, ROUTE_CHECK_MS);
     this.registerMetrics();
   }
 
@@ -117,13 +128,8 @@ class PodNetwork implements Module {
     const table = new RouteTable(nodes, config.nodeName);
     for (const r of table.refused) log.warn("pod CIDR not routed", { node: r.node, cidr: r.cidr, reason: r.reason });
     if (table.own.length === 0) log.warn("this node has no pod CIDR (Node.spec.podCIDRs or its static entry's podCIDRs): packets from peers to our pods will be dropped", { node: config.nodeName });
-    // this host's own traffic to other nodes' pods leaves from an address in our pod CIDR, so replies route back through the tunnel
-    const src = await localAddressIn(table.own);
-    if (src !== this.routeSrc) log.info(src ? "host traffic to remote pods leaves from our pod CIDR" : "no local address in our pod CIDR: host traffic to remote pods leaves from the node's address", { src: src ?? "-" });
-    this.routeSrc = src;
     this.table = table;
-    const { added, removed } = await this.host!.setRoutes(table.routed().map((r) => r.cidr.text), src);
-    if (added.length || removed.length) log.info("pod routes updated", { added: added.join(",") || "-", removed: removed.join(",") || "-", routes: table.routed().length });
+    await this.applyRoutes();
     // the reader thread routes and checks lane packets with its own copy of the table
     this.tun?.post({ op: "nodes", nodes });
     for (const [node, link] of this.links) {
@@ -133,6 +139,20 @@ class PodNetwork implements Module {
         this.lanes?.forget(node, "the node left the node table");
       }
     }
+  }
+
+  /** routes of the current table into the TUN, from our pod-CIDR address if we have one; each change logged */
+  private async applyRoutes(): Promise<void> {
+    const { table, host } = this;
+    if (!table || !host) return;
+    const lost = await host.lostRoutes();
+    if (lost.length) this.ctx.log.warn("pod routes were removed from the host (by a deleted address or another program): putting them back", { cidrs: lost.join(",") });
+    // this host's own traffic to other nodes' pods leaves from an address in our pod CIDR, so replies route back through the tunnel
+    const src = await localAddressIn(table.own);
+    if (src !== this.routeSrc) this.ctx.log.info(src ? "host traffic to remote pods leaves from our pod CIDR" : "no local address in our pod CIDR: host traffic to remote pods leaves from the node's address, and replies from other sites cannot reach it", { src: src ?? "-" });
+    this.routeSrc = src;
+    const { added, removed } = await host.setRoutes(table.routed().map((r) => r.cidr.text), src);
+    if (added.length || removed.length) this.ctx.log.info("pod routes updated", { added: added.join(",") || "-", removed: removed.join(",") || "-", routes: table.routed().length });
   }
 
   /** a batch from the TUN: `[u32 length][virtio-net header][packet]...` (a view valid during this call) */
@@ -305,6 +325,7 @@ class PodNetwork implements Module {
 
   async stop(): Promise<void> {
     for (const u of this.unsubscribe) u();
+    clearInterval(this.routeCheck);
     this.lanes?.stop();
     for (const l of this.links.values()) l.close();
     this.links.clear();
