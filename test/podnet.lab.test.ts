@@ -26,6 +26,9 @@ interface PodnetStatus {
 beforeAll(async () => {
   lab = await Lab.create({ name: "podnet" });
   for (const [node, pod] of Object.entries(PODS)) await lab.addPod(node, pod, CIDR[node as keyof typeof CIDR]);
+  // edge1 is a stricter host: FORWARD policy DROP (as Docker leaves it) and strict reverse-path filtering
+  await lab.execOrThrow("edge1", ["iptables", "-P", "FORWARD", "DROP"]);
+  await lab.execOrThrow("edge1", ["sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"]);
   mesh = startMesh(lab, {
     binary: await ensureBinary(),
     agents: [{ name: "edge1", host: "edge1" }, { name: "edge2", host: "edge2" }, { name: "edge3", host: "edge3" }],
