@@ -40,8 +40,9 @@ test("a failed exchange is tried again on the same connection; the lane is then 
   const tunnel = {
     openStream: async () => {
       if (calls++ === 0) throw new Error("protocol selection failed");
-      return { stream: peer, connectionId: "c1", path: "direct" };
+      return { stream: peer, connectionId: "c1", path: "direct", remoteIp: "10.10.1.13" };
     },
+    preferredConnection: () => "c1",
   } as unknown as TunnelAccess;
   const installs: Array<{ op: string; node?: string; txId?: number; addr?: Uint8Array }> = [];
   const lanes = new LaneControl(tunnel, "edge1", 20007, (m) => installs.push(m), log, 50);
@@ -67,7 +68,7 @@ test("a failed exchange is tried again on the same connection; the lane is then 
 
 test("a stopped control tries nothing again", async () => {
   let calls = 0;
-  const tunnel = { openStream: async () => (calls++, Promise.reject(new Error("no"))) } as unknown as TunnelAccess;
+  const tunnel = { openStream: async () => (calls++, Promise.reject(new Error("no"))), preferredConnection: () => "c1" } as unknown as TunnelAccess;
   const lanes = new LaneControl(tunnel, "edge1", 20007, () => {}, log, 30);
   lanes.ensure("edge3", link("c1"));
   await Bun.sleep(5);
@@ -105,36 +106,57 @@ function streamPair() {
   return [a, b] as const;
 }
 
-test("two agents that offer each other a lane at once keep the same exchange: each sends under the key the other receives with", async () => {
+/**
+ * edge1 and edge2 offer each other a lane at once, each exchange on the
+ * connection `conn[node]` (the one its tunnel opened the stream on), while new
+ * streams take `preferred`; returns the lanes each handed its reader thread
+ * and the exchange streams with their connections
+ */
+async function crossingOffers(conn: Record<"edge1" | "edge2", string>, preferred: string) {
   type Lane = { op: string; node?: string; txId?: number; txKey?: Uint8Array; rxId?: number; rxKey?: Uint8Array };
   const installs: Record<string, Lane[]> = { edge1: [], edge2: [] };
   const controls: Record<string, LaneControl> = {};
-  const streams: Array<{ status: string }> = [];
-  const other = (n: string) => (n === "edge1" ? "edge2" : "edge1");
-  for (const n of ["edge1", "edge2"]) {
+  const streams: Array<{ status: string; connectionId: string }> = [];
+  const other = (n: "edge1" | "edge2") => (n === "edge1" ? "edge2" : "edge1");
+  for (const n of ["edge1", "edge2"] as const) {
     const tunnel = {
       openStream: async () => {
         const [mine, theirs] = streamPair();
-        streams.push(mine);
+        streams.push(Object.assign(mine, { connectionId: conn[n] }));
         // the far agent serves it, seeing this agent at its address
-        queueMicrotask(() => controls[other(n)]!.serve(theirs as never, n, { path: "direct", remoteIp: n === "edge1" ? "10.10.1.11" : "10.10.2.12", connectionId: "c" }));
-        return { stream: mine, connectionId: "c", path: "direct" };
+        queueMicrotask(() => controls[other(n)]!.serve(theirs as never, n, { path: "direct", remoteIp: n === "edge1" ? "10.10.1.11" : "10.10.2.12", connectionId: conn[n] }));
+        return { stream: mine, connectionId: conn[n], path: "direct", remoteIp: n === "edge1" ? "10.10.2.12" : "10.10.1.11" };
       },
+      preferredConnection: () => preferred,
     } as unknown as TunnelAccess;
     controls[n] = new LaneControl(tunnel, n, 20007, (m) => installs[n]!.push(m as Lane), log, 60_000);
   }
-  controls.edge1!.ensure("edge2", { ...link("c"), remoteIp: "10.10.2.12" });
-  controls.edge2!.ensure("edge1", { ...link("c"), remoteIp: "10.10.1.11" });
+  controls.edge1!.ensure("edge2", { ...link(conn.edge1), remoteIp: "10.10.2.12" });
+  controls.edge2!.ensure("edge1", { ...link(conn.edge2), remoteIp: "10.10.1.11" });
   await Bun.sleep(50);
   const last = (n: string) => installs[n]!.filter((m) => m.op === "lane").at(-1)!;
-  const [a, b] = [last("edge1"), last("edge2")];
-  expect(a.txId).toBe(b.rxId!);
-  expect(a.txKey).toEqual(b.rxKey!);
-  expect(b.txId).toBe(a.rxId!);
-  expect(b.txKey).toEqual(a.rxKey!);
-  expect(controls.edge1!.laneOf("edge2")).toBe("probing");
-  expect(controls.edge2!.laneOf("edge1")).toBe("probing");
-  // one exchange's stream stays open as the lease; the other was closed
-  expect(streams.filter((s) => s.status === "open").length).toBe(1);
+  const r = { edge1: last("edge1"), edge2: last("edge2"), laneOf: { edge1: controls.edge1!.laneOf("edge2"), edge2: controls.edge2!.laneOf("edge1") }, open: streams.filter((s) => s.status === "open").map((s) => s.connectionId) };
   for (const c of Object.values(controls)) c.stop();
+  return r;
+}
+
+test("two agents that offer each other a lane at once keep the same exchange: each sends under the key the other receives with", async () => {
+  const r = await crossingOffers({ edge1: "c", edge2: "c" }, "c");
+  expect(r.edge1.txId).toBe(r.edge2.rxId!);
+  expect(r.edge1.txKey).toEqual(r.edge2.rxKey!);
+  expect(r.edge2.txId).toBe(r.edge1.rxId!);
+  expect(r.edge2.txKey).toEqual(r.edge1.rxKey!);
+  expect(r.laneOf).toEqual({ edge1: "probing", edge2: "probing" });
+  // one exchange's stream stays open as the lease; the other was closed
+  expect(r.open).toEqual(["c"]);
+});
+
+test("offers crossing on two connections (one side still on the relayed path, the other already direct): both keep the direct one's exchange", async () => {
+  const r = await crossingOffers({ edge1: "relayed", edge2: "direct" }, "direct");
+  expect(r.edge1.txId).toBe(r.edge2.rxId!);
+  expect(r.edge1.txKey).toEqual(r.edge2.rxKey!);
+  expect(r.edge2.txId).toBe(r.edge1.rxId!);
+  expect(r.edge2.txKey).toEqual(r.edge1.rxKey!);
+  expect(r.laneOf).toEqual({ edge1: "probing", edge2: "probing" });
+  expect(r.open).toEqual(["direct"]);
 });

@@ -157,6 +157,26 @@ test("forged datagrams from a LAN neighbour are dropped and counted; the lane ke
   expect((await peer("edge1", "edge3"))?.lane).toBe("up");
 }, 30_000);
 
+test("a fresh pair whose first packets go relayed and are then hole-punched gets its lane on the direct path within seconds, both ways (3 fresh starts)", async () => {
+  const times: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    await restartFresh(lab, mesh, ["edge1", "edge2"], ["nat1", "nat2"]);
+    const t0 = Date.now();
+    // pings throughout (a link looks at its path, and offers the lane, when it sends)
+    const pings = pingPods("pod1", "pod2", 100);
+    await waitFor(
+      async () => {
+        const [a, b] = [await peer("edge1", "edge2"), await peer("edge2", "edge1")];
+        return a?.lane === "up" && a.path === "direct" && b?.lane === "up" && b.path === "direct";
+      },
+      { timeoutMs: 5000, intervalMs: 100, description: `run ${run + 1}: the direct lane both ways` },
+    );
+    times.push(Date.now() - t0);
+    expect((await pings).code).toBe(0);
+  }
+  console.log(`direct lane up after the first ping (ms): ${times.join(", ")}`);
+}, 120_000);
+
 test("behind a port-randomising NAT (relayed, no punching) the lane runs through the server's lane relay: pings go as datagrams there", async () => {
   await lab.setNatMapping("nat2", "random");
   try {

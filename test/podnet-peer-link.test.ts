@@ -122,3 +122,19 @@ test("unit framing: u32 lengths, units split anywhere across chunks, a 64 KiB GS
   writeLen(big, 0, 70_000);
   expect(() => new UnitDecoder().push(big)).toThrow(UnitTooLargeError);
 });
+
+test("the connection in use is told again at path checks while packets flow (a lane lost on an unchanged path is offered anew)", async () => {
+  const s = fakeStream();
+  const told: string[] = [];
+  const link = new PeerLink("edge2", fakeTunnel([s], { id: "direct" }), 1 << 20, log, () => {}, (ns) => told.push(ns.connectionId));
+  link.send(new Uint8Array(100));
+  link.flush();
+  await tick();
+  expect(told).toEqual(["direct"]);
+  // the path check runs at most every 100 ms
+  await Bun.sleep(120);
+  link.send(new Uint8Array(100));
+  link.flush();
+  expect(told).toEqual(["direct", "direct"]);
+  link.close();
+});

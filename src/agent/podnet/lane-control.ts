@@ -5,7 +5,8 @@
 // lane to its reader thread, which probes it and uses it once a probe is
 // answered. The peer's address is the connection's far end as each side sees
 // it (its NAT's address when behind one: a port-preserving NAT lets the
-// probes of both sides meet). Relayed connections get no lane.
+// probes of both sides meet). Over a relayed connection the lane goes
+// through that server's lane relay (a grant asked with the exchange).
 import type { Stream } from "@libp2p/interface";
 import type { NodeStream, StreamOrigin, TunnelAccess } from "../../model/tunnel.ts";
 import type { Logger } from "../../log.ts";
@@ -56,27 +57,32 @@ export class LaneControl {
     return this.up.has(node) ? "up" : this.state.get(node)?.installed ? "probing" : "-";
   }
 
-  /** our pod network sends to `node` on `ns`: offers a lane over its connection if it has none */
+  /**
+   * our pod network sends to `node` on `ns` (told at each path check, so a
+   * lane lost while the path stayed is offered again): offers a lane over the
+   * connection new streams take, unless one is there, under way, or refused
+   * there lately
+   */
   ensure(node: string, ns: NodeStream): void {
     const st = this.state.get(node);
-    const route = routeOf(ns);
-    if (!route) {
+    if (!routeOf(ns)) {
       if (st?.installed) this.forget(node, "no IPv4 address for a lane on this connection");
       return;
     }
-    if (st && st.connectionId === ns.connectionId && (st.pending || st.installed || Date.now() < st.retryAt)) return;
-    void this.offer(node, route, ns);
+    const now = this.tunnel.preferredConnection(node) ?? ns.connectionId;
+    if (st && (st.pending || (st.connectionId === now && (st.installed || Date.now() < st.retryAt)))) return;
+    void this.offer(node, ns);
   }
 
   private stopped = false;
   private readonly retries = new Set<ReturnType<typeof setTimeout>>();
 
   /** a failed or refused exchange is tried again on the same connection after retryMs (a new connection tries at once) */
-  private retryLater(node: string, route: Route, ns: NodeStream, st: LaneState): void {
+  private retryLater(node: string, ns: NodeStream, st: LaneState): void {
     st.retryAt = Date.now() + this.retryMs;
     const t = setTimeout(() => {
       this.retries.delete(t);
-      if (!this.stopped && this.state.get(node) === st && ns.stream.status === "open") void this.offer(node, route, ns);
+      if (!this.stopped && this.state.get(node) === st && ns.stream.status === "open") void this.offer(node, ns);
     }, this.retryMs);
     t.unref?.();
     this.retries.add(t);
@@ -89,21 +95,27 @@ export class LaneControl {
     for (const st of this.state.values()) closeStream(st.lease);
   }
 
-  private async offer(node: string, route: Route, ns: NodeStream): Promise<void> {
+  private async offer(node: string, ns: NodeStream): Promise<void> {
     const st: LaneState = { connectionId: ns.connectionId, pending: true, retryAt: 0, installed: false, preferred: this.self < node };
     this.state.set(node, st);
     let stream: Stream | undefined;
     try {
+      // the exchange rides the connection new streams take now, which the lane then belongs to
+      // (the link's may be older: a relayed path upgraded meanwhile)
+      const opened = await this.tunnel.openStream(node, LANE_PROTOCOL);
+      stream = opened.stream;
+      st.connectionId = opened.connectionId;
+      const route = routeOf(opened);
+      if (!route) throw new Error("no IPv4 address for a lane on this connection");
       const grant = route.relayPeer ? await this.grantFrom(route.relayPeer, route.ip) : undefined;
       const mine = newOffer(this.port, grant?.relayId ?? 0);
-      stream = (await this.tunnel.openStream(node, LANE_PROTOCOL)).stream;
       stream.send(encodeOffer(mine));
       const theirs = decodeOffer(await readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS));
       if (typeof theirs === "string") throw new Error(theirs);
       if (theirs.port === 0 || (grant && theirs.relayId === 0)) {
         closeStream(stream);
-        this.retryLater(node, route, ns, st);
-        this.log.info("pod network lane offer declined by the peer (no lane there, no lane relay on this path, or it keeps the exchange it made at the same time)", { node });
+        this.retryLater(node, ns, st);
+        this.log.info("pod network lane offer declined by the peer (no lane there, no lane relay on this path, or it keeps another exchange)", { node });
         return;
       }
       st.lease = stream;
@@ -111,7 +123,12 @@ export class LaneControl {
       this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st, true);
     } catch (err) {
       if (stream) stream.abort(err as Error);
-      this.retryLater(node, route, ns, st);
+      this.retryLater(node, ns, st);
+      // its connection went or stopped being the path (relayed, upgraded meanwhile): the new path gets its own exchange
+      if (this.state.get(node) !== st || this.tunnel.preferredConnection(node) !== st.connectionId) {
+        this.log.debug("pod network lane exchange ended with its path", { node, error: (err as Error).message });
+        return;
+      }
       // a peer without the lane (off, or an older agent) fails every 30 s: said once
       const fields = { node, error: (err as Error).message, retryInSeconds: this.retryMs / 1000 };
       if (this.warned.has(node)) this.log.debug("pod network lane not set up; packets take the tunnel stream", fields);
@@ -135,8 +152,8 @@ export class LaneControl {
             : undefined;
         const st: LaneState = { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false, lease: stream, preferred: from < this.self };
         const cur = this.state.get(from);
-        // a lane of the preferred exchange on this connection stays: this one is refused
-        const keepCurrent = cur !== undefined && cur.installed && cur.connectionId === st.connectionId && cur.preferred && !st.preferred;
+        // an exchange of ours that wins over this one stays: this one is refused
+        const keepCurrent = cur !== undefined && this.keeps(from, cur, st, false);
         const usable = route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined) && !keepCurrent;
         const mine = usable ? newOffer(this.port, grant?.relayId ?? 0) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
         stream.send(encodeOffer(mine));
@@ -144,7 +161,8 @@ export class LaneControl {
         this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st, false);
       })
       .catch((err: Error) => {
-        this.log.warn("pod network lane offer not answered", { node: from, error: err.message });
+        const moved = this.tunnel.preferredConnection(from) !== origin.connectionId;
+        this.log[moved ? "debug" : "warn"](moved ? "pod network lane offer ended with its path" : "pod network lane offer not answered", { node: from, error: err.message });
         stream.abort(err);
       });
   }
@@ -176,8 +194,7 @@ export class LaneControl {
       // our offer, forgotten meanwhile
       if (ours && cur === undefined) return closeStream(st.lease);
       if (cur !== undefined) {
-        // a newer connection's exchange under way, or the preferred one already in place
-        if (cur.connectionId !== st.connectionId ? ours : cur.installed && cur.preferred && !st.preferred) return closeStream(st.lease);
+        if (this.keeps(node, cur, st, ours)) return closeStream(st.lease);
         if (cur.installed) closeStream(cur.lease);
       }
     }
@@ -194,6 +211,22 @@ export class LaneControl {
     }
     this.install({ op: "lane", node, addr: sockaddrIn(to.ip, to.port), txId: theirs.id, txKey: theirs.key, rxId: mine.id, rxKey: mine.key, ...(to.relayId !== undefined ? { relayId: to.relayId } : {}) });
     this.log.info("pod network lane offered; probing", { node, peer: `${to.ip}:${to.port}`, via: to.relayId !== undefined ? "server" : "direct" });
+  }
+
+  /**
+   * of two exchanges for `node`, whether `cur` (ours in place or under way)
+   * wins over `next`: on one connection (both sides offered at once), the one
+   * offered by the node whose name sorts first, once in place; on two, the one
+   * on the connection new streams take now (a relayed one upgraded to direct
+   * while its exchange ran loses to the direct one's); when neither is, the
+   * later answer (`next`, unless it is our own offer completing)
+   */
+  private keeps(node: string, cur: LaneState, next: LaneState, nextIsOurs: boolean): boolean {
+    if (cur.connectionId === next.connectionId) return cur.installed && cur.preferred && !next.preferred;
+    const now = this.tunnel.preferredConnection(node);
+    if (now === cur.connectionId) return true;
+    if (now === next.connectionId) return false;
+    return nextIsOurs;
   }
 
   /** the reader thread's word on a lane */

@@ -47,7 +47,7 @@ export class PeerLink {
     private readonly maxQueueBytes: number,
     private readonly log: Logger,
     private readonly onDrop: (reason: SendDrop, packets: number) => void,
-    /** each stream opened, with the connection it rides on (the lane is offered there) */
+    /** the stream in use and its connection: at each open, and at each path check while packets flow */
     private readonly onStream?: (ns: NodeStream) => void,
   ) {}
 
@@ -88,6 +88,8 @@ export class PeerLink {
       this.checkedAt = now;
       const preferred = this.tunnel.preferredConnection(this.node);
       if (!this.usable(this.current) || (preferred !== undefined && preferred !== this.current.connectionId)) return this.reopen();
+      // told again while the path stays: a lane lost meanwhile (its exchange refused, its lease closed) is offered anew
+      this.onStream?.(this.current);
     }
     this.sendQueued(this.current!.stream);
   }
