@@ -140,23 +140,24 @@ async function crossingOffers(conn: Record<"edge1" | "edge2", string>, preferred
   return r;
 }
 
-test("two agents that offer each other a lane at once keep the same exchange: each sends under the key the other receives with", async () => {
-  const r = await crossingOffers({ edge1: "c", edge2: "c" }, "c");
+/** each side sends under the key and id the other receives with, and both lanes are being probed */
+function expectSameExchange(r: Awaited<ReturnType<typeof crossingOffers>>): void {
   expect(r.edge1.txId).toBe(r.edge2.rxId!);
   expect(r.edge1.txKey).toEqual(r.edge2.rxKey!);
   expect(r.edge2.txId).toBe(r.edge1.rxId!);
   expect(r.edge2.txKey).toEqual(r.edge1.rxKey!);
   expect(r.laneOf).toEqual({ edge1: "probing", edge2: "probing" });
+}
+
+test("two agents that offer each other a lane at once keep the same exchange: each sends under the key the other receives with", async () => {
+  const r = await crossingOffers({ edge1: "c", edge2: "c" }, "c");
+  expectSameExchange(r);
   // one exchange's stream stays open as the lease; the other was closed
   expect(r.open).toEqual(["c"]);
 });
 
 test("offers crossing on two connections (one side still on the relayed path, the other already direct): both keep the direct one's exchange", async () => {
   const r = await crossingOffers({ edge1: "relayed", edge2: "direct" }, "direct");
-  expect(r.edge1.txId).toBe(r.edge2.rxId!);
-  expect(r.edge1.txKey).toEqual(r.edge2.rxKey!);
-  expect(r.edge2.txId).toBe(r.edge1.rxId!);
-  expect(r.edge2.txKey).toEqual(r.edge1.rxKey!);
-  expect(r.laneOf).toEqual({ edge1: "probing", edge2: "probing" });
+  expectSameExchange(r);
   expect(r.open).toEqual(["direct"]);
 });
