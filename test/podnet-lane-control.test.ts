@@ -43,6 +43,7 @@ test("a failed exchange is tried again on the same connection; the lane is then 
       return { stream: peer, connectionId: "c1", path: "direct", remoteIp: "10.10.1.13" };
     },
     preferredConnection: () => "c1",
+    servers: () => [],
   } as unknown as TunnelAccess;
   const installs: Array<{ op: string; node?: string; txId?: number; addr?: Uint8Array }> = [];
   const lanes = new LaneControl(tunnel, "edge1", 20007, (m) => installs.push(m), log, 50);
@@ -68,7 +69,7 @@ test("a failed exchange is tried again on the same connection; the lane is then 
 
 test("a stopped control tries nothing again", async () => {
   let calls = 0;
-  const tunnel = { openStream: async () => (calls++, Promise.reject(new Error("no"))), preferredConnection: () => "c1" } as unknown as TunnelAccess;
+  const tunnel = { openStream: async () => (calls++, Promise.reject(new Error("no"))), preferredConnection: () => "c1", servers: () => [] } as unknown as TunnelAccess;
   const lanes = new LaneControl(tunnel, "edge1", 20007, () => {}, log, 30);
   lanes.ensure("edge3", link("c1"));
   await Bun.sleep(5);
@@ -128,6 +129,7 @@ async function crossingOffers(conn: Record<"edge1" | "edge2", string>, preferred
         return { stream: mine, connectionId: conn[n], path: "direct", remoteIp: n === "edge1" ? "10.10.2.12" : "10.10.1.11" };
       },
       preferredConnection: () => preferred,
+      servers: () => [],
     } as unknown as TunnelAccess;
     controls[n] = new LaneControl(tunnel, n, 20007, (m) => installs[n]!.push(m as Lane), log, 60_000);
   }

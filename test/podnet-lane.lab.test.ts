@@ -28,7 +28,7 @@ interface Peer {
   lanePacketsIn: number;
 }
 interface PodnetStatus {
-  podNetwork: { lane: { port: number } | null; peers: Peer[]; dropped: Record<string, number> };
+  podNetwork: { lane: { port: number; public?: string } | null; peers: Peer[]; dropped: Record<string, number> };
 }
 
 const peer = async (node: string, of: string): Promise<Peer | undefined> => (await mesh.status<PodnetStatus>(node)).podNetwork.peers.find((p) => p.node === of);
@@ -77,7 +77,8 @@ test("pings to a peer on the LAN and to a hole-punched peer go as lane datagrams
   // and the replies' way
   await laneUp("edge3", "edge1");
   await laneUp("edge2", "edge1", 15_000, "direct");
-  expect((await mesh.status<PodnetStatus>("edge1")).podNetwork.lane).toEqual({ port: LANE_PORT });
+  // the public lane address a server saw: nat1's (which gives edge1 another port when edge3 holds 20007 there)
+  expect((await mesh.status<PodnetStatus>("edge1")).podNetwork.lane).toEqual({ port: LANE_PORT, public: expect.stringMatching(new RegExp(`^${lab.hosts.nat1.publicIp.replaceAll(".", "\\.")}:\\d+$`)) });
   for (const [to, node] of [["pod3", "edge3"], ["pod2", "edge2"]] as const) {
     const before = (await peer("edge1", node))!;
     const farBefore = (await peer(node, "edge1"))!;
@@ -176,6 +177,40 @@ test("a fresh pair whose first packets go relayed and are then hole-punched gets
   }
   console.log(`direct lane up after the first ping (ms): ${times.join(", ")}`);
 }, 120_000);
+
+test("behind NATs that map ports from a range (endpoint-independent, never the lane's port) the punched pair's lane goes to the public address a server saw, both ways", async () => {
+  await lab.setNatMapping("nat1", "range");
+  await lab.setNatMapping("nat2", "range");
+  try {
+    await restartFresh(lab, mesh, ["edge1", "edge2"], ["nat1", "nat2"]);
+    const pings = pingPods("pod1", "pod2", 100);
+    await waitFor(
+      async () => {
+        const [a, b] = [await peer("edge1", "edge2"), await peer("edge2", "edge1")];
+        return a?.lane === "up" && a.path === "direct" && b?.lane === "up" && b.path === "direct";
+      },
+      { timeoutMs: 5000, intervalMs: 100, description: "the direct lane both ways" },
+    );
+    expect((await pings).code).toBe(0);
+    for (const node of ["edge1", "edge2"]) {
+      const pub = (await mesh.status<{ podNetwork: { lane: { public?: string } } }>(node)).podNetwork.lane.public ?? "";
+      const [ip, port] = pub.split(":");
+      expect(ip).toBe(lab.hosts[node === "edge1" ? "nat1" : "nat2"].publicIp);
+      expect(Number(port)).toBeGreaterThanOrEqual(40000);
+    }
+    const before = (await peer("edge1", "edge2"))!;
+    expect((await pingPods("pod1", "pod2", 20)).stdout).toContain("20 received");
+    await Bun.sleep(400);
+    const after = (await peer("edge1", "edge2"))!;
+    expect(after.lanePacketsOut - before.lanePacketsOut).toBeGreaterThanOrEqual(20);
+    expect(after.lanePacketsIn - before.lanePacketsIn).toBeGreaterThanOrEqual(20);
+    expect(mesh.logs("edge1")).toMatch(/pod network lane offered; probing node=edge2 peer=192\.0\.2\.\d+:4\d{4} via=direct/);
+  } finally {
+    await lab.setNatMapping("nat1", "preserve");
+    await lab.setNatMapping("nat2", "preserve");
+    for (const nat of ["nat1", "nat2"]) await lab.exec(nat, ["conntrack", "-F"]);
+  }
+}, 60_000);
 
 test("behind a port-randomising NAT (relayed, no punching) the lane runs through the server's lane relay: pings go as datagrams there", async () => {
   await lab.setNatMapping("nat2", "random");

@@ -2,7 +2,7 @@
 // offer exchanged over the tunnel, and which packets take it.
 import { expect, test } from "bun:test";
 import { loadOpenSslChaCha } from "../src/tunnel/crypto/openssl-chacha.ts";
-import { decodeGrant, decodeOffer, encodeGrant, encodeOffer, ENVELOPE, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, registerDatagram, checkRegistration, REGISTER_BYTES, RelayType, REPLAY_WINDOW, ReplayWindow, Sealer, type LaneTypeValue } from "../src/agent/podnet/lane-codec.ts";
+import { checkObserved, decodeGrant, directLaneTarget, observedDatagram, observedRelayId, decodeOffer, encodeGrant, encodeOffer, ENVELOPE, LANE_HEADER, LaneType, newOffer, openDatagram, readHead, registerDatagram, checkRegistration, REGISTER_BYTES, RelayType, REPLAY_WINDOW, ReplayWindow, Sealer, type LaneTypeValue } from "../src/agent/podnet/lane-codec.ts";
 import { LaneSelector, MAX_LANE_UNIT, STICKY_MS } from "../src/agent/podnet/lane-select.ts";
 import { VNET_HDR_LEN } from "../src/agent/podnet/vnet.ts";
 
@@ -86,9 +86,38 @@ test("offers round-trip; wrong sizes and versions are named", () => {
   expect(d).toEqual(o);
   expect(decodeOffer(new Uint8Array(10))).toMatch(/offer of 10 bytes/);
   const v = encodeOffer(o);
-  v[0] = 2;
-  expect(decodeOffer(v)).toMatch(/version 2/);
+  v[0] = 1;
+  expect(decodeOffer(v)).toMatch(/version 1/);
   expect(newOffer(1).key).not.toEqual(newOffer(1).key);
+  // with the public address a server saw
+  const p = newOffer(20007, 0, { ip: "192.0.2.12", port: 41234 });
+  expect(decodeOffer(encodeOffer(p))).toEqual(p);
+});
+
+test("a peer reached through its NAT is sent to at its public lane address; one on the LAN, or without one, at its lane port", () => {
+  const behindNat = newOffer(20007, 0, { ip: "192.0.2.12", port: 41234 });
+  expect(directLaneTarget("192.0.2.12", behindNat)).toEqual({ ip: "192.0.2.12", port: 41234 });
+  // the same peer seen over the LAN (its far end is not the public address)
+  expect(directLaneTarget("10.10.2.12", behindNat)).toEqual({ ip: "10.10.2.12", port: 20007 });
+  expect(directLaneTarget("192.0.2.12", newOffer(20007))).toEqual({ ip: "192.0.2.12", port: 20007 });
+});
+
+test("a server's answer to a registration carries the address it came from, under the grant's token; a changed byte or another token is refused", () => {
+  const token = crypto.getRandomValues(new Uint8Array(16));
+  const reg = registerDatagram(77, token, 1_000_001);
+  // struct sockaddr_in: family, port 41234, 192.0.2.12
+  const from = new Uint8Array(16);
+  from.set([2, 0, 41234 >> 8, 41234 & 255, 192, 0, 2, 12]);
+  const answer = observedDatagram(token, reg, from);
+  expect(observedRelayId(answer)).toBe(77);
+  expect(checkObserved(token, answer)).toEqual({ relayId: 77, counter: 1_000_001, ip: "192.0.2.12", port: 41234 });
+  expect(checkObserved(crypto.getRandomValues(new Uint8Array(16)), answer)).toBeUndefined();
+  for (const at of [5, 12, 17, 21, 30]) {
+    const bad = answer.slice();
+    bad[at]! ^= 1;
+    expect(checkObserved(token, bad)).toBeUndefined();
+  }
+  expect(observedRelayId(reg)).toBeUndefined();
 });
 
 /** [vnet header][IPv4 packet] of `len` bytes in all, protocol `proto`, GSO when `gso` */

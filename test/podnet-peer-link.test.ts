@@ -37,6 +37,7 @@ function fakeTunnel(streams: Array<ReturnType<typeof fakeStream>>, preferred: { 
     handle: async () => {},
     preferredConnection: () => preferred.id,
     openRelayStream: () => Promise.reject(new Error("unused")),
+    servers: () => [],
     openStream: async () => ({ stream: streams[n] as never, connectionId: preferred.id, path: preferred.id === "direct" ? "direct" : "relayed", n: n++ }) as NodeStream,
   };
   return t;

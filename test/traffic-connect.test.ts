@@ -13,7 +13,7 @@ import type { TunnelAccess } from "../src/model/tunnel.ts";
 
 /** the proxy path is all these tests use */
 const NO_OTHER_STREAMS = { openStream: () => Promise.reject(new Error("not in this test")), preferredConnection: () => undefined,
-      openRelayStream: () => Promise.reject(new Error("no relay")), handle: async () => {} };
+      openRelayStream: () => Promise.reject(new Error("no relay")), servers: () => [], handle: async () => {} };
 import { endpoint, service } from "./util/service.ts";
 
 const svc = (endpoints: Endpoint[], targetPort = 8080): Service => service({ endpoints, ports: [{ name: "", port: 80, protocol: "TCP", targetPort }] });

@@ -42,8 +42,8 @@ export interface PodNetworkStatus {
   ownCIDRs: string[];
   routes: Array<{ cidr: string; node: string }>;
   refused: Array<{ node: string; cidr: string; reason: string }>;
-  /** the datagram lane's UDP port, null when the lane is off */
-  lane?: { port: number } | null;
+  /** the datagram lane's UDP port, null when the lane is off; `public`: its address as a tunnel server saw it */
+  lane?: { port: number; public?: string } | null;
   /** packetsOut/In: on tunnel streams; lanePacketsOut/In: as lane datagrams */
   peers: Array<{ node: string; path: string; packetsOut: number; bytesOut: number; packetsIn: number; bytesIn: number; lane?: "up" | "probing" | "-"; lanePacketsOut?: number; lanePacketsIn?: number }>;
   dropped: Record<string, number>;

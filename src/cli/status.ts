@@ -110,7 +110,7 @@ export function renderStatus(doc: StatusDoc): string {
     const byNode = new Map(pn.peers.map((p) => [p.node, p]));
     const nodes = [...new Set([...pn.routes.map((r) => r.node), ...byNode.keys()])].sort();
     const drops = Object.entries(pn.dropped).filter(([, n]) => n > 0);
-    out.push("", `POD NETWORK  device=${pn.device} mtu=${pn.mtu} own=${pn.ownCIDRs.join(",") || "! none"} lane=${pn.lane ? `udp/${pn.lane.port}` : "off"}${drops.length ? ` dropped: ${drops.map(([r, n]) => `${r}=${n}`).join(" ")}` : ""}`);
+    out.push("", `POD NETWORK  device=${pn.device} mtu=${pn.mtu} own=${pn.ownCIDRs.join(",") || "! none"} lane=${pn.lane ? `udp/${pn.lane.port}${pn.lane.public ? ` public=${pn.lane.public}` : ""}` : "off"}${drops.length ? ` dropped: ${drops.map(([r, n]) => `${r}=${n}`).join(" ")}` : ""}`);
     out.push(
       table(
         ["NODE", "POD CIDRS", "PATH", "LANE", "PACKETS OUT", "PACKETS IN", "LANE OUT", "LANE IN"],

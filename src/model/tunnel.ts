@@ -66,4 +66,6 @@ export interface TunnelAccess {
   handle(protocol: string, handler: (stream: Stream, fromNode: string, origin: StreamOrigin) => void): Promise<void>;
   /** a stream of `protocol` to a server or relay we hold a direct connection to (by peer ID); never dials */
   openRelayStream(relayPeer: string, protocol: string): Promise<Stream>;
+  /** tunnel servers (not relay agents) we hold a reservation on, nearest first: peer ID and the IPv4 address we reach them at */
+  servers(): Array<{ peer: string; ip: string }>;
 }

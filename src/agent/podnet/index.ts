@@ -188,6 +188,7 @@ class PodNetwork implements Module {
 
   private fromReader(e: WorkerEvent): void {
     if (e.ev === "lane") this.lanes?.onLane(e.node, e.up);
+    else if (e.ev === "observed") this.lanes?.onObserved(e.server, e.ip, e.port);
     else if (e.ev === "drop") this.ctx.log.warn("pod network packet dropped", { reason: e.reason, detail: e.detail || "-", packets: 1, via: "lane" });
     else this.laneStats = { lanes: e.lanes, drops: e.drops };
   }
@@ -299,7 +300,7 @@ class PodNetwork implements Module {
         ownCIDRs: t?.own.map((c) => c.text) ?? [],
         routes: t?.routed().map((r) => ({ cidr: r.cidr.text, node: r.node })) ?? [],
         refused: t?.refused ?? [],
-        lane: this.tun?.laneOpen ? { port: this.cfg.lane.port } : null,
+        lane: this.tun?.laneOpen ? { port: this.cfg.lane.port, ...(this.lanes?.publicLaneAddress() ? { public: this.lanes.publicLaneAddress() } : {}) } : null,
         peers: [...new Set([...this.links.keys(), ...this.inbound.keys(), ...Object.keys(this.laneStats.lanes)])].sort().map((node) => {
           const l = this.links.get(node);
           const i = this.inbound.get(node);

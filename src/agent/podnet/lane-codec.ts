@@ -17,9 +17,15 @@ export const LaneType = { data: 1, probe: 2, probeReply: 3 } as const;
 // the server forwards the datagram alone to the address that relay id
 // registered from with [6][0 0 0][relay id u32][counter][MAC] (registerDatagram). The server
 // sees ids and sizes, never a payload or a key.
-export const RelayType = { forward: 5, register: 6 } as const;
+// Each registration the server takes is answered with what it saw:
+// [7][0 0 0][relay id u32][the registration's counter u64][IPv4 4][port u16]
+// [0 0][MAC over the first 24 bytes, 16] (observedDatagram): the agent's
+// public UDP address, which it offers to peers it reaches directly through
+// NATs that do not keep the port (STUN's answer, under the grant's token).
+export const RelayType = { forward: 5, register: 6, observed: 7 } as const;
 export const ENVELOPE = 8;
 export const REGISTER_BYTES = 8 + 8 + 16;
+export const OBSERVED_BYTES = 8 + 8 + 8 + 16;
 export type LaneTypeValue = (typeof LaneType)[keyof typeof LaneType];
 /** how far behind the highest counter seen a datagram may still arrive (reordering on the path) */
 export const REPLAY_WINDOW = 1024;
@@ -86,23 +92,64 @@ export function registerDatagram(relayId: number, token: Uint8Array, counter: nu
   dv.setUint32(4, relayId >>> 0);
   dv.setUint32(8, Math.floor(counter / 2 ** 32));
   dv.setUint32(12, counter >>> 0);
-  d.set(registerMac(token, d), 16);
+  d.set(relayMac(token, d, 16), 16);
   return d;
 }
 
-export function registerMac(token: Uint8Array, d: Uint8Array): Uint8Array {
-  return createHmac("sha256", token).update(d.subarray(0, 16)).digest().subarray(0, 16);
+/** HMAC-SHA256 under `token` of the first `len` bytes of `d`, 16 of its bytes */
+function relayMac(token: Uint8Array, d: Uint8Array, len: number): Uint8Array {
+  return createHmac("sha256", token).update(d.subarray(0, len)).digest().subarray(0, 16);
 }
+
+/** whether the 16 bytes after the first `len` are their MAC under `token` (in constant time) */
+function macVerifies(token: Uint8Array, d: Uint8Array, len: number): boolean {
+  const mac = relayMac(token, d, len);
+  let x = 0;
+  for (let i = 0; i < 16; i++) x |= mac[i]! ^ d[len + i]!;
+  return x === 0;
+}
+
+const counterAt = (d: Uint8Array, at: number) => {
+  const dv = new DataView(d.buffer, d.byteOffset + at, 8);
+  return dv.getUint32(0) * 2 ** 32 + dv.getUint32(4);
+};
 
 /** the counter of a registration whose MAC verifies under `token`, else undefined */
 export function checkRegistration(token: Uint8Array, d: Uint8Array): number | undefined {
-  if (d.byteLength !== REGISTER_BYTES) return undefined;
-  const mac = registerMac(token, d);
-  let x = 0;
-  for (let i = 0; i < 16; i++) x |= mac[i]! ^ d[16 + i]!;
-  if (x !== 0) return undefined;
-  const dv = new DataView(d.buffer, d.byteOffset, 16);
-  return dv.getUint32(8) * 2 ** 32 + dv.getUint32(12);
+  if (d.byteLength !== REGISTER_BYTES || !macVerifies(token, d, 16)) return undefined;
+  return counterAt(d, 8);
+}
+
+/** the server's answer to registration `d` (taken), which came from `from` (a struct sockaddr_in) */
+export function observedDatagram(token: Uint8Array, d: Uint8Array, from: Uint8Array): Uint8Array {
+  const o = new Uint8Array(OBSERVED_BYTES);
+  o.set(d.subarray(0, 16));
+  o[0] = RelayType.observed;
+  o.set(from.subarray(4, 8), 16); // IPv4
+  o.set(from.subarray(2, 4), 20); // port, network order
+  o.set(relayMac(token, o, 24), 24);
+  return o;
+}
+
+export interface Observed {
+  relayId: number;
+  /** the registration's counter it answers */
+  counter: number;
+  ip: string;
+  port: number;
+}
+
+/** the relay id an answer names (to find its token), or undefined when it cannot be one */
+export function observedRelayId(d: Uint8Array): number | undefined {
+  if (d.byteLength !== OBSERVED_BYTES || d[0] !== RelayType.observed || d[1] !== 0 || d[2] !== 0 || d[3] !== 0) return undefined;
+  return new DataView(d.buffer, d.byteOffset, 8).getUint32(4);
+}
+
+/** an answer whose MAC verifies under `token`, else undefined */
+export function checkObserved(token: Uint8Array, d: Uint8Array): Observed | undefined {
+  const relayId = observedRelayId(d);
+  if (relayId === undefined || !macVerifies(token, d, 24)) return undefined;
+  return { relayId, counter: counterAt(d, 8), ip: `${d[16]}.${d[17]}.${d[18]}.${d[19]}`, port: (d[20]! << 8) | d[21]! };
 }
 
 /** a server's grant: register `relayId` with `token` at its UDP `port` */
@@ -191,10 +238,12 @@ export interface LaneOffer {
   id: number;
   key: Uint8Array;
   relayId: number;
+  /** our lane's public address as a tunnel server saw it (behind a NAT that changes ports), when known */
+  public?: { ip: string; port: number };
 }
 
-export const OFFER_BYTES = 1 + 2 + 4 + 32 + 4;
-const OFFER_VERSION = 1;
+export const OFFER_BYTES = 1 + 2 + 4 + 32 + 4 + 6;
+const OFFER_VERSION = 2;
 
 export function encodeOffer(o: LaneOffer): Uint8Array {
   const b = new Uint8Array(OFFER_BYTES);
@@ -204,6 +253,11 @@ export function encodeOffer(o: LaneOffer): Uint8Array {
   dv.setUint32(3, o.id >>> 0);
   b.set(o.key, 7);
   dv.setUint32(39, o.relayId >>> 0);
+  const ip = o.public?.ip.split(".").map(Number);
+  if (o.public && ip?.length === 4 && ip.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) {
+    b.set(ip, 43);
+    dv.setUint16(47, o.public.port);
+  }
   return b;
 }
 
@@ -212,10 +266,23 @@ export function decodeOffer(b: Uint8Array): LaneOffer | string {
   if (b.byteLength !== OFFER_BYTES) return `offer of ${b.byteLength} bytes (expected ${OFFER_BYTES})`;
   if (b[0] !== OFFER_VERSION) return `offer version ${b[0]}`;
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return { port: dv.getUint16(1), id: dv.getUint32(3), key: b.slice(7, 39), relayId: dv.getUint32(39) };
+  const o: LaneOffer = { port: dv.getUint16(1), id: dv.getUint32(3), key: b.slice(7, 39), relayId: dv.getUint32(39) };
+  const publicPort = dv.getUint16(47);
+  if (publicPort !== 0) o.public = { ip: `${b[43]}.${b[44]}.${b[45]}.${b[46]}`, port: publicPort };
+  return o;
 }
 
-export function newOffer(port: number, relayId = 0): LaneOffer {
+export function newOffer(port: number, relayId = 0, publicAddr?: { ip: string; port: number }): LaneOffer {
   const id = crypto.getRandomValues(new Uint32Array(1))[0]!;
-  return { port, id, key: crypto.getRandomValues(new Uint8Array(32)), relayId };
+  return { port, id, key: crypto.getRandomValues(new Uint8Array(32)), relayId, ...(publicAddr ? { public: publicAddr } : {}) };
+}
+
+/**
+ * where our datagrams to a peer reached directly go: its public address when
+ * it has one and the connection's far end is that address (we reach it
+ * through its NAT, whose UDP mapping is not its lane port), else the far end
+ * at its lane port (the LAN, a port-keeping NAT, no NAT)
+ */
+export function directLaneTarget(farEndIp: string, theirs: LaneOffer): { ip: string; port: number } {
+  return theirs.public && theirs.public.ip === farEndIp ? { ip: farEndIp, port: theirs.public.port } : { ip: farEndIp, port: theirs.port };
 }

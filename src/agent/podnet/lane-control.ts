@@ -11,13 +11,15 @@ import type { Stream } from "@libp2p/interface";
 import type { NodeStream, StreamOrigin, TunnelAccess } from "../../model/tunnel.ts";
 import type { Logger } from "../../log.ts";
 import { sockaddrIn } from "../../tunnel/transport/libc-socket.ts";
-import { decodeGrant, decodeOffer, encodeOffer, GRANT_BYTES, newOffer, OFFER_BYTES, type LaneOffer, type RelayGrant } from "./lane-codec.ts";
+import { decodeGrant, decodeOffer, directLaneTarget, encodeOffer, GRANT_BYTES, newOffer, OFFER_BYTES, type LaneOffer, type RelayGrant } from "./lane-codec.ts";
 import type { LaneInstall, RelayRegister } from "./tun-protocol.ts";
 
 export const LANE_PROTOCOL = "/edgemesh/podnet-lane/1.0.0";
 /** the server side's protocol (src/server/lane-relay) */
 export const LANE_RELAY_PROTOCOL = "/edgemesh/lane-relay/1.0.0";
 const EXCHANGE_TIMEOUT_MS = 5000;
+/** how long an exchange waits for a server to tell our public lane address the first time */
+const OBSERVE_WAIT_MS = 1000;
 /** after a failed or refused exchange, the next waits this long */
 const RETRY_MS = 30_000;
 
@@ -26,6 +28,8 @@ interface LaneState {
   pending: boolean;
   retryAt: number;
   installed: boolean;
+  /** straight to the peer (not through a server's lane relay) */
+  direct?: boolean;
   /** the exchange's stream, kept open as the lane's lease: it closes with its connection, and the lane goes with it */
   lease?: Stream;
   /**
@@ -40,6 +44,12 @@ export class LaneControl {
   private readonly up = new Set<string>();
   /** nodes whose failed exchange was logged as a warning (later ones: debug) */
   private readonly warned = new Set<string>();
+  /** our lane's public address as each server's lane relay ("ip:port") saw it; the first one is offered */
+  private readonly observed = new Map<string, { ip: string; port: number }>();
+  private readonly observers = new Set<() => void>();
+  /** a grant asked of a server only to learn our public address (while no server has told it) */
+  private discovery?: Promise<void>;
+  private discoveryFailedAt = -Infinity;
 
   constructor(
     private readonly tunnel: TunnelAccess,
@@ -108,7 +118,7 @@ export class LaneControl {
       const route = routeOf(opened);
       if (!route) throw new Error("no IPv4 address for a lane on this connection");
       const grant = route.relayPeer ? await this.grantFrom(route.relayPeer, route.ip) : undefined;
-      const mine = newOffer(this.port, grant?.relayId ?? 0);
+      const mine = newOffer(this.port, grant?.relayId ?? 0, grant ? undefined : await this.publicAddress());
       stream.send(encodeOffer(mine));
       const theirs = decodeOffer(await readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS));
       if (typeof theirs === "string") throw new Error(theirs);
@@ -120,7 +130,7 @@ export class LaneControl {
       }
       st.lease = stream;
       stream = undefined;
-      this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st, true);
+      this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : directLaneTarget(route.ip, theirs), theirs, mine, st, true);
     } catch (err) {
       if (stream) stream.abort(err as Error);
       this.retryLater(node, ns, st);
@@ -155,10 +165,10 @@ export class LaneControl {
         // an exchange of ours that wins over this one stays: this one is refused
         const keepCurrent = cur !== undefined && this.keeps(from, cur, st, false);
         const usable = route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined) && !keepCurrent;
-        const mine = usable ? newOffer(this.port, grant?.relayId ?? 0) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
+        const mine = usable ? newOffer(this.port, grant?.relayId ?? 0, grant ? undefined : await this.publicAddress()) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
         stream.send(encodeOffer(mine));
         if (!usable) return closeStream(stream);
-        this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : { ip: route.ip, port: theirs.port }, theirs, mine, st, false);
+        this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : directLaneTarget(route.ip, theirs), theirs, mine, st, false);
       })
       .catch((err: Error) => {
         const moved = this.tunnel.preferredConnection(from) !== origin.connectionId;
@@ -199,6 +209,7 @@ export class LaneControl {
       }
     }
     st.installed = true;
+    st.direct = to.relayId === undefined;
     this.state.set(node, st);
     this.up.delete(node);
     // the lane lives as long as its connection: when the lease closes (server or peer restarted, path gone), packets take the stream at once
@@ -227,6 +238,64 @@ export class LaneControl {
     if (now === cur.connectionId) return true;
     if (now === next.connectionId) return false;
     return nextIsOurs;
+  }
+
+  /**
+   * a server told our lane's public address (the reader thread says when it
+   * changes); when the one we offer changes (the NAT's mapping moved), direct
+   * lanes offered with the old one go, and are offered again with traffic
+   */
+  onObserved(server: string, ip: string, port: number): void {
+    const offered = this.observed.values().next().value;
+    const before = this.observed.get(server);
+    this.observed.set(server, { ip, port });
+    for (const wake of this.observers) wake();
+    if (!before) {
+      this.log.info("public lane address seen by a tunnel server", { server, address: `${ip}:${port}` });
+      return;
+    }
+    this.log.warn("our public lane address changed (the NAT's mapping moved)", { server, was: `${before.ip}:${before.port}`, now: `${ip}:${port}` });
+    if (offered !== before) return;
+    for (const [node, st] of this.state) if (st.installed && st.direct) this.forget(node, "our public lane address changed");
+  }
+
+  /** for status: our lane's public address as the first server saw it */
+  publicLaneAddress(): string | undefined {
+    const o = this.observed.values().next().value;
+    return o && `${o.ip}:${o.port}`;
+  }
+
+  /**
+   * our lane's public address, for an offer: as a server saw it; the first
+   * time, one is asked (a grant we register with, which its answers carry),
+   * waiting up to a second; undefined without a server that answers
+   */
+  private async publicAddress(): Promise<{ ip: string; port: number } | undefined> {
+    const known = this.observed.values().next().value;
+    if (known) return known;
+    // no server to ask (a mesh on one LAN), or none answered lately: no wait
+    if (!this.discovery && (Date.now() - this.discoveryFailedAt < this.retryMs || this.tunnel.servers().length === 0)) return undefined;
+    this.discovery ??= this.discover();
+    let wake = () => {};
+    const told = new Promise<void>((r) => this.observers.add((wake = r)));
+    const timer = setTimeout(wake, OBSERVE_WAIT_MS);
+    await told;
+    clearTimeout(timer);
+    this.observers.delete(wake);
+    return this.observed.values().next().value;
+  }
+
+  private async discover(): Promise<void> {
+    for (const server of this.tunnel.servers()) {
+      try {
+        await this.grantFrom(server.peer, server.ip);
+        return;
+      } catch (err) {
+        this.log.debug("no public lane address from this server", { server: server.ip, error: (err as Error).message });
+      }
+    }
+    this.discoveryFailedAt = Date.now();
+    this.discovery = undefined;
   }
 
   /** the reader thread's word on a lane */

@@ -20,7 +20,7 @@ import { loadOpenSslChaCha } from "../../tunnel/crypto/openssl-chacha.ts";
 import { RouteTable } from "./route-table.ts";
 import { inboundProblem } from "./admission.ts";
 import { LaneSelector } from "./lane-select.ts";
-import { LaneType, openDatagram, readHead, registerDatagram, ReplayWindow, Sealer, type Aead, type LaneTypeValue } from "./lane-codec.ts";
+import { checkObserved, LaneType, observedRelayId, openDatagram, readHead, registerDatagram, RelayType, ReplayWindow, Sealer, type Aead, type LaneTypeValue } from "./lane-codec.ts";
 import { VNET_HDR_LEN } from "./vnet.ts";
 import { LEN_BYTES, READ_LEN, readUnits } from "./unit-frames.ts";
 import { DropLogBudget } from "./drop-log.ts";
@@ -164,6 +164,27 @@ function sendRegistration(m: RelayRegister): void {
   if (Number(c.sendto(s!.udpFd, ptr(d), d.byteLength, 0, ptr(m.addr), 16)) !== d.byteLength) drop("lane-send", "registration at a server");
 }
 
+/** the newest answer taken (answers carry their registration's counter: an older one is late or a copy) */
+let observedCounter = 0;
+/** per server ("ip:port"), the public address it last told, so only changes go to the main thread */
+const observedBy = new Map<string, string>();
+
+/** a server's answer to a registration: our public lane address as it saw it */
+function observed(d: Uint8Array): void {
+  const relayId = observedRelayId(d);
+  const reg = relayId === undefined ? undefined : [...registrations.values()].find((r) => r.relayId === relayId);
+  const o = reg && checkObserved(reg.token, d);
+  if (!reg || !o) return drop("lane-malformed", "an answer from a lane relay that does not verify");
+  if (o.counter <= observedCounter) return;
+  observedCounter = o.counter;
+  const a = reg.addr;
+  const server = `${a[4]}.${a[5]}.${a[6]}.${a[7]}:${(a[2]! << 8) | a[3]!}`;
+  const seen = `${o.ip}:${o.port}`;
+  if (observedBy.get(server) === seen) return;
+  observedBy.set(server, seen);
+  port.postMessage({ ev: "observed", server, ip: o.ip, port: o.port });
+}
+
 function remove(node: string): void {
   const old = lanes.get(node);
   if (!old) return;
@@ -231,6 +252,10 @@ function fromUdp(now: number): void {
     const n = Number(c.recv(st.udpFd, ptr(rbuf), rbuf.byteLength, MSG_DONTWAIT));
     if (n <= 0) break;
     const d = rbuf.subarray(0, n);
+    if (d[0] === RelayType.observed) {
+      observed(d);
+      continue;
+    }
     const h = readHead(d);
     if (!h) {
       drop("lane-malformed");

@@ -180,6 +180,11 @@ class Tunnel implements Module {
         return peer && this.node ? bestConnection(this.node, peer, (c) => this.usable(c))?.id : undefined;
       },
       handle: (protocol, handler) => this.handleStreams(protocol, handler),
+      servers: () =>
+        nearestFirst(this.links.filter((l) => l.reserved && l.kind === "server")).flatMap((l) => {
+          const ip = l.dialedIp();
+          return l.peer && ip ? [{ peer: l.peer.toString(), ip }] : [];
+        }),
       openRelayStream: async (relayPeer, protocol) => {
         const conn = this.node?.getConnections(peerIdFromString(relayPeer)).find((c) => !isCircuit(c.remoteAddr) && c.status === "open");
         if (!conn) throw new Error(`no connection to relay ${relayPeer}`);

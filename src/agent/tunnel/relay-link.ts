@@ -8,7 +8,7 @@ import type { Logger } from "../../log.ts";
 import type { TunnelNode } from "../../tunnel/node.ts";
 import type { Membership } from "../../tunnel/membership.ts";
 import { lookup } from "node:dns/promises";
-import { describeAddr, isCircuit, tcpAddr } from "../../tunnel/addresses.ts";
+import { describeAddr, isCircuit, tcpAddr, tcpTarget } from "../../tunnel/addresses.ts";
 import { SECRET_MISMATCH, type SecretMismatches } from "../../tunnel/secret-mismatch.ts";
 import { LivenessPinger } from "../../tunnel/liveness.ts";
 
@@ -218,6 +218,12 @@ export class RelayLink {
   rttMs(): number {
     const conn = this.peer && this.node.getConnections(this.peer).find((c) => c.status === "open" && !isCircuit(c.remoteAddr));
     return typeof conn?.rtt === "number" ? conn.rtt : Infinity;
+  }
+
+  /** the IPv4 address the last attempt dialled (a name resolved), if it was one */
+  dialedIp(): string | undefined {
+    const host = tcpTarget(this.dialed)?.host;
+    return host && /^\d+\.\d+\.\d+\.\d+$/.test(host) ? host : undefined;
   }
 
   /** the circuit address prefix through this server, when reserved */

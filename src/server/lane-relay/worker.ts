@@ -5,9 +5,11 @@
 // verified tunnel connection), and a datagram in an envelope is forwarded,
 // without the envelope, to the registered address of the relay id it names.
 // Only registered addresses may have datagrams forwarded: the relay is no
-// reflector for anyone else. Payloads stay sealed end to end.
+// reflector for anyone else. Payloads stay sealed end to end. Each
+// registration taken is answered with the address it came from (under the
+// token), which is how an agent learns its public lane address.
 import { dlopen, FFIType, ptr } from "bun:ffi";
-import { checkRegistration, ENVELOPE, LANE_HEADER, LANE_TAG, REGISTER_BYTES, RelayType } from "../../agent/podnet/lane-codec.ts";
+import { checkRegistration, ENVELOPE, LANE_HEADER, LANE_TAG, observedDatagram, REGISTER_BYTES, RelayType } from "../../agent/podnet/lane-codec.ts";
 import type { RelayWorkerEvent, RelayWorkerMessage } from "./protocol.ts";
 
 const c = dlopen("libc.so.6", {
@@ -92,6 +94,9 @@ function receive(): void {
         continue;
       }
       entry.counter = counter;
+      // what we saw it come from: the agent's public lane address, for peers it reaches directly
+      const seen = observedDatagram(entry.token, buf.subarray(0, n), from);
+      if (Number(c.sendto(fd, ptr(seen), seen.byteLength, 0, ptr(from), 16)) !== seen.byteLength) drop("send");
       if (entry.key !== key) {
         if (entry.key !== undefined && bySource.get(entry.key) === relayId) bySource.delete(entry.key);
         entry.key = key;
