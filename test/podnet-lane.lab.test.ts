@@ -110,7 +110,8 @@ test("a lane whose datagrams stop arriving is down within seconds; its packets t
     await waitFor(async () => (await peer("edge1", "edge3"))?.lane === "probing", { timeoutMs: 8000, description: "edge1's lane to edge3 down" });
     const downAfter = Date.now() - t0;
     console.log(`lane to a silenced peer declared down after ${downAfter} ms`);
-    expect(downAfter).toBeLessThan(6000);
+    // 1.5 s of silence, seen within a 250 ms timer tick (it was 3 s: 2.3-2.7 measured)
+    expect(downAfter).toBeLessThan(2500);
     const before = (await peer("edge1", "edge3"))!;
     const r = await pingPods("pod1", "pod3", 10);
     expect(r.stdout).toContain("10 received");

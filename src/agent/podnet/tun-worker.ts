@@ -39,12 +39,16 @@ const POLLIN = 1;
 const MSG_DONTWAIT = 0x40;
 /** the thread goes back to its event loop (for the main thread's messages) at least this often */
 const YIELD_MS = 1000;
-const PROBE_UP_MS = 1000;
+const PROBE_UP_MS = 500;
 const PROBE_FAST_MS = 500;
 const PROBE_SLOW_MS = 5000;
 const FAST_PROBES = 20;
-/** a lane that heard nothing (probe answers come every second) for this long is down: packets take the stream again */
-const SILENT_MS = 3000;
+/**
+ * a lane that heard nothing (probe answers come twice a second) for this long
+ * is down: packets take the stream again. Single packets sent into a lane
+ * that died are lost until then, so it is short; three answers missed in a row
+ */
+const SILENT_MS = 1500;
 const EMPTY = new Uint8Array(0);
 
 interface Rx {
