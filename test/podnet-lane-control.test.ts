@@ -1,8 +1,9 @@
-// The lane's exchange (main thread): what it hands the reader thread, and
-// that a failed exchange is tried again on the same connection.
+// The lane's exchange (main thread): what it hands the reader thread, that a
+// failed exchange is tried again on the same connection, and that offers
+// which cross end with both sides on the same exchange.
 import { expect, test } from "bun:test";
 import { LaneControl } from "../src/agent/podnet/lane-control.ts";
-import { decodeOffer, encodeOffer, newOffer } from "../src/agent/podnet/lane-codec.ts";
+import { decodeOffer, encodeGrant, encodeOffer, newOffer } from "../src/agent/podnet/lane-codec.ts";
 import type { NodeStream, TunnelAccess } from "../src/model/tunnel.ts";
 import { createLogger } from "../src/log.ts";
 import { waitFor } from "./lab/wait.ts";
@@ -48,6 +49,12 @@ test("a failed exchange is tried again on the same connection; the lane is then 
   const installs: Array<{ op: string; node?: string; txId?: number; addr?: Uint8Array }> = [];
   const lanes = new LaneControl(tunnel, "edge1", 20007, (m) => installs.push(m), log, 50);
   lanes.ensure("edge3", link("c1"));
+  await Bun.sleep(10);
+  // the link's next path checks: not again on that connection before the retry time
+  lanes.ensure("edge3", link("c1"));
+  expect(calls).toBe(1);
+  await Bun.sleep(60);
+  lanes.ensure("edge3", link("c1"));
   await waitFor(async () => installs.some((m) => m.op === "lane"), { timeoutMs: 3000, description: "a lane after the retry" });
   expect(calls).toBe(2);
   const lane = installs.find((m) => m.op === "lane")!;
@@ -75,6 +82,7 @@ test("a stopped control tries nothing again", async () => {
   await Bun.sleep(5);
   lanes.stop();
   await Bun.sleep(100);
+  lanes.ensure("edge3", link("c1"));
   expect(calls).toBe(1);
 });
 
@@ -107,37 +115,67 @@ function streamPair() {
   return [a, b] as const;
 }
 
+/** a server's end of a grant request: the grant as soon as it is read */
+function grantStream(grant: Uint8Array) {
+  return {
+    status: "open",
+    addEventListener: (t: string, fn: (e: unknown) => void) => t === "message" && queueMicrotask(() => fn({ data: grant })),
+    removeEventListener: () => {},
+    close: async () => {},
+    abort: () => {},
+  };
+}
+
+type Node = "edge1" | "edge2";
+const ADDR: Record<Node, string> = { edge1: "10.10.1.11", edge2: "10.10.2.12" };
+
 /**
  * edge1 and edge2 offer each other a lane at once, each exchange on the
- * connection `conn[node]` (the one its tunnel opened the stream on), while new
- * streams take `preferred`; returns the lanes each handed its reader thread
- * and the exchange streams with their connections
+ * connection `conn[node]` (the one its tunnel opened the stream on; relayed
+ * through a server when its path says so), while each side's new streams
+ * take `preferred[node]`; returns the lanes each handed its reader thread,
+ * the exchange streams still open, and how many exchanges each opened
  */
-async function crossingOffers(conn: Record<"edge1" | "edge2", string>, preferred: string) {
+async function crossingOffers(conn: Record<Node, string>, preferred: Record<Node, string>, path: Record<Node, "direct" | "relayed"> = { edge1: "direct", edge2: "direct" }) {
   type Lane = { op: string; node?: string; txId?: number; txKey?: Uint8Array; rxId?: number; rxKey?: Uint8Array };
   const installs: Record<string, Lane[]> = { edge1: [], edge2: [] };
   const controls: Record<string, LaneControl> = {};
   const streams: Array<{ status: string; connectionId: string }> = [];
-  const other = (n: "edge1" | "edge2") => (n === "edge1" ? "edge2" : "edge1");
+  const opened: Record<Node, number> = { edge1: 0, edge2: 0 };
+  const other = (n: Node): Node => (n === "edge1" ? "edge2" : "edge1");
+  // a connection's far end, as each side sees it: the peer, or the server relaying it
+  const origin = (n: Node, seenFrom: Node) =>
+    path[n] === "direct" ? { path: "direct", remoteIp: ADDR[seenFrom], connectionId: conn[n] } : { path: "relayed", relayPeer: "server", relayIp: "192.0.2.10", connectionId: conn[n] };
   for (const n of ["edge1", "edge2"] as const) {
     const tunnel = {
       openStream: async () => {
+        opened[n]++;
         const [mine, theirs] = streamPair();
         streams.push(Object.assign(mine, { connectionId: conn[n] }));
         // the far agent serves it, seeing this agent at its address
-        queueMicrotask(() => controls[other(n)]!.serve(theirs as never, n, { path: "direct", remoteIp: n === "edge1" ? "10.10.1.11" : "10.10.2.12", connectionId: conn[n] }));
-        return { stream: mine, connectionId: conn[n], path: "direct", remoteIp: n === "edge1" ? "10.10.2.12" : "10.10.1.11" };
+        queueMicrotask(() => controls[other(n)]!.serve(theirs as never, n, origin(n, n) as never));
+        return { stream: mine, ...origin(n, other(n)) };
       },
-      preferredConnection: () => preferred,
+      openRelayStream: async () => grantStream(encodeGrant({ port: 20007, relayId: n === "edge1" ? 11 : 22, token: new Uint8Array(16) })),
+      preferredConnection: () => preferred[n],
       servers: () => [],
     } as unknown as TunnelAccess;
     controls[n] = new LaneControl(tunnel, n, 20007, (m) => installs[n]!.push(m as Lane), log, 60_000);
   }
-  controls.edge1!.ensure("edge2", { ...link(conn.edge1), remoteIp: "10.10.2.12" });
-  controls.edge2!.ensure("edge1", { ...link(conn.edge2), remoteIp: "10.10.1.11" });
+  controls.edge1!.ensure("edge2", { ...link(conn.edge1), ...origin("edge1", "edge2") } as NodeStream);
+  controls.edge2!.ensure("edge1", { ...link(conn.edge2), ...origin("edge2", "edge1") } as NodeStream);
+  await Bun.sleep(50);
+  // the links' next path checks, on the connection each side prefers
+  for (const n of ["edge1", "edge2"] as const) controls[n]!.ensure(other(n), { ...link(preferred[n]), path: "direct", remoteIp: ADDR[other(n)] });
   await Bun.sleep(50);
   const last = (n: string) => installs[n]!.filter((m) => m.op === "lane").at(-1)!;
-  const r = { edge1: last("edge1"), edge2: last("edge2"), laneOf: { edge1: controls.edge1!.laneOf("edge2"), edge2: controls.edge2!.laneOf("edge1") }, open: streams.filter((s) => s.status === "open").map((s) => s.connectionId) };
+  const r = {
+    edge1: last("edge1"),
+    edge2: last("edge2"),
+    laneOf: { edge1: controls.edge1!.laneOf("edge2"), edge2: controls.edge2!.laneOf("edge1") },
+    open: streams.filter((s) => s.status === "open").map((s) => s.connectionId),
+    opened,
+  };
   for (const c of Object.values(controls)) c.stop();
   return r;
 }
@@ -152,14 +190,22 @@ function expectSameExchange(r: Awaited<ReturnType<typeof crossingOffers>>): void
 }
 
 test("two agents that offer each other a lane at once keep the same exchange: each sends under the key the other receives with", async () => {
-  const r = await crossingOffers({ edge1: "c", edge2: "c" }, "c");
+  const r = await crossingOffers({ edge1: "c", edge2: "c" }, { edge1: "c", edge2: "c" });
   expectSameExchange(r);
   // one exchange's stream stays open as the lease; the other was closed
   expect(r.open).toEqual(["c"]);
 });
 
 test("offers crossing on two connections (one side still on the relayed path, the other already direct): both keep the direct one's exchange", async () => {
-  const r = await crossingOffers({ edge1: "relayed", edge2: "direct" }, "direct");
+  const r = await crossingOffers({ edge1: "relayed", edge2: "direct" }, { edge1: "direct", edge2: "direct" }, { edge1: "relayed", edge2: "direct" });
   expectSameExchange(r);
   expect(r.open).toEqual(["direct"]);
+});
+
+test("two direct connections, each side preferring its own (both dialled at once): both keep one exchange and offer no more", async () => {
+  const r = await crossingOffers({ edge1: "x", edge2: "y" }, { edge1: "x", edge2: "y" });
+  expectSameExchange(r);
+  expect(r.open.length).toBe(1);
+  // a lane in place stays: the path checks on the other connection offer nothing new
+  expect(r.opened).toEqual({ edge1: 1, edge2: 1 });
 });

@@ -22,6 +22,8 @@ export class PodnetHost {
   private readonly ipt: Iptables;
   /** CIDR → the route line we applied */
   private readonly routes = new Map<string, string>();
+  /** the last failure to apply routes, so a lasting one is said once a minute */
+  private lastError = { text: "", at: 0 };
 
   constructor(
     private readonly device: string,
@@ -73,8 +75,17 @@ export class PodnetHost {
     const lines = [...removed.map((c) => podRouteLine("del", c, this.device)!), ...added.map((c) => want.get(c)!)];
     if (lines.length === 0) return { added: [], removed: [] };
     const r = await this.exec(["ip", "-force", "-batch", "-"], { stdin: `${lines.join("\n")}\n`, check: false });
-    if (r.code !== 0) this.log.warn("some pod routes were not applied", { error: r.stderr.trim().split("\n").slice(-3).join("; ") });
     for (const c of removed) this.routes.delete(c);
+    if (r.code !== 0) {
+      // not recorded: the next check (5 s) tries them again; the same error is said once a minute
+      const error = r.stderr.trim().split("\n").slice(-3).join("; ");
+      if (error !== this.lastError.text || Date.now() - this.lastError.at >= 60_000) this.log.warn("some pod routes were not applied", { error });
+      this.lastError = { text: error, at: Date.now() };
+      const present = (await this.kernelRoutes()) ?? new Set<string>();
+      const applied = added.filter((c) => present.has(c));
+      for (const c of applied) this.routes.set(c, want.get(c)!);
+      return { added: applied, removed };
+    }
     for (const c of added) this.routes.set(c, want.get(c)!);
     return { added, removed };
   }
@@ -86,12 +97,19 @@ export class PodnetHost {
    */
   async lostRoutes(): Promise<string[]> {
     if (this.routes.size === 0) return [];
-    const r = await this.exec(["ip", "-4", "-o", "route", "show", "dev", this.device], { check: false });
-    if (r.code !== 0) return [];
-    const present = new Set(r.stdout.split("\n").map((l) => l.trim().split(/\s+/)[0]));
+    const present = await this.kernelRoutes();
+    if (!present) return [];
     const lost = [...this.routes.keys()].filter((c) => !present.has(c));
     for (const c of lost) this.routes.delete(c);
     return lost;
+  }
+
+  /** the destinations the kernel routes into our device, or undefined when `ip` fails */
+  private async kernelRoutes(): Promise<Set<string> | undefined> {
+    const r = await this.exec(["ip", "-4", "-o", "route", "show", "dev", this.device], { check: false });
+    if (r.code !== 0) return undefined;
+    // a /32 is shown without its length
+    return new Set(r.stdout.split("\n").map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean).map((c) => (c.includes("/") ? c : `${c}/32`)));
   }
 
   /** removes the chains and jumps (routes go with the device) */

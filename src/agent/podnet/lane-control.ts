@@ -13,43 +13,40 @@ import type { Logger } from "../../log.ts";
 import { sockaddrIn } from "../../tunnel/transport/libc-socket.ts";
 import { decodeGrant, decodeOffer, directLaneTarget, encodeOffer, GRANT_BYTES, newOffer, OFFER_BYTES, type LaneOffer, type RelayGrant } from "./lane-codec.ts";
 import type { LaneInstall, RelayRegister } from "./tun-protocol.ts";
+import { PublicLaneAddress } from "./lane-public.ts";
 
-export const LANE_PROTOCOL = "/edgemesh/podnet-lane/1.0.0";
+export const LANE_PROTOCOL = "/edgemesh/podnet-lane/2.0.0";
 /** the server side's protocol (src/server/lane-relay) */
 export const LANE_RELAY_PROTOCOL = "/edgemesh/lane-relay/1.0.0";
 const EXCHANGE_TIMEOUT_MS = 5000;
 /** how long an exchange waits for a server to tell our public lane address the first time */
 const OBSERVE_WAIT_MS = 1000;
-/** after a failed or refused exchange, the next waits this long */
+/** after a failed or refused exchange, the next on that connection waits this long */
 const RETRY_MS = 30_000;
 
 interface LaneState {
   connectionId: string;
-  pending: boolean;
-  retryAt: number;
   installed: boolean;
   /** straight to the peer (not through a server's lane relay) */
-  direct?: boolean;
+  direct: boolean;
   /** the exchange's stream, kept open as the lane's lease: it closes with its connection, and the lane goes with it */
   lease?: Stream;
-  /**
-   * offered by the node whose name sorts first: when both sides offer at
-   * once, both keep that exchange and close the other, so their lanes agree
-   */
+  /** offered by the node whose name sorts first (both sides see the same) */
   preferred: boolean;
 }
 
 export class LaneControl {
+  /** lanes handed to the reader thread */
   private readonly state = new Map<string, LaneState>();
+  /** our exchanges under way */
+  private readonly offering = new Map<string, LaneState>();
+  /** the connection an exchange of ours last failed or was declined on, and until when not to offer there again */
+  private readonly refused = new Map<string, { connectionId: string; until: number }>();
   private readonly up = new Set<string>();
   /** nodes whose failed exchange was logged as a warning (later ones: debug) */
   private readonly warned = new Set<string>();
-  /** our lane's public address as each server's lane relay ("ip:port") saw it; the first one is offered */
-  private readonly observed = new Map<string, { ip: string; port: number }>();
-  private readonly observers = new Set<() => void>();
-  /** a grant asked of a server only to learn our public address (while no server has told it) */
-  private discovery?: Promise<void>;
-  private discoveryFailedAt = -Infinity;
+  private readonly publicAddr: PublicLaneAddress;
+  private stopped = false;
 
   constructor(
     private readonly tunnel: TunnelAccess,
@@ -60,54 +57,46 @@ export class LaneControl {
     private readonly log: Logger,
     /** how long after a failed or refused exchange it is tried again on the same connection (ms) */
     private readonly retryMs = RETRY_MS,
-  ) {}
+  ) {
+    this.publicAddr = new PublicLaneAddress(() => tunnel.servers(), (peer, ip) => this.grantFrom(peer, ip), log, retryMs);
+  }
 
   /** for status: the lane to `node` answers, is being probed, or there is none */
   laneOf(node: string): "up" | "probing" | "-" {
-    return this.up.has(node) ? "up" : this.state.get(node)?.installed ? "probing" : "-";
+    return this.up.has(node) ? "up" : this.state.get(node) ? "probing" : "-";
   }
 
   /**
-   * our pod network sends to `node` on `ns` (told at each path check, so a
-   * lane lost while the path stayed is offered again): offers a lane over the
-   * connection new streams take, unless one is there, under way, or refused
-   * there lately
+   * our pod network sends to `node` on `ns`, the stream on the connection new
+   * streams take (told at each path check, so a lane lost while the path
+   * stayed is offered again): offers a lane over that connection unless one
+   * is in place (it stays until its lease closes, but a lane through a server
+   * gives way to a direct path), ours is under way, or one failed there lately
    */
   ensure(node: string, ns: NodeStream): void {
-    const st = this.state.get(node);
+    if (this.stopped) return;
     if (!routeOf(ns)) {
-      if (st?.installed) this.forget(node, "no IPv4 address for a lane on this connection");
+      if (this.state.has(node)) this.forget(node, "no IPv4 address for a lane on this connection");
       return;
     }
+    this.publicAddr.kick();
+    if (this.offering.has(node)) return;
+    const st = this.state.get(node);
+    if (st && (st.direct || ns.path === "relayed")) return;
     const now = this.tunnel.preferredConnection(node) ?? ns.connectionId;
-    if (st && (st.pending || (st.connectionId === now && (st.installed || Date.now() < st.retryAt)))) return;
+    const r = this.refused.get(node);
+    if (r && r.connectionId === now && Date.now() < r.until) return;
     void this.offer(node, ns);
-  }
-
-  private stopped = false;
-  private readonly retries = new Set<ReturnType<typeof setTimeout>>();
-
-  /** a failed or refused exchange is tried again on the same connection after retryMs (a new connection tries at once) */
-  private retryLater(node: string, ns: NodeStream, st: LaneState): void {
-    st.retryAt = Date.now() + this.retryMs;
-    const t = setTimeout(() => {
-      this.retries.delete(t);
-      if (!this.stopped && this.state.get(node) === st && ns.stream.status === "open") void this.offer(node, ns);
-    }, this.retryMs);
-    t.unref?.();
-    this.retries.add(t);
   }
 
   stop(): void {
     this.stopped = true;
-    for (const t of this.retries) clearTimeout(t);
-    this.retries.clear();
     for (const st of this.state.values()) closeStream(st.lease);
   }
 
   private async offer(node: string, ns: NodeStream): Promise<void> {
-    const st: LaneState = { connectionId: ns.connectionId, pending: true, retryAt: 0, installed: false, preferred: this.self < node };
-    this.state.set(node, st);
+    const st: LaneState = { connectionId: ns.connectionId, installed: false, direct: ns.path === "direct", preferred: this.self < node };
+    this.offering.set(node, st);
     let stream: Stream | undefined;
     try {
       // the exchange rides the connection new streams take now, which the lane then belongs to
@@ -117,25 +106,29 @@ export class LaneControl {
       st.connectionId = opened.connectionId;
       const route = routeOf(opened);
       if (!route) throw new Error("no IPv4 address for a lane on this connection");
+      st.direct = route.relayPeer === undefined;
       const grant = route.relayPeer ? await this.grantFrom(route.relayPeer, route.ip) : undefined;
-      const mine = newOffer(this.port, grant?.relayId ?? 0, grant ? undefined : await this.publicAddress());
+      const mine = newOffer(this.port, grant?.relayId ?? 0, grant ? undefined : await this.publicAddr.get(OBSERVE_WAIT_MS));
       stream.send(encodeOffer(mine));
       const theirs = decodeOffer(await readExactly(stream, OFFER_BYTES, EXCHANGE_TIMEOUT_MS));
       if (typeof theirs === "string") throw new Error(theirs);
       if (theirs.port === 0 || (grant && theirs.relayId === 0)) {
         closeStream(stream);
-        this.retryLater(node, ns, st);
+        this.refused.set(node, { connectionId: st.connectionId, until: Date.now() + this.retryMs });
         this.log.info("pod network lane offer declined by the peer (no lane there, no lane relay on this path, or it keeps another exchange)", { node });
         return;
       }
       st.lease = stream;
       stream = undefined;
-      this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : directLaneTarget(route.ip, theirs), theirs, mine, st, true);
+      // forgotten meanwhile (the node left, or we stopped)
+      if (this.offering.get(node) !== st || this.stopped) return closeStream(st.lease);
+      this.place(node, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : directLaneTarget(route.ip, theirs), theirs, mine, st);
     } catch (err) {
       if (stream) stream.abort(err as Error);
-      this.retryLater(node, ns, st);
+      this.refused.set(node, { connectionId: st.connectionId, until: Date.now() + this.retryMs });
       // its connection went or stopped being the path (relayed, upgraded meanwhile): the new path gets its own exchange
-      if (this.state.get(node) !== st || this.tunnel.preferredConnection(node) !== st.connectionId) {
+      const pc = this.tunnel.preferredConnection(node);
+      if (pc !== undefined && pc !== st.connectionId) {
         this.log.debug("pod network lane exchange ended with its path", { node, error: (err as Error).message });
         return;
       }
@@ -145,7 +138,7 @@ export class LaneControl {
       else this.log.warn("pod network lane not set up; packets take the tunnel stream", fields);
       this.warned.add(node);
     } finally {
-      st.pending = false;
+      if (this.offering.get(node) === st) this.offering.delete(node);
     }
   }
 
@@ -160,18 +153,19 @@ export class LaneControl {
           route?.relayPeer && theirs.relayId !== 0
             ? await this.grantFrom(route.relayPeer, route.ip).catch((err: Error) => void this.log.warn("pod network lane relay grant failed", { node: from, error: err.message }))
             : undefined;
-        const st: LaneState = { connectionId: origin.connectionId ?? "", pending: false, retryAt: 0, installed: false, lease: stream, preferred: from < this.self };
+        const st: LaneState = { connectionId: origin.connectionId ?? "", installed: false, direct: route?.relayPeer === undefined, lease: stream, preferred: from < this.self };
         const cur = this.state.get(from);
-        // an exchange of ours that wins over this one stays: this one is refused
-        const keepCurrent = cur !== undefined && this.keeps(from, cur, st, false);
-        const usable = route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined) && !keepCurrent;
-        const mine = usable ? newOffer(this.port, grant?.relayId ?? 0, grant ? undefined : await this.publicAddress()) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
+        // a lane in place that wins over this one stays: this one is refused
+        const keepCurrent = cur !== undefined && keeps(cur, st);
+        const usable = !this.stopped && route !== undefined && theirs.port !== 0 && (route.relayPeer === undefined || grant !== undefined) && !keepCurrent;
+        const mine = usable ? newOffer(this.port, grant?.relayId ?? 0, grant ? undefined : await this.publicAddr.get(OBSERVE_WAIT_MS)) : { port: 0, id: 0, key: new Uint8Array(32), relayId: 0 };
         stream.send(encodeOffer(mine));
-        if (!usable) return closeStream(stream);
-        this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : directLaneTarget(route.ip, theirs), theirs, mine, st, false);
+        if (!usable || this.stopped) return closeStream(stream);
+        this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : directLaneTarget(route.ip, theirs), theirs, mine, st);
       })
       .catch((err: Error) => {
-        const moved = this.tunnel.preferredConnection(from) !== origin.connectionId;
+        const pc = this.tunnel.preferredConnection(from);
+        const moved = pc !== undefined && pc !== origin.connectionId;
         this.log[moved ? "debug" : "warn"](moved ? "pod network lane offer ended with its path" : "pod network lane offer not answered", { node: from, error: err.message });
         stream.abort(err);
       });
@@ -193,24 +187,16 @@ export class LaneControl {
     return grant;
   }
 
-  /**
-   * hands the lane of exchange `st` to the reader thread, unless another
-   * exchange for the node wins: a newer connection's, or on the same
-   * connection the preferred one (both sides offered at once)
-   */
-  private place(node: string, to: { ip: string; port: number; relayId?: number }, theirs: LaneOffer, mine: LaneOffer, st: LaneState, ours: boolean): void {
+  /** hands the lane of exchange `st` to the reader thread, unless the lane in place wins over it (then its lease is closed) */
+  private place(node: string, to: { ip: string; port: number; relayId?: number }, theirs: LaneOffer, mine: LaneOffer, st: LaneState): void {
     const cur = this.state.get(node);
-    if (cur !== st) {
-      // our offer, forgotten meanwhile
-      if (ours && cur === undefined) return closeStream(st.lease);
-      if (cur !== undefined) {
-        if (this.keeps(node, cur, st, ours)) return closeStream(st.lease);
-        if (cur.installed) closeStream(cur.lease);
-      }
+    if (cur) {
+      if (keeps(cur, st)) return closeStream(st.lease);
+      closeStream(cur.lease);
     }
     st.installed = true;
-    st.direct = to.relayId === undefined;
     this.state.set(node, st);
+    this.refused.delete(node);
     this.up.delete(node);
     // the lane lives as long as its connection: when the lease closes (server or peer restarted, path gone), packets take the stream at once
     const lease = st.lease;
@@ -225,77 +211,23 @@ export class LaneControl {
   }
 
   /**
-   * of two exchanges for `node`, whether `cur` (ours in place or under way)
-   * wins over `next`: on one connection (both sides offered at once), the one
-   * offered by the node whose name sorts first, once in place; on two, the one
-   * on the connection new streams take now (a relayed one upgraded to direct
-   * while its exchange ran loses to the direct one's); when neither is, the
-   * later answer (`next`, unless it is our own offer completing)
-   */
-  private keeps(node: string, cur: LaneState, next: LaneState, nextIsOurs: boolean): boolean {
-    if (cur.connectionId === next.connectionId) return cur.installed && cur.preferred && !next.preferred;
-    const now = this.tunnel.preferredConnection(node);
-    if (now === cur.connectionId) return true;
-    if (now === next.connectionId) return false;
-    return nextIsOurs;
-  }
-
-  /**
    * a server told our lane's public address (the reader thread says when it
-   * changes); when the one we offer changes (the NAT's mapping moved), direct
-   * lanes offered with the old one go, and are offered again with traffic
+   * changes, and every 10 s). The first one: direct lanes not answering yet
+   * were offered without it and go (offered again with traffic); a change of
+   * the one we offer (the NAT's mapping moved): every direct lane goes
    */
   onObserved(server: string, ip: string, port: number): void {
-    const offered = this.observed.values().next().value;
-    const before = this.observed.get(server);
-    this.observed.set(server, { ip, port });
-    for (const wake of this.observers) wake();
-    if (!before) {
-      this.log.info("public lane address seen by a tunnel server", { server, address: `${ip}:${port}` });
-      return;
-    }
-    this.log.warn("our public lane address changed (the NAT's mapping moved)", { server, was: `${before.ip}:${before.port}`, now: `${ip}:${port}` });
-    if (offered !== before) return;
-    for (const [node, st] of this.state) if (st.installed && st.direct) this.forget(node, "our public lane address changed");
+    const told = this.publicAddr.told(server, ip, port);
+    if (told === "same") return;
+    if (told === "first") this.log.info("public lane address seen by a tunnel server", { server, address: `${ip}:${port}` });
+    else this.log.warn("our public lane address changed (the NAT's mapping moved): direct lanes are offered again", { server, now: `${ip}:${port}` });
+    for (const [node, st] of this.state) if (st.direct && (told === "changed" || !this.up.has(node))) this.forget(node, "our public lane address is new");
   }
 
-  /** for status: our lane's public address as the first server saw it */
+  /** for status: our lane's public address as the first server answering saw it */
   publicLaneAddress(): string | undefined {
-    const o = this.observed.values().next().value;
-    return o && `${o.ip}:${o.port}`;
-  }
-
-  /**
-   * our lane's public address, for an offer: as a server saw it; the first
-   * time, one is asked (a grant we register with, which its answers carry),
-   * waiting up to a second; undefined without a server that answers
-   */
-  private async publicAddress(): Promise<{ ip: string; port: number } | undefined> {
-    const known = this.observed.values().next().value;
-    if (known) return known;
-    // no server to ask (a mesh on one LAN), or none answered lately: no wait
-    if (!this.discovery && (Date.now() - this.discoveryFailedAt < this.retryMs || this.tunnel.servers().length === 0)) return undefined;
-    this.discovery ??= this.discover();
-    let wake = () => {};
-    const told = new Promise<void>((r) => this.observers.add((wake = r)));
-    const timer = setTimeout(wake, OBSERVE_WAIT_MS);
-    await told;
-    clearTimeout(timer);
-    this.observers.delete(wake);
-    return this.observed.values().next().value;
-  }
-
-  private async discover(): Promise<void> {
-    for (const server of this.tunnel.servers()) {
-      try {
-        await this.grantFrom(server.peer, server.ip);
-        return;
-      } catch (err) {
-        this.log.debug("no public lane address from this server", { server: server.ip, error: (err as Error).message });
-      }
-    }
-    this.discoveryFailedAt = Date.now();
-    this.discovery = undefined;
+    const a = this.publicAddr.current();
+    return a && `${a.ip}:${a.port}`;
   }
 
   /** the reader thread's word on a lane */
@@ -309,6 +241,7 @@ export class LaneControl {
 
   /** the node is gone or relayed: its lane too */
   forget(node: string, why: string): void {
+    this.offering.delete(node);
     const st = this.state.get(node);
     if (!st) return;
     this.state.delete(node);
@@ -317,6 +250,19 @@ export class LaneControl {
     this.install({ op: "unlane", node });
     this.log.info("pod network lane removed", { node, why });
   }
+}
+
+/**
+ * of two exchanges for one node, whether `cur` (in place) wins over `next`,
+ * decided the same way on both sides: a direct lane over one through a
+ * server (a relayed path upgraded while its exchange ran), then the one
+ * offered by the node whose name sorts first (offers that crossed, on one
+ * connection or two), else the newer
+ */
+function keeps(cur: LaneState, next: LaneState): boolean {
+  if (cur.direct !== next.direct) return cur.direct;
+  if (cur.preferred !== next.preferred) return cur.preferred;
+  return false;
 }
 
 function closeStream(s: Stream | undefined): void {

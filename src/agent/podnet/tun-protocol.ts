@@ -52,7 +52,7 @@ export interface LaneStats {
 
 export type WorkerEvent =
   | { ev: "lane"; node: string; up: boolean }
-  /** a server ("ip:port" of its lane relay) saw our lane socket at `ip`:`port` (told when it changes) */
+  /** a server ("ip:port" of its lane relay) saw our lane socket at `ip`:`port` (told when it changes, and every 10 s) */
   | { ev: "observed"; server: string; ip: string; port: number }
   /** a drop on the reader thread, for the log (a few per reason per minute; the counts come with stats) */
   | { ev: "drop"; reason: string; detail: string } | { ev: "stats"; lanes: Record<string, LaneStats>; drops: Record<string, number> };

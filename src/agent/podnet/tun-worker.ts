@@ -168,25 +168,25 @@ function sendRegistration(m: RelayRegister): void {
   if (Number(c.sendto(s!.udpFd, ptr(d), d.byteLength, 0, ptr(m.addr), 16)) !== d.byteLength) drop("lane-send", "registration at a server");
 }
 
-/** the newest answer taken (answers carry their registration's counter: an older one is late or a copy) */
-let observedCounter = 0;
-/** per server ("ip:port"), the public address it last told, so only changes go to the main thread */
-const observedBy = new Map<string, string>();
+/** per server ("ip:port" of its lane relay): the newest answer's counter (an older one is late or a copy), what it said and when we told it */
+const observedBy = new Map<string, { counter: number; seen: string; toldAt: number }>();
+/** answers are told to the main thread when they change, and this often anyway (there, one older than 30 s no longer counts) */
+const OBSERVED_REFRESH_MS = 10_000;
 
 /** a server's answer to a registration: our public lane address as it saw it */
-function observed(d: Uint8Array): void {
+function observed(d: Uint8Array, now: number): void {
   const relayId = observedRelayId(d);
   const reg = relayId === undefined ? undefined : [...registrations.values()].find((r) => r.relayId === relayId);
   const o = reg && checkObserved(reg.token, d);
   if (!reg || !o) return drop("lane-malformed", "an answer from a lane relay that does not verify");
-  if (o.counter <= observedCounter) return;
-  observedCounter = o.counter;
   const a = reg.addr;
   const server = `${a[4]}.${a[5]}.${a[6]}.${a[7]}:${(a[2]! << 8) | a[3]!}`;
   const seen = `${o.ip}:${o.port}`;
-  if (observedBy.get(server) === seen) return;
-  observedBy.set(server, seen);
-  port.postMessage({ ev: "observed", server, ip: o.ip, port: o.port });
+  const last = observedBy.get(server);
+  if (last && o.counter <= last.counter) return;
+  const tell = !last || last.seen !== seen || now - last.toldAt >= OBSERVED_REFRESH_MS;
+  observedBy.set(server, { counter: o.counter, seen, toldAt: tell ? now : last.toldAt });
+  if (tell) port.postMessage({ ev: "observed", server, ip: o.ip, port: o.port });
 }
 
 function remove(node: string): void {
@@ -257,7 +257,7 @@ function fromUdp(now: number): void {
     if (n <= 0) break;
     const d = rbuf.subarray(0, n);
     if (d[0] === RelayType.observed) {
-      observed(d);
+      observed(d, now);
       continue;
     }
     const h = readHead(d);
