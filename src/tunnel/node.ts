@@ -162,13 +162,24 @@ export async function createTunnelNode(o: TunnelNodeOptions): Promise<TunnelNode
  * upgrader's, registered with the connection manager like any other.
  */
 export function dialNow(node: TunnelNode, ma: Multiaddr, signal: AbortSignal): Promise<Connection> {
-  const tm = (node as unknown as { components: { transportManager: { dial(ma: Multiaddr, o: { signal: AbortSignal }): Promise<Connection> } } }).components.transportManager;
-  return tm.dial(ma, { signal });
+  return transportManager(node).dial(ma, { signal });
 }
 
-/** the agent's shared-port TCP transport (not public API; isolated here) */
+/** the agent's shared-port TCP transport */
 export function sharedPortTransport(node: TunnelNode): SharedPortTcp | undefined {
-  const tm = (node as unknown as { components: { transportManager: { getTransports(): Array<{ [Symbol.toStringTag]?: string }> } } }).components.transportManager;
-  return tm.getTransports().find((t) => t[Symbol.toStringTag] === TRANSPORT_TAG) as SharedPortTcp | undefined;
+  return libp2pTransport(node, TRANSPORT_TAG) as SharedPortTcp | undefined;
+}
+
+/** the node's transport whose tag (Symbol.toStringTag) is `tag` */
+export function libp2pTransport(node: TunnelNode, tag: string): Record<PropertyKey, unknown> | undefined {
+  return transportManager(node).getTransports().find((t) => t[Symbol.toStringTag] === tag);
+}
+
+/** libp2p's transport manager (not public API; isolated here) */
+function transportManager(node: TunnelNode): {
+  dial(ma: Multiaddr, o: { signal: AbortSignal }): Promise<Connection>;
+  getTransports(): Array<Record<PropertyKey, unknown>>;
+} {
+  return (node as unknown as { components: { transportManager: ReturnType<typeof transportManager> } }).components.transportManager;
 }
 

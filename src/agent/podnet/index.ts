@@ -37,6 +37,11 @@ export const podnetModule: ModuleFactory = {
  */
 export const ROUTE_CHECK_MS = 5_000;
 
+/** the lane in status: its port, and its public address when a server told it */
+function laneStatus(port: number, publicAddr: string | undefined): { port: number; public?: string } {
+  return publicAddr ? { port, public: publicAddr } : { port };
+}
+
 type Drop = DropReason | SendDrop | "no-route" | "not-ipv4" | "too-big" | "tun-write";
 
 class PodNetwork implements Module {
@@ -300,7 +305,7 @@ class PodNetwork implements Module {
         ownCIDRs: t?.own.map((c) => c.text) ?? [],
         routes: t?.routed().map((r) => ({ cidr: r.cidr.text, node: r.node })) ?? [],
         refused: t?.refused ?? [],
-        lane: this.tun?.laneOpen ? { port: this.cfg.lane.port, ...(this.lanes?.publicLaneAddress() ? { public: this.lanes.publicLaneAddress() } : {}) } : null,
+        lane: this.tun?.laneOpen ? laneStatus(this.cfg.lane.port, this.lanes?.publicLaneAddress()) : null,
         peers: [...new Set([...this.links.keys(), ...this.inbound.keys(), ...Object.keys(this.laneStats.lanes)])].sort().map((node) => {
           const l = this.links.get(node);
           const i = this.inbound.get(node);

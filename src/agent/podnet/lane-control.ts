@@ -26,7 +26,6 @@ const RETRY_MS = 30_000;
 
 interface LaneState {
   connectionId: string;
-  installed: boolean;
   /** straight to the peer (not through a server's lane relay) */
   direct: boolean;
   /** the exchange's stream, kept open as the lane's lease: it closes with its connection, and the lane goes with it */
@@ -95,7 +94,7 @@ export class LaneControl {
   }
 
   private async offer(node: string, ns: NodeStream): Promise<void> {
-    const st: LaneState = { connectionId: ns.connectionId, installed: false, direct: ns.path === "direct", preferred: this.self < node };
+    const st: LaneState = { connectionId: ns.connectionId, direct: ns.path === "direct", preferred: this.self < node };
     this.offering.set(node, st);
     let stream: Stream | undefined;
     try {
@@ -127,8 +126,7 @@ export class LaneControl {
       if (stream) stream.abort(err as Error);
       this.refused.set(node, { connectionId: st.connectionId, until: Date.now() + this.retryMs });
       // its connection went or stopped being the path (relayed, upgraded meanwhile): the new path gets its own exchange
-      const pc = this.tunnel.preferredConnection(node);
-      if (pc !== undefined && pc !== st.connectionId) {
+      if (this.pathMoved(node, st.connectionId)) {
         this.log.debug("pod network lane exchange ended with its path", { node, error: (err as Error).message });
         return;
       }
@@ -153,7 +151,7 @@ export class LaneControl {
           route?.relayPeer && theirs.relayId !== 0
             ? await this.grantFrom(route.relayPeer, route.ip).catch((err: Error) => void this.log.warn("pod network lane relay grant failed", { node: from, error: err.message }))
             : undefined;
-        const st: LaneState = { connectionId: origin.connectionId ?? "", installed: false, direct: route?.relayPeer === undefined, lease: stream, preferred: from < this.self };
+        const st: LaneState = { connectionId: origin.connectionId ?? "", direct: route?.relayPeer === undefined, lease: stream, preferred: from < this.self };
         const cur = this.state.get(from);
         // a lane in place that wins over this one stays: this one is refused
         const keepCurrent = cur !== undefined && keeps(cur, st);
@@ -164,8 +162,7 @@ export class LaneControl {
         this.place(from, grant ? { ip: route.ip, port: grant.port, relayId: theirs.relayId } : directLaneTarget(route.ip, theirs), theirs, mine, st);
       })
       .catch((err: Error) => {
-        const pc = this.tunnel.preferredConnection(from);
-        const moved = pc !== undefined && pc !== origin.connectionId;
+        const moved = this.pathMoved(from, origin.connectionId);
         this.log[moved ? "debug" : "warn"](moved ? "pod network lane offer ended with its path" : "pod network lane offer not answered", { node: from, error: err.message });
         stream.abort(err);
       });
@@ -182,9 +179,15 @@ export class LaneControl {
     closeStream(stream);
     if (typeof grant === "string") throw new Error(`lane relay: ${grant}`);
     if (grant.port === 0) throw new Error("the server's lane relay is full");
-    this.install({ op: "register", addr: sockaddrIn(ip, grant.port), relayId: grant.relayId, token: grant.token });
+    this.install({ op: "register", server: `${ip}:${grant.port}`, addr: sockaddrIn(ip, grant.port), relayId: grant.relayId, token: grant.token });
     this.log.debug("pod network lane relay granted", { server: `${ip}:${grant.port}` });
     return grant;
+  }
+
+  /** whether new streams to `node` now take a connection other than `connectionId` (an exchange there ended with its path) */
+  private pathMoved(node: string, connectionId: string | undefined): boolean {
+    const now = this.tunnel.preferredConnection(node);
+    return now !== undefined && now !== connectionId;
   }
 
   /** hands the lane of exchange `st` to the reader thread, unless the lane in place wins over it (then its lease is closed) */
@@ -194,7 +197,6 @@ export class LaneControl {
       if (keeps(cur, st)) return closeStream(st.lease);
       closeStream(cur.lease);
     }
-    st.installed = true;
     this.state.set(node, st);
     this.refused.delete(node);
     this.up.delete(node);

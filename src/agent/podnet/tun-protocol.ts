@@ -35,6 +35,8 @@ export interface LaneInstall {
 /** register our UDP address at a server's lane relay (sent every second) */
 export interface RelayRegister {
   op: "register";
+  /** "ip:port" of the server's lane relay (`addr` as text: its answers are told under this name) */
+  server: string;
   addr: Uint8Array;
   relayId: number;
   token: Uint8Array;

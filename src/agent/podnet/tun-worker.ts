@@ -158,7 +158,7 @@ const registrations = new Map<string, RelayRegister>();
 let lastCounter = 0;
 
 function register(m: RelayRegister): void {
-  registrations.set(m.addr.join(","), m);
+  registrations.set(m.server, m);
   sendRegistration(m);
 }
 
@@ -179,8 +179,7 @@ function observed(d: Uint8Array, now: number): void {
   const reg = relayId === undefined ? undefined : [...registrations.values()].find((r) => r.relayId === relayId);
   const o = reg && checkObserved(reg.token, d);
   if (!reg || !o) return drop("lane-malformed", "an answer from a lane relay that does not verify");
-  const a = reg.addr;
-  const server = `${a[4]}.${a[5]}.${a[6]}.${a[7]}:${(a[2]! << 8) | a[3]!}`;
+  const server = reg.server;
   const seen = `${o.ip}:${o.port}`;
   const last = observedBy.get(server);
   if (last && o.counter <= last.counter) return;

@@ -5,7 +5,7 @@
 import type { Connection, PeerId } from "@libp2p/interface";
 import type { Multiaddr } from "@multiformats/multiaddr";
 import type { Logger } from "../../log.ts";
-import type { TunnelNode } from "../../tunnel/node.ts";
+import { libp2pTransport, type TunnelNode } from "../../tunnel/node.ts";
 import type { Membership } from "../../tunnel/membership.ts";
 import { lookup } from "node:dns/promises";
 import { describeAddr, isCircuit, tcpAddr, tcpTarget } from "../../tunnel/addresses.ts";
@@ -21,9 +21,7 @@ interface ReservationStore {
 
 /** the relay transport's reservation store (not public API; isolated here) */
 export function reservationStore(node: TunnelNode): ReservationStore {
-  const tm = (node as unknown as { components: { transportManager: { getTransports(): Array<Record<PropertyKey, unknown>> } } }).components.transportManager;
-  const t = tm.getTransports().find((x) => x[Symbol.toStringTag] === "@libp2p/circuit-relay-v2-transport");
-  const store = t?.reservationStore as ReservationStore | undefined;
+  const store = libp2pTransport(node, "@libp2p/circuit-relay-v2-transport")?.reservationStore as ReservationStore | undefined;
   if (!store) throw new Error("circuit relay transport missing");
   return store;
 }
